@@ -1,0 +1,213 @@
+"""gearmand's text admin protocol: commands, response framing, parsers. No I/O.
+
+An admin command is one text line on the same port as the binary protocol.
+List commands (status, workers, show jobs, ...) answer with lines ended by a
+line holding a single "."; the others answer with one line ("OK ...", a
+version, or "ERR CODE text"). Servers end lines with LF or CRLF and some pad
+with NUL bytes, so parsing strips both. A function name may hold a tab (the
+C `gearadmin` splits it wrongly); counts are parsed from the right so it stays
+whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from .errors import LocalProtocolError, RemoteProtocolError, ServerError
+
+# Commands whose answer is a list ended by a "." line.
+LIST_COMMANDS = frozenset({"status", "workers", "show jobs", "show unique jobs", "prioritystatus"})
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStatus:
+    """One `status` row. gearmand's TOTAL counts running jobs too."""
+
+    function: str
+    total: int
+    running: int
+    workers: int
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a worker (total minus running)."""
+        return max(self.total - self.running, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityStatus:
+    """One `prioritystatus` row: jobs waiting, by priority."""
+
+    function: str
+    high: int
+    normal: int
+    low: int
+    workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One `workers` row: a connection and the functions it registered."""
+
+    fd: int
+    address: str
+    client_id: str
+    functions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """One `show jobs` row."""
+
+    handle: str
+    retries: int
+    ignore: bool
+    queued: bool
+
+
+def command_line(command: str, *args: str) -> bytes:
+    """The bytes of one admin command. Refuses arguments that would end the line early."""
+    words = [command, *args]
+    for word in words:
+        if any(c in word for c in "\r\n\0"):
+            raise LocalProtocolError(f"admin command arguments must not contain line breaks or NUL: {word!r}")
+    return (" ".join(words) + "\n").encode()
+
+
+def is_list_command(command: str) -> bool:
+    return command in LIST_COMMANDS
+
+
+def _clean(line: str) -> str:
+    return line.rstrip("\r\n\0")
+
+
+class ResponseReader:
+    """Frames one admin response from bytes fed in any chunking.
+
+    feed() returns the response lines once complete (without the "." end line),
+    else None. An ERR line raises ServerError at once.
+    """
+
+    def __init__(self, command: str) -> None:
+        self._list = is_list_command(command)
+        self._buf = bytearray()
+        self._lines: list[str] = []
+
+    def feed(self, data: bytes) -> list[str] | None:
+        self._buf += data
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                return None
+            raw = bytes(self._buf[:nl]).lstrip(b"\0")
+            del self._buf[: nl + 1]
+            line = _clean(raw.decode("utf-8", "surrogateescape"))
+            if not self._lines and line.startswith("ERR"):
+                raise parse_err(line)
+            if not self._list:
+                return [line]
+            if line == ".":
+                return self._lines
+            self._lines.append(line)
+
+
+def parse_err(line: str) -> ServerError:
+    """'ERR CODE text+encoded' -> ServerError."""
+    parts = line.split(" ", 2)
+    code = parts[1] if len(parts) > 1 else "UNKNOWN"
+    text = unquote_plus(parts[2]) if len(parts) > 2 else ""
+    return ServerError(code, text)
+
+
+def _int(value: str, what: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise RemoteProtocolError(f"{what}: expected a number, got {value!r}") from None
+
+
+def parse_status(lines: list[str]) -> list[FunctionStatus]:
+    rows = []
+    for line in lines:
+        if not line:
+            continue
+        parts = line.rsplit("\t", 3)
+        if len(parts) != 4:
+            raise RemoteProtocolError(f"status: cannot parse line {line!r}")
+        name, total, running, workers = parts
+        rows.append(FunctionStatus(name, _int(total, "status"), _int(running, "status"), _int(workers, "status")))
+    return rows
+
+
+def parse_prioritystatus(lines: list[str]) -> list[PriorityStatus]:
+    rows = []
+    for line in lines:
+        if not line:
+            continue
+        parts = line.rsplit("\t", 4)
+        if len(parts) != 5:
+            raise RemoteProtocolError(f"prioritystatus: cannot parse line {line!r}")
+        name, *nums = parts
+        high, normal, low, workers = (_int(n, "prioritystatus") for n in nums)
+        rows.append(PriorityStatus(name, high, normal, low, workers))
+    return rows
+
+
+def parse_workers(lines: list[str]) -> list[WorkerInfo]:
+    """'FD IP CLIENT-ID : FUNCTION ...'; function names are separated by spaces."""
+    rows = []
+    for line in lines:
+        if not line:
+            continue
+        head, sep, tail = line.partition(" :")
+        if not sep:
+            raise RemoteProtocolError(f"workers: cannot parse line {line!r}")
+        fields = head.split(" ", 2)
+        if len(fields) < 2:
+            raise RemoteProtocolError(f"workers: cannot parse line {line!r}")
+        fd = _int(fields[0], "workers")
+        address = fields[1]
+        client_id = fields[2] if len(fields) > 2 else "-"
+        functions = tuple(f for f in tail.split(" ") if f)
+        rows.append(WorkerInfo(fd, address, client_id, functions))
+    return rows
+
+
+def parse_jobs(lines: list[str]) -> list[JobInfo]:
+    rows = []
+    for line in lines:
+        if not line:
+            continue
+        parts = line.split("\t")
+        if len(parts) < 4:
+            raise RemoteProtocolError(f"show jobs: cannot parse line {line!r}")
+        handle = "\t".join(parts[:-3])
+        retries, ignore, queued = (_int(p, "show jobs") for p in parts[-3:])
+        rows.append(JobInfo(handle, retries, bool(ignore), bool(queued)))
+    return rows
+
+
+def parse_unique_jobs(lines: list[str]) -> list[str]:
+    return [line for line in lines if line]
+
+
+def parse_ok(lines: list[str]) -> str:
+    """A one-line 'OK [value]' answer -> value ('' when bare)."""
+    line = lines[0] if lines else ""
+    if line == "OK":
+        return ""
+    if line.startswith("OK "):
+        return line[3:]
+    raise RemoteProtocolError(f"expected OK, got {line!r}")
+
+
+def parse_version(lines: list[str]) -> str:
+    """gearmand answers 'OK 1.1.20'; older servers send the bare version."""
+    line = lines[0] if lines else ""
+    return line[3:] if line.startswith("OK ") else line
+
+
+def parse_getpid(lines: list[str]) -> int:
+    return _int(parse_version(lines), "getpid")

@@ -1,0 +1,648 @@
+"""Submitting jobs: one at a time with failover, or many pipelined; job status.
+
+`AsyncClient` is the engine; `Client` is the same API for code that is not
+async (it runs its own event loop). Neither prints: they return `Job` objects
+and raise errors from errors.py.
+
+A job counts as submitted only once a server answered JOB_CREATED. A submit
+whose server cannot be reached, closes the connection, or answers ERROR moves
+on to the next server; one that no server took raises (or, in submit_many,
+ends with state "error"). Resubmitting after a connection broke between the
+SUBMIT and its JOB_CREATED can run a job twice, never zero times: Gearman's
+at-least-once promise.
+
+Foreground jobs are registered under their handle the moment JOB_CREATED is
+read, inside the same read loop, because the job's WORK_* packets may follow
+in the very same chunk of bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, Union
+
+from .connection import Connection, ServerAddress, ServerPool, TLSOptions, admin_request, parse_servers
+from .errors import (
+    ConnectionFailed,
+    GearctlError,
+    JobException,
+    JobFailed,
+    NoServerAvailable,
+    NoWorker,
+    ServerError,
+    Timeout,
+    UsageError,
+)
+from . import admin
+from .protocol import SUBMIT_TYPES, Packet, PacketType, encode, parse_int
+
+P = PacketType
+Priority = Literal["high", "normal", "low"]
+PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
+DEFAULT_WINDOW = 10_000  # jobs in flight at once in submit_many
+_BATCH = 256  # submits written per write() in submit_many
+
+# Job states. A background job ends at "queued"; a foreground one at
+# "complete", "failed" or "exception". "error" and "timeout" are gearctl's own.
+DONE_STATES = frozenset({"queued", "complete", "failed", "exception", "error", "timeout"})
+T = TypeVar("T")
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
+def _bytes(value: Union[bytes, str]) -> bytes:
+    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """GET_STATUS / GET_STATUS_UNIQUE answer."""
+
+    handle: str
+    known: bool
+    running: bool
+    numerator: int
+    denominator: int
+    server: str
+    waiting: int | None = None  # clients waiting on the job (GET_STATUS_UNIQUE only)
+
+    @property
+    def percent(self) -> float | None:
+        return 100.0 * self.numerator / self.denominator if self.denominator else None
+
+
+class Job:
+    """One job: what was submitted and everything the server said about it."""
+
+    def __init__(self, function: str, data: Union[bytes, str] = b"", *, unique: str = "",
+                 background: bool = True, priority: str = "normal", when: int | None = None,
+                 index: int | None = None) -> None:
+        if priority not in PRIORITIES:
+            raise UsageError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+        if when is not None and not background:
+            raise UsageError("a scheduled job (--at/--in) runs in the background; it cannot be waited for")
+        if when is not None and priority != "normal":
+            raise UsageError("gearmand has no priority for scheduled jobs; drop --priority or --at/--in")
+        if not function:
+            raise UsageError("the function name is empty")
+        self.function = function
+        self.data = _bytes(data)
+        self.unique = unique
+        self.background = background
+        self.priority = priority
+        self.when = when
+        self.index = index  # the caller's number for it (input line)
+        self.handle: str | None = None
+        self.server: ServerAddress | None = None
+        self.state = "new"
+        self.result = b""  # WORK_COMPLETE payload
+        self.chunks: list[bytes] = []  # WORK_DATA payloads, in order
+        self.warnings: list[bytes] = []
+        self.exception: bytes | None = None
+        self.error: GearctlError | None = None
+        self.numerator = 0
+        self.denominator = 0
+        self.on_data: Callable[[Job, bytes], None] | None = None
+        self.on_warning: Callable[[Job, bytes], None] | None = None
+        self.on_status: Callable[[Job, int, int], None] | None = None
+        self._on_done: Callable[[Job], None] | None = None
+        self._future: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Job {self.function} {self.handle or '-'} {self.state}>"
+
+    @property
+    def done(self) -> bool:
+        return self.state in DONE_STATES
+
+    @property
+    def output(self) -> bytes:
+        """Everything the worker sent as data: WORK_DATA chunks, then the result."""
+        return b"".join(self.chunks) + self.result if self.chunks else self.result
+
+    def packet(self) -> bytes:
+        function, unique = self.function.encode(), self.unique.encode()
+        if self.when is not None:
+            return encode(P.SUBMIT_JOB_EPOCH, function, unique, str(self.when).encode(), self.data)
+        return encode(SUBMIT_TYPES[(self.background, self.priority)], function, unique, self.data)
+
+    def raise_for_state(self) -> None:
+        """Raise the error that matches how the job ended (nothing for success)."""
+        if self.state == "failed":
+            raise JobFailed(f"job {self.handle} ({self.function}) failed")
+        if self.state == "exception":
+            text = _text(self.exception or b"").strip() or "no message"
+            raise JobException(f"job {self.handle} ({self.function}) raised: {text}")
+        if self.state in ("error", "timeout") and self.error is not None:
+            raise self.error
+
+    async def wait(self, timeout: float | None = None) -> bytes:
+        """Wait for the job to end; its output, or the matching error."""
+        if not self.done:
+            if self._future is None:
+                self._future = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._future), timeout)
+            except asyncio.TimeoutError:
+                raise Timeout(f"job {self.handle} ({self.function}) did not finish within {timeout:g}s") from None
+        self.raise_for_state()
+        return self.output
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.output
+        try:
+            result: str | None = out.decode("utf-8")
+            encoded = None
+        except UnicodeDecodeError:
+            import base64
+
+            result, encoded = None, base64.b64encode(out).decode()
+        record: dict[str, Any] = {
+            "function": self.function,
+            "handle": self.handle,
+            "unique": self.unique or None,
+            "server": str(self.server) if self.server else None,
+            "status": self.state,
+            "result": result,
+            "error": self.error_text(),
+        }
+        if encoded is not None:
+            record["result_base64"] = encoded
+        if self.warnings:
+            record["warnings"] = [_text(w) for w in self.warnings]
+        if self.index is not None:
+            record["line"] = self.index
+        return record
+
+    def error_text(self) -> str | None:
+        if self.state == "exception":
+            return _text(self.exception or b"")
+        if self.state == "failed":
+            return "job failed"
+        if self.error is not None:
+            return str(self.error)
+        return None
+
+    # -- driven by AsyncClient --------------------------------------------------
+    def _finish(self, state: str, error: GearctlError | None = None) -> None:
+        if self.done:
+            return
+        self.state = state
+        if error is not None:
+            self.error = error
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+        if self._on_done is not None:
+            self._on_done(self)
+
+    def _work(self, packet: Packet) -> bool:
+        """Apply a WORK_* packet; True when it ends the job."""
+        kind, args = packet.type, packet.args
+        if kind is P.WORK_DATA:
+            self.chunks.append(args[1])
+            if self.on_data:
+                self.on_data(self, args[1])
+        elif kind is P.WORK_WARNING:
+            self.warnings.append(args[1])
+            if self.on_warning:
+                self.on_warning(self, args[1])
+        elif kind is P.WORK_STATUS:
+            self.numerator = parse_int(args[1], "WORK_STATUS numerator")
+            self.denominator = parse_int(args[2], "WORK_STATUS denominator")
+            if self.on_status:
+                self.on_status(self, self.numerator, self.denominator)
+        elif kind is P.WORK_COMPLETE:
+            self.result = args[1]
+            self._finish("complete")
+            return True
+        elif kind is P.WORK_FAIL:
+            self._finish("failed")
+            return True
+        elif kind is P.WORK_EXCEPTION:
+            # gearmand ends the job on WORK_EXCEPTION and forwards it only to
+            # clients that set the "exceptions" option (we always do).
+            self.exception = args[1]
+            self._finish("exception")
+            return True
+        return False
+
+
+Done = Callable[[Job, Union[GearctlError, None]], None]
+
+
+class AsyncClient:
+    """Submit jobs to one or more gearmand servers; see the module docstring."""
+
+    def __init__(self, servers: Union[str, Iterable[str], Iterable[ServerAddress], None] = None, *,
+                 connect_timeout: float = 5.0, tls: TLSOptions | None = None) -> None:
+        if servers is not None and not isinstance(servers, str):
+            servers = list(servers)
+            if servers and isinstance(servers[0], ServerAddress):
+                addresses = list(servers)
+            else:
+                addresses = parse_servers(servers)  # type: ignore[arg-type]
+        else:
+            addresses = parse_servers(servers)
+        self._pool = ServerPool(addresses, connect_timeout=connect_timeout, tls=tls,
+                                on_packet=self._on_packet, on_close=self._on_close)
+        # Foreground jobs by connection and handle (coalesced jobs share a handle).
+        self._waiting: dict[Connection, dict[bytes, list[Job]]] = {}
+
+    @property
+    def servers(self) -> list[ServerAddress]:
+        return self._pool.servers
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    # -- one job ---------------------------------------------------------------
+    async def submit(self, function: str, data: Union[bytes, str] = b"", *, background: bool = True,
+                     priority: str = "normal", unique: str = "", when: int | None = None,
+                     timeout: float | None = None) -> Job:
+        """Submit one job; returns once a server created it (JOB_CREATED).
+        For a foreground job, `await job.wait()` then gives its result."""
+        job = Job(function, data, unique=unique, background=background, priority=priority, when=when)
+        await self.submit_job(job, timeout=timeout)
+        return job
+
+    async def run(self, function: str, data: Union[bytes, str] = b"", *, priority: str = "normal",
+                  unique: str = "", timeout: float | None = None) -> bytes:
+        """Submit a foreground job and wait for its output."""
+        deadline = _deadline(timeout)
+        job = await self.submit(function, data, background=False, priority=priority, unique=unique,
+                                timeout=timeout)
+        return await job.wait(_remaining(deadline))
+
+    async def submit_job(self, job: Job, timeout: float | None = None) -> Job:
+        """Create `job` on the first server that takes it (see module docstring)."""
+        deadline = _deadline(timeout)
+        errors: list[GearctlError] = []
+        for address in self._candidates(job):
+            try:
+                conn = await _within(self._pool.connect(address), deadline, f"connecting to {address}")
+            except ConnectionFailed as e:
+                errors.append(e)
+                continue
+            future: asyncio.Future[GearctlError | None] = asyncio.get_running_loop().create_future()
+            self._send(conn, [job], lambda _job, err: future.done() or future.set_result(err))
+            error = await _within(asyncio.shield(future), deadline, f"waiting for {address} to create the job")
+            if error is None:
+                return job
+            errors.append(error)
+            if isinstance(error, ConnectionFailed):
+                self._pool.mark_down(address, error)
+        error = _best_error(errors, self._pool)
+        job._finish("error", error)
+        raise error
+
+    def _candidates(self, job: Job) -> list[ServerAddress]:
+        """Servers to try, up ones first; all of them when none is known up."""
+        ordered = self._pool.order(job.unique.encode())
+        up = [s for s in ordered if not self._pool.is_down(s)]
+        return up or ordered
+
+    # -- many jobs -------------------------------------------------------------
+    async def submit_many(self, jobs: Union[Iterable[Job], AsyncIterable[Job]], *,
+                          window: int = DEFAULT_WINDOW, timeout: float | None = None,
+                          on_created: Callable[[Job], None] | None = None,
+                          on_done: Callable[[Job], None] | None = None) -> dict[str, int]:
+        """Submit jobs pipelined, at most `window` in flight (not yet created, or
+        for foreground jobs not yet finished). Each job ends in a done state;
+        `on_done` is called once for every job. Returns counts by state."""
+        window = max(1, window)
+        deadline = _deadline(timeout)
+        counts: dict[str, int] = {}
+        inflight: dict[int, Job] = {}
+        room = asyncio.Event()
+        all_done = asyncio.Event()
+        all_done.set()
+        batches: dict[Connection, list[Job]] = {}
+        retries: set[asyncio.Task[None]] = set()
+
+        def finished(job: Job) -> None:
+            inflight.pop(id(job), None)
+            counts[job.state] = counts.get(job.state, 0) + 1
+            if on_done is not None:
+                on_done(job)
+            if len(inflight) < window:
+                room.set()
+            if not inflight:
+                all_done.set()
+
+        def created(job: Job, error: GearctlError | None) -> None:
+            if error is not None:
+                task = asyncio.ensure_future(self._resubmit(job, deadline))
+                retries.add(task)
+                task.add_done_callback(retries.discard)
+                return
+            if on_created is not None:
+                on_created(job)
+
+        def flush() -> None:
+            for conn, batch in batches.items():
+                if batch:
+                    self._send(conn, batch, created)
+            batches.clear()
+
+        async def place(job: Job) -> None:
+            job._on_done = finished
+            inflight[id(job)] = job
+            all_done.clear()
+            conn = await self._connection_for(job)
+            if conn is None:
+                job._finish("error", _best_error(list(self._pool.errors.values()), self._pool))
+                return
+            batch = batches.setdefault(conn, [])
+            batch.append(job)
+            if len(batch) >= _BATCH:
+                flush()
+
+        try:
+            if isinstance(jobs, AsyncIterable):
+                async for job in jobs:
+                    await self._wait_room(inflight, window, room, flush, deadline)
+                    await place(job)
+            else:
+                for job in jobs:
+                    await self._wait_room(inflight, window, room, flush, deadline)
+                    await place(job)
+            flush()
+            await _within(all_done.wait(), deadline, "waiting for the jobs")
+        except Timeout as e:
+            for job in list(inflight.values()):
+                job._finish("timeout", Timeout(f"job {job.handle or '(not created)'} ({job.function}): {e}"))
+        finally:
+            for task in list(retries):
+                task.cancel()
+        return counts
+
+    async def _wait_room(self, inflight: dict[int, Job], window: int, room: asyncio.Event,
+                         flush: Callable[[], None], deadline: float | None) -> None:
+        while len(inflight) >= window:
+            flush()
+            room.clear()
+            await _within(room.wait(), deadline, "waiting for room in the window")
+
+    async def _connection_for(self, job: Job) -> Connection | None:
+        for address in self._candidates(job):
+            conn = self._pool.connected(address)
+            if conn is not None:
+                return conn
+            try:
+                return await self._pool.connect(address)
+            except ConnectionFailed:
+                continue
+        return None
+
+    async def _resubmit(self, job: Job, deadline: float | None) -> None:
+        """A pipelined submit was refused or its connection broke: fail over."""
+        job.state = "new"
+        job.handle = None
+        job.server = None
+        try:
+            await self.submit_job(job, timeout=_remaining(deadline))
+        except GearctlError as e:
+            job._finish("timeout" if isinstance(e, Timeout) else "error", e)
+
+    # -- the wire --------------------------------------------------------------
+    def _send(self, conn: Connection, jobs: list[Job], done: Done) -> None:
+        """Write SUBMITs for `jobs` in one write; `done(job, error)` per reply."""
+        waiting = self._waiting
+        needs_option = any(not job.background for job in jobs) and "exceptions" not in conn.options
+        chunks = []
+        callbacks: list[Callable[[Union[Packet, GearctlError]], None]] = []
+        if needs_option:
+            conn.options.add("exceptions")
+            chunks.append(encode(P.OPTION_REQ, b"exceptions"))
+            callbacks.append(_ignore)
+        for job in jobs:
+            job.state = "sent"
+
+            def reply(answer: Union[Packet, GearctlError], job: Job = job) -> None:
+                if isinstance(answer, Packet):
+                    if answer.type is P.JOB_CREATED:
+                        handle = answer.args[0]
+                        job.handle = _text(handle)
+                        job.server = conn.address
+                        if job.background:
+                            done(job, None)
+                            job._finish("queued")
+                        else:
+                            job.state = "created"
+                            waiting.setdefault(conn, {}).setdefault(handle, []).append(job)
+                            done(job, None)
+                        return
+                    if answer.type is P.ERROR:
+                        done(job, ServerError(_text(answer.args[0]), _text(answer.args[1]), str(conn.address)))
+                        return
+                    done(job, ConnectionFailed(f"{conn.address}: unexpected {answer.type.name} to a submit"))
+                    return
+                done(job, answer)
+
+            chunks.append(job.packet())
+            callbacks.append(reply)
+        try:
+            conn.request_many(b"".join(chunks), callbacks)
+        except ConnectionFailed as e:
+            for callback in callbacks:
+                callback(e)
+
+    def _on_packet(self, conn: Connection, packet: Packet) -> None:
+        kind = packet.type
+        if kind in (P.WORK_DATA, P.WORK_WARNING, P.WORK_STATUS, P.WORK_COMPLETE, P.WORK_FAIL, P.WORK_EXCEPTION):
+            handles = self._waiting.get(conn)
+            jobs = handles.get(packet.args[0]) if handles else None
+            if not jobs:
+                return  # a job we no longer wait for (timed out, or a stray packet)
+            ended = False
+            for job in list(jobs):
+                ended = job._work(packet) or ended
+            if ended and handles is not None:
+                del handles[packet.args[0]]
+
+    def _on_close(self, conn: Connection, error: GearctlError) -> None:
+        handles = self._waiting.pop(conn, None)
+        if not handles:
+            return
+        for jobs in handles.values():
+            for job in jobs:
+                job._finish("error", ConnectionFailed(
+                    f"{conn.address}: connection lost while waiting for job {job.handle} ({job.function})"))
+
+    # -- status and admin --------------------------------------------------------
+    async def status(self, handle: str, *, server: Union[str, ServerAddress, None] = None,
+                     timeout: float | None = 10.0) -> JobStatus:
+        """GET_STATUS on `server`, or on every server until one knows the handle."""
+        request = encode(P.GET_STATUS, handle.encode())
+        return await self._ask_status(request, server, timeout)
+
+    async def status_unique(self, unique: str, *, server: Union[str, ServerAddress, None] = None,
+                            timeout: float | None = 10.0) -> JobStatus:
+        """GET_STATUS_UNIQUE: like status(), by unique key, with the waiting-clients count."""
+        request = encode(P.GET_STATUS_UNIQUE, unique.encode())
+        return await self._ask_status(request, server, timeout)
+
+    async def _ask_status(self, request: bytes, server: Union[str, ServerAddress, None],
+                          timeout: float | None) -> JobStatus:
+        if server is None:
+            servers = self._pool.servers
+        else:
+            servers = [server if isinstance(server, ServerAddress) else parse_servers(server)[0]]
+        deadline = _deadline(timeout)
+        answer: JobStatus | None = None
+        errors: list[GearctlError] = []
+        for address in servers:
+            try:
+                conn = await _within(self._pool.connect(address), deadline, f"connecting to {address}")
+                packet = await conn.call(request, _remaining(deadline))
+            except (ConnectionFailed, Timeout) as e:
+                errors.append(e)
+                continue
+            if packet.type is P.ERROR:
+                errors.append(ServerError(_text(packet.args[0]), _text(packet.args[1]), str(address)))
+                continue
+            answer = _status_from(packet, str(address))
+            if answer.known:
+                return answer
+        if answer is None:
+            raise _best_error(errors, self._pool)
+        return answer
+
+    async def admin(self, command: str, *args: str,
+                    timeout: float = 5.0) -> dict[ServerAddress, Union[list[str], GearctlError]]:
+        """Run a text admin command on every server at once; lines or error per server."""
+        ctx = self._pool.tls.context()
+
+        async def one(address: ServerAddress) -> Union[list[str], GearctlError]:
+            try:
+                return await admin_request(address, command, *args, timeout=timeout, tls=ctx)
+            except GearctlError as e:
+                return e
+
+        results = await asyncio.gather(*(one(a) for a in self._pool.servers))
+        return dict(zip(self._pool.servers, results))
+
+    async def workers_for(self, function: str, timeout: float = 5.0) -> int:
+        """Workers registered for `function`, summed over servers. Raises
+        NoServerAvailable when no server answered."""
+        total, answered, errors = 0, 0, []
+        for address, lines in (await self.admin("status", timeout=timeout)).items():
+            if isinstance(lines, GearctlError):
+                errors.append(lines)
+                continue
+            answered += 1
+            total += sum(row.workers for row in admin.parse_status(lines) if row.function == function)
+        if not answered:
+            raise _best_error(errors, self._pool)
+        return total
+
+    async def require_workers(self, function: str, timeout: float = 5.0) -> int:
+        count = await self.workers_for(function, timeout)
+        if not count:
+            servers = ", ".join(str(s) for s in self._pool.servers)
+            raise NoWorker(f"no worker has registered {function!r} on {servers}; start one, or drop --require-workers")
+        return count
+
+
+def _ignore(_answer: Union[Packet, GearctlError]) -> None:
+    return None
+
+
+def _status_from(packet: Packet, server: str) -> JobStatus:
+    args = packet.args
+    waiting = parse_int(args[5], "waiting clients") if packet.type is P.STATUS_RES_UNIQUE else None
+    return JobStatus(_text(args[0]), args[1] == b"1", args[2] == b"1",
+                     parse_int(args[3], "status numerator"), parse_int(args[4], "status denominator"),
+                     server, waiting)
+
+
+def _best_error(errors: list[GearctlError], pool: ServerPool) -> GearctlError:
+    """One error for a request no server took: a server's own refusal if every
+    reachable server refused, else 'no server' naming each one's reason."""
+    refusals = [e for e in errors if isinstance(e, ServerError)]
+    if refusals and len(refusals) == len(errors):
+        return refusals[-1]
+    timeouts = [e for e in errors if isinstance(e, Timeout)]
+    if timeouts and len(timeouts) == len(errors):
+        return timeouts[-1]
+    reasons = "; ".join(str(e) for e in errors) or "; ".join(str(e) for e in pool.errors.values())
+    names = ", ".join(str(s) for s in pool.servers)
+    return NoServerAvailable(f"no server took the request ({reasons or names})")
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
+async def _within(awaitable: Awaitable[T], deadline: float | None, what: str) -> T:
+    if deadline is None:
+        return await awaitable
+    remaining = deadline - time.monotonic()
+    try:
+        return await asyncio.wait_for(awaitable, max(remaining, 0.0))
+    except asyncio.TimeoutError:
+        raise Timeout(f"timed out {what}") from None
+
+
+class Client:
+    """The AsyncClient API for code that is not async. Not thread-safe.
+
+        with Client("gear1:4730,gear2") as client:
+            job = client.submit("resize", b"...")              # background
+            output = client.run("reverse", b"abc", timeout=10)   # foreground
+    """
+
+    def __init__(self, servers: Union[str, Iterable[str], None] = None, *, connect_timeout: float = 5.0,
+                 tls: TLSOptions | None = None) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client = AsyncClient(servers, connect_timeout=connect_timeout, tls=tls)
+
+    def _run(self, coro: Awaitable[T]) -> T:
+        return self._loop.run_until_complete(coro)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._run(self._client.close())
+            self._loop.close()
+
+    def submit(self, function: str, data: Union[bytes, str] = b"", **options: Any) -> Job:
+        return self._run(self._client.submit(function, data, **options))
+
+    def run(self, function: str, data: Union[bytes, str] = b"", **options: Any) -> bytes:
+        return self._run(self._client.run(function, data, **options))
+
+    def wait(self, job: Job, timeout: float | None = None) -> bytes:
+        return self._run(job.wait(timeout))
+
+    def submit_many(self, jobs: Iterable[Job], **options: Any) -> dict[str, int]:
+        return self._run(self._client.submit_many(jobs, **options))
+
+    def status(self, handle: str, **options: Any) -> JobStatus:
+        return self._run(self._client.status(handle, **options))
+
+    def status_unique(self, unique: str, **options: Any) -> JobStatus:
+        return self._run(self._client.status_unique(unique, **options))
+
+    def workers_for(self, function: str, timeout: float = 5.0) -> int:
+        return self._run(self._client.workers_for(function, timeout))

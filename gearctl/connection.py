@@ -1,0 +1,408 @@
+"""Sockets: server addresses, TLS, binary connections, a pool with failover, admin requests.
+
+This is the only module that touches the network. A `Connection` is an
+asyncio.Protocol around one socket: it encodes nothing itself, it writes bytes
+it is given and feeds what it reads to a protocol.Decoder. Gearman servers
+answer the requests of one connection in order, so every request that expects
+a reply (SUBMIT_JOB* -> JOB_CREATED, GET_STATUS -> STATUS_RES, GRAB_JOB ->
+JOB_ASSIGN/NO_JOB, ...) queues a callback in a FIFO and each reply, or an ERROR
+in its place, goes to the oldest one. Everything else (WORK_* for foreground
+jobs, NOOP) goes to the connection's owner. This is what makes pipelining
+cheap: thousands of submits go out in one write and their JOB_CREATEDs are
+matched in order with no per-job round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import ssl
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Union
+
+from . import admin
+from .errors import ConfigError, ConnectionFailed, GearctlError, RemoteProtocolError, ServerError, Timeout
+from .protocol import Decoder, Magic, Packet, PacketType
+
+DEFAULT_PORT = 4730
+DEFAULT_SERVERS = "127.0.0.1:4730"
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+P = PacketType
+# Packets that answer a request (matched FIFO); the rest are unsolicited.
+REPLIES = frozenset(
+    {P.JOB_CREATED, P.ERROR, P.STATUS_RES, P.STATUS_RES_UNIQUE, P.OPTION_RES, P.ECHO_RES,
+     P.NO_JOB, P.JOB_ASSIGN, P.JOB_ASSIGN_UNIQ, P.JOB_ASSIGN_ALL}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAddress:
+    host: str
+    port: int = DEFAULT_PORT
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_server(text: str) -> ServerAddress:
+    """'host', 'host:port', '[v6]', '[v6]:port' or a bare IPv6 address."""
+    spec = text.strip()
+    if not spec:
+        raise ConfigError("empty server address")
+    host, port = spec, str(DEFAULT_PORT)
+    if spec.startswith("["):
+        close = spec.find("]")
+        if close < 0:
+            raise ConfigError(f"bad server address {text!r}: missing ']'")
+        host, rest = spec[1:close], spec[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ConfigError(f"bad server address {text!r}: expected ':port' after ']'")
+            port = rest[1:]
+    elif spec.count(":") == 1:
+        host, port = spec.split(":")
+    if not host:
+        raise ConfigError(f"bad server address {text!r}: no host")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError(f"bad server address {text!r}: port {port!r} is not a number") from None
+    if not 0 < number < 65536:
+        raise ConfigError(f"bad server address {text!r}: port {number} is out of range")
+    return ServerAddress(host, number)
+
+
+def parse_servers(specs: Union[str, Iterable[str], None]) -> list[ServerAddress]:
+    """A comma-separated list (or several of them) -> addresses, duplicates removed."""
+    if specs is None:
+        specs = DEFAULT_SERVERS
+    if isinstance(specs, str):
+        specs = [specs]
+    seen: dict[ServerAddress, None] = {}
+    for spec in specs:
+        for part in spec.split(","):
+            if part.strip():
+                seen.setdefault(parse_server(part), None)
+    if not seen:
+        raise ConfigError("no server given")
+    return list(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class TLSOptions:
+    """TLS to a gearmand behind a terminator (stunnel, haproxy) or built with --ssl."""
+
+    enabled: bool = False
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    verify: bool = True
+
+    @property
+    def active(self) -> bool:
+        return self.enabled or bool(self.ca or self.cert)
+
+    def context(self) -> ssl.SSLContext | None:
+        if not self.active:
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=self.ca)
+            if self.cert:
+                ctx.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(f"TLS setup failed: {e}") from e
+        if not self.verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+
+def _tune(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+ReplyCallback = Callable[[Union[Packet, GearctlError]], None]
+
+
+class Connection(asyncio.Protocol):
+    """One binary-protocol connection to one server."""
+
+    def __init__(self, address: ServerAddress, on_packet: Callable[[Connection, Packet], None] | None = None,
+                 on_close: Callable[[Connection, GearctlError], None] | None = None) -> None:
+        self.address = address
+        self.on_packet = on_packet
+        self.on_close = on_close
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.error: GearctlError | None = None
+        self.options: set[str] = set()  # OPTION_REQs sent on this connection
+        self._decoder = Decoder(expect=Magic.RES)
+        self._waiting: deque[ReplyCallback] = deque()
+        self._closed_waiter: asyncio.Future[None] | None = None
+
+    # -- opening and closing -------------------------------------------------
+    @classmethod
+    async def open(cls, address: ServerAddress, *, timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                   tls: ssl.SSLContext | None = None,
+                   on_packet: Callable[[Connection, Packet], None] | None = None,
+                   on_close: Callable[[Connection, GearctlError], None] | None = None) -> Connection:
+        loop = asyncio.get_running_loop()
+        conn = cls(address, on_packet, on_close)
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: conn, address.host, address.port, ssl=tls,
+                                       server_hostname=address.host if tls else None),
+                timeout,
+            )
+        except asyncio.TimeoutError:
+            raise ConnectionFailed(f"{address}: no answer within {timeout:g}s") from None
+        except ssl.SSLError as e:
+            raise ConnectionFailed(f"{address}: TLS handshake failed: {e.reason or e}") from e
+        except OSError as e:
+            raise ConnectionFailed(f"{address}: {e.strerror or e}") from e
+        return conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        _tune(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = f"{self.address}: connection lost" + (f" ({exc})" if exc else "")
+        self._shut(self.error or ConnectionFailed(reason))
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+        self._shut(ConnectionFailed(f"{self.address}: connection closed"))
+
+    def abort(self) -> None:
+        """Close at once, dropping unsent data (a server then re-queues held jobs)."""
+        if self.transport is not None:
+            self.transport.abort()
+        self._shut(ConnectionFailed(f"{self.address}: connection aborted"))
+
+    async def wait_closed(self) -> None:
+        if self.closed:
+            return
+        if self._closed_waiter is None:
+            self._closed_waiter = asyncio.get_running_loop().create_future()
+        await self._closed_waiter
+
+    def _shut(self, error: GearctlError) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.error = error
+        waiting, self._waiting = self._waiting, deque()
+        for callback in waiting:
+            callback(error)
+        if self.on_close is not None:
+            self.on_close(self, error)
+        if self._closed_waiter is not None and not self._closed_waiter.done():
+            self._closed_waiter.set_result(None)
+
+    # -- sending -------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        """Write bytes that expect no reply."""
+        if self.closed or self.transport is None:
+            raise self.error or ConnectionFailed(f"{self.address}: not connected")
+        self.transport.write(data)
+
+    def request(self, data: bytes, callback: ReplyCallback) -> None:
+        """Write one request; `callback` gets its reply packet (or ERROR), or the
+        error that closed the connection first."""
+        self.send(data)
+        self._waiting.append(callback)
+
+    def request_many(self, data: bytes, callbacks: Sequence[ReplyCallback]) -> None:
+        """Write several requests at once (`data` is their concatenation)."""
+        self.send(data)
+        self._waiting.extend(callbacks)
+
+    async def call(self, data: bytes, timeout: float | None = None) -> Packet:
+        """Write one request and wait for its reply."""
+        future: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
+
+        def done(reply: Packet | GearctlError) -> None:
+            if future.done():
+                return
+            if isinstance(reply, Packet):
+                future.set_result(reply)
+            else:
+                future.set_exception(reply)
+
+        self.request(data, done)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"{self.address}: no reply within {timeout:g}s") from None
+
+    @property
+    def outstanding(self) -> int:
+        """Requests sent whose replies have not arrived."""
+        return len(self._waiting)
+
+    # -- receiving -----------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        decoder = self._decoder
+        decoder.feed(data)
+        try:
+            while (packet := decoder.next()) is not None:
+                if packet.type in REPLIES and self._waiting:
+                    self._waiting.popleft()(packet)
+                elif self.on_packet is not None:
+                    self.on_packet(self, packet)
+        except RemoteProtocolError as e:
+            self.error = RemoteProtocolError(f"{self.address}: {e}")
+            if self.transport is not None:
+                self.transport.abort()
+            self._shut(self.error)
+
+
+class ServerPool:
+    """Connections to several servers, opened lazily, with failover order.
+
+    A server that fails to connect is skipped for a while (backoff doubling up
+    to `max_backoff`), so a dead server costs one connect attempt, not one per job.
+    """
+
+    def __init__(self, servers: Sequence[ServerAddress], *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 tls: TLSOptions | None = None,
+                 on_packet: Callable[[Connection, Packet], None] | None = None,
+                 on_close: Callable[[Connection, GearctlError], None] | None = None,
+                 max_backoff: float = 30.0) -> None:
+        if not servers:
+            raise ConfigError("no server given")
+        self.servers = list(servers)
+        self.connect_timeout = connect_timeout
+        self.tls = tls or TLSOptions()
+        self._ssl: ssl.SSLContext | None = None
+        self._ssl_ready = False
+        self.on_packet = on_packet
+        self.on_close = on_close
+        self.max_backoff = max_backoff
+        self._conns: dict[ServerAddress, Connection] = {}
+        self._connecting: dict[ServerAddress, asyncio.Future[Connection]] = {}
+        self._down_until: dict[ServerAddress, float] = {}
+        self._backoff: dict[ServerAddress, float] = {}
+        self.errors: dict[ServerAddress, GearctlError] = {}
+        self._next = 0
+
+    def order(self, key: bytes = b"") -> list[ServerAddress]:
+        """Servers in the order to try: a unique key always starts at the same
+        server (so gearmand can coalesce it); other jobs rotate. Servers marked
+        down go last."""
+        n = len(self.servers)
+        if key:
+            start = zlib.crc32(key) % n
+        else:
+            start = self._next
+            self._next = (self._next + 1) % n
+        ordered = self.servers[start:] + self.servers[:start]
+        now = time.monotonic()
+        up = [s for s in ordered if self._down_until.get(s, 0.0) <= now]
+        return up + [s for s in ordered if s not in up]
+
+    def is_down(self, address: ServerAddress) -> bool:
+        return self._down_until.get(address, 0.0) > time.monotonic()
+
+    def connected(self, address: ServerAddress) -> Connection | None:
+        conn = self._conns.get(address)
+        return conn if conn is not None and not conn.closed else None
+
+    async def connect(self, address: ServerAddress) -> Connection:
+        conn = self.connected(address)
+        if conn is not None:
+            return conn
+        pending = self._connecting.get(address)
+        if pending is None:
+            pending = asyncio.ensure_future(self._open(address))
+            self._connecting[address] = pending
+            pending.add_done_callback(lambda _f: self._connecting.pop(address, None))
+        return await asyncio.shield(pending)
+
+    async def _open(self, address: ServerAddress) -> Connection:
+        if not self._ssl_ready:
+            self._ssl = self.tls.context()
+            self._ssl_ready = True
+        try:
+            conn = await Connection.open(address, timeout=self.connect_timeout, tls=self._ssl,
+                                         on_packet=self.on_packet, on_close=self._closed)
+        except ConnectionFailed as e:
+            self.mark_down(address, e)
+            raise
+        self._conns[address] = conn
+        self._down_until.pop(address, None)
+        self._backoff.pop(address, None)
+        self.errors.pop(address, None)
+        return conn
+
+    def _closed(self, conn: Connection, error: GearctlError) -> None:
+        if self._conns.get(conn.address) is conn:
+            del self._conns[conn.address]
+        if self.on_close is not None:
+            self.on_close(conn, error)
+
+    def mark_down(self, address: ServerAddress, error: GearctlError) -> None:
+        delay = min(self._backoff.get(address, 0.5) * 2, self.max_backoff)
+        self._backoff[address] = delay
+        self._down_until[address] = time.monotonic() + delay * random.uniform(0.8, 1.2)
+        self.errors[address] = error
+
+    def live(self) -> list[Connection]:
+        return [c for c in self._conns.values() if not c.closed]
+
+    async def close(self) -> None:
+        for conn in list(self._conns.values()):
+            conn.close()
+        self._conns.clear()
+
+
+async def admin_request(address: ServerAddress, command: str, *args: str,
+                        timeout: float = DEFAULT_CONNECT_TIMEOUT, tls: ssl.SSLContext | None = None) -> list[str]:
+    """Run one text admin command on a fresh connection; the response lines."""
+    line = admin.command_line(command, *args)
+    reader_framer = admin.ResponseReader(command)
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(address.host, address.port, ssl=tls,
+                                    server_hostname=address.host if tls else None), timeout)
+    except asyncio.TimeoutError:
+        raise ConnectionFailed(f"{address}: no answer within {timeout:g}s") from None
+    except (OSError, ssl.SSLError) as e:
+        raise ConnectionFailed(f"{address}: {getattr(e, 'strerror', None) or e}") from e
+    try:
+        writer.write(line)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Timeout(f"{address}: no answer to {command!r} within {timeout:g}s")
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), remaining)
+            except asyncio.TimeoutError:
+                raise Timeout(f"{address}: no answer to {command!r} within {timeout:g}s") from None
+            except OSError as e:
+                raise ConnectionFailed(f"{address}: {e}") from e
+            if not chunk:
+                raise ConnectionFailed(f"{address}: connection closed during {command!r}")
+            try:
+                lines = reader_framer.feed(chunk)
+            except ServerError as e:
+                raise ServerError(e.code, e.text, str(address)) from e
+            if lines is not None:
+                return lines
+    finally:
+        writer.close()

@@ -1,0 +1,133 @@
+"""Everything gearctl draws: progress bars, live tables, summaries. No network I/O.
+
+rich is imported only when something is drawn on a terminal, so scripts that
+pipe gearctl's output pay nothing for it at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+
+def is_tty(stream: IO[Any]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def json_line(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+class JobProgress:
+    """A progress bar on stderr driven by WORK_STATUS; silent off a terminal."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> JobProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, numerator: int, denominator: int) -> None:
+        if not self.enabled:
+            return
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                      MofNCompleteColumn(), console=Console(stderr=True), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(self.label, total=denominator or None)
+        self._progress.update(self._task, completed=numerator, total=denominator or None)
+
+    def print_warning(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False)
+        else:
+            sys.stderr.write(text + ("" if text.endswith("\n") else "\n"))
+            sys.stderr.flush()
+
+
+@dataclass
+class SubmitStats:
+    """Counts for a run of many jobs (--each-line)."""
+
+    background: bool
+    submitted: int = 0
+    created: int = 0
+    by_state: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def done(self, state: str) -> None:
+        self.by_state[state] = self.by_state.get(state, 0) + 1
+
+    @property
+    def finished(self) -> int:
+        return sum(self.by_state.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(n for s, n in self.by_state.items() if s not in ("queued", "complete"))
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.finished / elapsed if elapsed > 0 else 0.0
+
+    def summary(self) -> str:
+        ok = "queued" if self.background else "complete"
+        parts = [f"{self.submitted} submitted", f"{self.by_state.get(ok, 0)} {ok}"]
+        for state in ("failed", "exception", "timeout", "error", "invalid"):
+            if self.by_state.get(state):
+                parts.append(f"{self.by_state[state]} {state}")
+        elapsed = time.monotonic() - self.started
+        return ", ".join(parts) + f" in {elapsed:.2f}s ({self.rate():,.0f} jobs/s)"
+
+
+class SubmitView:
+    """A live table of a many-job run on stderr; silent off a terminal."""
+
+    def __init__(self, stats: SubmitStats, function: str, enabled: bool) -> None:
+        self.stats = stats
+        self.function = function
+        self.enabled = enabled
+        self._live: Any = None
+
+    def __enter__(self) -> SubmitView:
+        if self.enabled:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(get_renderable=self._table, console=Console(stderr=True),
+                              refresh_per_second=4, transient=False)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        s = self.stats
+        table = Table(title=f"gearctl client {self.function}", title_justify="left")
+        for name in ("submitted", "created", "completed", "failed", "jobs/s"):
+            table.add_column(name, justify="right")
+        completed = s.by_state.get("queued" if s.background else "complete", 0)
+        failed = s.failed
+        table.add_row(str(s.submitted), str(s.created), str(completed),
+                      f"[red]{failed}[/]" if failed else "0", f"{s.rate():,.0f}")
+        return table
