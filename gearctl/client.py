@@ -61,15 +61,17 @@ def _bytes(value: Union[bytes, str]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class JobStatus:
-    """GET_STATUS / GET_STATUS_UNIQUE answer."""
+    """GET_STATUS / GET_STATUS_UNIQUE answer. gearmand's answer to the unique
+    form names the unique key, not the handle."""
 
-    handle: str
+    handle: str | None
     known: bool
     running: bool
     numerator: int
     denominator: int
     server: str
     waiting: int | None = None  # clients waiting on the job (GET_STATUS_UNIQUE only)
+    unique: str | None = None
 
     @property
     def percent(self) -> float | None:
@@ -561,10 +563,11 @@ def _ignore(_answer: Union[Packet, GearctlError]) -> None:
 
 def _status_from(packet: Packet, server: str) -> JobStatus:
     args = packet.args
-    waiting = parse_int(args[5], "waiting clients") if packet.type is P.STATUS_RES_UNIQUE else None
-    return JobStatus(_text(args[0]), args[1] == b"1", args[2] == b"1",
+    by_unique = packet.type is P.STATUS_RES_UNIQUE
+    waiting = parse_int(args[5], "waiting clients") if by_unique else None
+    return JobStatus(None if by_unique else _text(args[0]), args[1] == b"1", args[2] == b"1",
                      parse_int(args[3], "status numerator"), parse_int(args[4], "status denominator"),
-                     server, waiting)
+                     server, waiting, _text(args[0]) if by_unique else None)
 
 
 def _best_error(errors: list[GearctlError], pool: ServerPool) -> GearctlError:
@@ -577,8 +580,8 @@ def _best_error(errors: list[GearctlError], pool: ServerPool) -> GearctlError:
     if timeouts and len(timeouts) == len(errors):
         return timeouts[-1]
     reasons = "; ".join(str(e) for e in errors) or "; ".join(str(e) for e in pool.errors.values())
-    names = ", ".join(str(s) for s in pool.servers)
-    return NoServerAvailable(f"no server took the request ({reasons or names})")
+    reasons = reasons or ", ".join(str(s) for s in pool.servers)
+    return NoServerAvailable(f"no job server reachable: {reasons} (check --servers or GEARCTL_SERVERS)")
 
 
 def _deadline(timeout: float | None) -> float | None:

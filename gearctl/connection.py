@@ -15,6 +15,7 @@ matched in order with no per-job round trip.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import ssl
@@ -124,6 +125,15 @@ class TLSOptions:
         return ctx
 
 
+def _reason(error: OSError) -> str:
+    """'connection refused', not asyncio's "Connect call failed ('127.0.0.1', 1)"."""
+    if isinstance(error, ssl.SSLError):
+        return f"TLS error: {error.reason or error}"
+    if error.errno:
+        return os.strerror(error.errno).lower()
+    return str(error) or type(error).__name__
+
+
 def _tune(transport: asyncio.BaseTransport) -> None:
     sock = transport.get_extra_info("socket")
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
@@ -150,6 +160,8 @@ class Connection(asyncio.Protocol):
         self._decoder = Decoder(expect=Magic.RES)
         self._waiting: deque[ReplyCallback] = deque()
         self._closed_waiter: asyncio.Future[None] | None = None
+        self._lost = False
+        self._lost_waiter: asyncio.Future[None] | None = None
 
     # -- opening and closing -------------------------------------------------
     @classmethod
@@ -170,7 +182,7 @@ class Connection(asyncio.Protocol):
         except ssl.SSLError as e:
             raise ConnectionFailed(f"{address}: TLS handshake failed: {e.reason or e}") from e
         except OSError as e:
-            raise ConnectionFailed(f"{address}: {e.strerror or e}") from e
+            raise ConnectionFailed(f"{address}: {_reason(e)}") from e
         return conn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -179,6 +191,9 @@ class Connection(asyncio.Protocol):
         _tune(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._lost_waiter is not None and not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
         reason = f"{self.address}: connection lost" + (f" ({exc})" if exc else "")
         self._shut(self.error or ConnectionFailed(reason))
 
@@ -192,6 +207,14 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
         self._shut(ConnectionFailed(f"{self.address}: connection aborted"))
+
+    async def wait_transport_closed(self) -> None:
+        """Until connection_lost: the socket itself is closed."""
+        if self.transport is None or self._lost:
+            return
+        if self._lost_waiter is None:
+            self._lost_waiter = asyncio.get_running_loop().create_future()
+        await self._lost_waiter
 
     async def wait_closed(self) -> None:
         if self.closed:
@@ -364,10 +387,15 @@ class ServerPool:
     def live(self) -> list[Connection]:
         return [c for c in self._conns.values() if not c.closed]
 
-    async def close(self) -> None:
-        for conn in list(self._conns.values()):
-            conn.close()
+    async def close(self, timeout: float = 2.0) -> None:
+        """Close every connection and wait (briefly) until their sockets are gone,
+        so a TLS shutdown or a final write is not cut off by a closing loop."""
+        conns = list(self._conns.values())
         self._conns.clear()
+        for conn in conns:
+            conn.close()
+        if conns:
+            await asyncio.wait([asyncio.ensure_future(c.wait_transport_closed()) for c in conns], timeout=timeout)
 
 
 async def admin_request(address: ServerAddress, command: str, *args: str,
@@ -382,7 +410,7 @@ async def admin_request(address: ServerAddress, command: str, *args: str,
     except asyncio.TimeoutError:
         raise ConnectionFailed(f"{address}: no answer within {timeout:g}s") from None
     except (OSError, ssl.SSLError) as e:
-        raise ConnectionFailed(f"{address}: {getattr(e, 'strerror', None) or e}") from e
+        raise ConnectionFailed(f"{address}: {_reason(e)}") from e
     try:
         writer.write(line)
         deadline = time.monotonic() + timeout

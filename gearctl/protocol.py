@@ -124,7 +124,7 @@ ARGS: dict[PacketType, tuple[str, ...]] = {
     P.GRAB_JOB_ALL: (),
     P.JOB_ASSIGN_ALL: ("handle", "function", "unique", "reducer", "data"),
     P.GET_STATUS_UNIQUE: ("unique",),
-    P.STATUS_RES_UNIQUE: ("handle", "known", "running", "numerator", "denominator", "waiting"),
+    P.STATUS_RES_UNIQUE: ("unique", "known", "running", "numerator", "denominator", "waiting"),
 }
 
 # Which magic each type travels with. WORK_* and the echo/option packets go both
@@ -149,6 +149,10 @@ SUBMIT_TYPES: dict[tuple[bool, str], PacketType] = {
 
 # Packets that end a foreground job at the client.
 TERMINAL = frozenset({P.WORK_COMPLETE, P.WORK_FAIL, P.WORK_EXCEPTION})
+
+# Types whose last argument is opaque data (may hold NUL bytes). In the others a
+# trailing NUL is a terminator some servers add, and the decoder drops it.
+OPAQUE_LAST = frozenset(t for t, names in ARGS.items() if names and names[-1] == "data")
 
 Arg = Union[bytes, str]
 
@@ -270,10 +274,14 @@ class Decoder:
             if data:
                 return self._fail(f"{ptype.name} takes no arguments, got {size} bytes")
             return Packet(ptype, (), magic)
-        args = tuple(data.split(b"\0", arity - 1))
+        args = data.split(b"\0", arity - 1)
         if len(args) != arity:
             return self._fail(f"{ptype.name} needs {arity} arguments, got {len(args)}")
-        return Packet(ptype, args, magic)
+        if ptype not in OPAQUE_LAST and args[-1].endswith(b"\0"):
+            # gearmand 1.1.20 sends WORK_FAIL as "handle\0" to clients without
+            # the exceptions option: a NUL-terminated last field that is not data.
+            args[-1] = args[-1].rstrip(b"\0")
+        return Packet(ptype, tuple(args), magic)
 
     def __iter__(self) -> Decoder:
         return self

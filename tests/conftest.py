@@ -1,0 +1,188 @@
+"""Real peers for the tests: gearmand on a free loopback port, the C gearman
+tools, PHP workers, and gearctl itself run as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+PHP_DIR = HERE / "php"
+GEARMAND = shutil.which("gearmand") or "/usr/sbin/gearmand"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Gearmand:
+    """One gearmand process on 127.0.0.1, stopped by pid."""
+
+    def __init__(self, tmp: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.log = tmp / f"gearmand-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [GEARMAND, "-L", "127.0.0.1", "-p", str(self.port), "-l", str(self.log), "--verbose", "ERROR",
+             "-P", str(tmp / f"gearmand-{self.port}.pid"), "-t", "2", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._accepting, 10, what=f"gearmand on port {self.port}")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _accepting(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"gearmand exited with {self.proc.returncode}: {self.log.read_text(errors='replace')}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def admin(self, command: str) -> list[str]:
+        """A raw admin command; the response lines (without the '.' end)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(command.encode() + b"\n")
+            buf = b""
+            listing = command in ("status", "workers", "show jobs", "show unique jobs", "prioritystatus")
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                if listing and (buf == b".\n" or buf.endswith(b"\n.\n")):
+                    break
+                if not listing and buf.endswith(b"\n"):
+                    break
+        lines = buf.decode().replace("\r", "").split("\n")
+        return [line for line in lines if line and line != "."]
+
+    def status(self) -> dict[str, tuple[int, int, int]]:
+        """function -> (total, running, workers), counts parsed from the right."""
+        out = {}
+        for line in self.admin("status"):
+            name, total, running, workers = line.rsplit("\t", 3)
+            out[name] = (int(total), int(running), int(workers))
+        return out
+
+    def queued(self, function: str) -> int:
+        return self.status().get(function, (0, 0, 0))[0]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def gearmand(tmp_path: Path) -> Iterator[Gearmand]:
+    server = Gearmand(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gearmand_factory(tmp_path: Path) -> Iterator:
+    started: list[Gearmand] = []
+
+    def start(*extra: str) -> Gearmand:
+        server = Gearmand(tmp_path, *extra)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+class Procs:
+    """Background peer processes (C workers, PHP workers), killed by pid at teardown."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, stdout=kwargs.pop("stdout", subprocess.DEVNULL),
+                                stderr=kwargs.pop("stderr", subprocess.DEVNULL), **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    p = Procs()
+    yield p
+    p.stop_all()
+
+
+def gearctl(*args: str, input: bytes | None = None, env: dict | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the gearctl CLI as users do, in a subprocess."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "gearctl", *args], input=input, capture_output=True,
+                          env=full_env, timeout=timeout)
+
+
+def c_worker(procs: Procs, server: Gearmand, function: str, *command: str, count: int | None = None,
+             registered: bool = True, **kwargs) -> subprocess.Popen:
+    """The C `gearman -w` worker; with a command it pipes the workload to it."""
+    argv = ["gearman", "-h", "127.0.0.1", "-p", str(server.port), "-w", "-f", function]
+    if count is not None:
+        argv += ["-c", str(count)]
+    if command:
+        argv += ["--", *command]
+    proc = procs.start(argv, **kwargs)
+    if registered:  # off when queued jobs may let the worker finish before we look
+        wait_until(lambda: server.status().get(function, (0, 0, 0))[2] >= 1, 10, what=f"C worker for {function}")
+    return proc
+
+
+def php_worker(procs: Procs, server: Gearmand, *functions: str) -> subprocess.Popen:
+    """tests/php/worker.php serving `functions` (see that file for what each does)."""
+    proc = procs.start(["php", str(PHP_DIR / "worker.php"), server.address, *functions])
+
+    def registered() -> bool:
+        status = server.status()
+        return all(status.get(f, (0, 0, 0))[2] >= 1 for f in functions)
+
+    wait_until(registered, 10, what=f"PHP worker for {functions}")
+    return proc

@@ -1,0 +1,202 @@
+"""The Python API (gearctl.Client / AsyncClient) against a real gearmand."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import Gearmand, Procs, c_worker, free_port, php_worker, wait_until
+
+from gearctl import AsyncClient, Client, Job
+from gearctl.connection import TLSOptions
+from gearctl.errors import ConnectionFailed, JobException, JobFailed, NoServerAvailable, NoWorker, Timeout
+
+
+def test_sync_client_submit_run_and_status(gearmand: Gearmand, procs: Procs) -> None:
+    with Client(gearmand.address) as client:
+        job = client.submit("later", b"payload")
+        assert job.state == "queued" and job.handle and str(job.server) == gearmand.address
+        status = client.status(job.handle)
+        assert status.known and not status.running
+        c_worker(procs, gearmand, "upper", "tr", "a-z", "A-Z")
+        assert client.run("upper", b"abc", timeout=10) == b"ABC"
+        assert not client.status("H:no:such").known
+
+
+def test_status_follows_work_status(gearmand: Gearmand, procs: Procs) -> None:
+    php_worker(procs, gearmand, "php_status")
+
+    async def go() -> list[tuple[int, int]]:
+        async with AsyncClient(gearmand.address) as client:
+            job = await client.submit("php_status", background=True)
+            seen = []
+            for _ in range(100):
+                status = await client.status(job.handle)
+                if not status.known:
+                    break
+                if status.denominator:
+                    seen.append((status.numerator, status.denominator))
+                await asyncio.sleep(0.05)
+            return seen
+
+    seen = asyncio.run(go())
+    assert seen and all(den == 4 for _, den in seen) and max(num for num, _ in seen) >= 2
+
+
+def test_status_unique_counts_waiting_clients(gearmand: Gearmand) -> None:
+    async def go():
+        async with AsyncClient(gearmand.address) as a, AsyncClient(gearmand.address) as b:
+            ja = await a.submit("slowpoke", b"1", background=False, unique="u-1")
+            jb = await b.submit("slowpoke", b"1", background=False, unique="u-1")
+            status = await a.status_unique("u-1")
+            return ja, jb, status
+
+    ja, jb, status = asyncio.run(go())
+    assert ja.handle == jb.handle
+    assert status.unique == "u-1" and status.handle is None
+    assert status.known and status.waiting == 2
+
+
+def test_coalesced_foreground_jobs_both_get_the_result(gearmand: Gearmand, procs: Procs) -> None:
+    async def go():
+        async with AsyncClient(gearmand.address) as client:
+            first = await client.submit("upper", b"same", background=False, unique="k")
+            second = await client.submit("upper", b"same", background=False, unique="k")
+            c_worker(procs, gearmand, "upper", "tr", "a-z", "A-Z", registered=False)
+            return await first.wait(10), await second.wait(10), first.handle == second.handle
+
+    assert asyncio.run(go()) == (b"SAME", b"SAME", True)
+
+
+def test_job_errors_are_raised(gearmand: Gearmand, procs: Procs) -> None:
+    php_worker(procs, gearmand, "php_fail", "php_exception")
+    with Client(gearmand.address) as client:
+        with pytest.raises(JobFailed) as failed:
+            client.run("php_fail", timeout=10)
+        assert type(failed.value) is JobFailed
+        with pytest.raises(JobException, match="boom: bad input z"):
+            client.run("php_exception", b"z", timeout=10)
+        with pytest.raises(Timeout):
+            client.run("nobody_home", timeout=0.3)
+        with pytest.raises(NoWorker):
+            asyncio.run(AsyncClient(gearmand.address).require_workers("nobody_home"))
+
+
+def test_submit_many_pipelines_foreground_jobs(gearmand: Gearmand, procs: Procs) -> None:
+    c_worker(procs, gearmand, "upper", "tr", "a-z", "A-Z")
+    done: list[Job] = []
+
+    async def go():
+        async with AsyncClient(gearmand.address) as client:
+            jobs = (Job("upper", b"job%d" % i, background=False) for i in range(200))
+            return await client.submit_many(jobs, window=50, on_done=done.append, timeout=60)
+
+    counts = asyncio.run(go())
+    assert counts == {"complete": 200}
+    assert sorted(j.result for j in done) == sorted(b"JOB%d" % i for i in range(200))
+
+
+def test_submit_many_to_no_server_reports_every_job() -> None:
+    done: list[Job] = []
+
+    async def go():
+        async with AsyncClient(f"127.0.0.1:{free_port()}", connect_timeout=2) as client:
+            jobs = [Job("f", b"%d" % i) for i in range(50)]
+            return await client.submit_many(jobs, on_done=done.append)
+
+    counts = asyncio.run(go())
+    assert counts == {"error": 50} and len(done) == 50
+    assert all(isinstance(j.error, ConnectionFailed) for j in done)
+
+
+def test_no_server_raises(gearmand: Gearmand) -> None:
+    with Client(f"127.0.0.1:{free_port()}", connect_timeout=2) as client, pytest.raises(NoServerAvailable):
+        client.submit("f", b"x")
+
+
+def test_server_lost_while_waiting_is_an_error_not_a_hang(gearmand: Gearmand) -> None:
+    async def go():
+        async with AsyncClient(gearmand.address) as client:
+            job = await client.submit("forever", b"", background=False)
+            os.kill(gearmand.pid, signal.SIGKILL)
+            with pytest.raises(ConnectionFailed, match="connection lost"):
+                await job.wait(10)
+            return job.state
+
+    assert asyncio.run(go()) == "error"
+
+
+# -- TLS: a real TLS terminator (the role stunnel plays) in front of gearmand ------------
+
+def _make_cert(tmp: Path) -> tuple[Path, Path]:
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def _tls_terminator(cert: Path, key: Path, backend_port: int) -> tuple[int, socket.socket]:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                front = ctx.wrap_socket(raw, server_side=True)
+            except (OSError, ssl.SSLError):
+                raw.close()
+                continue
+            except BaseException:
+                raw.close()
+                raise
+            back = socket.create_connection(("127.0.0.1", backend_port))
+            threading.Thread(target=pump, args=(front, back), daemon=True).start()
+            threading.Thread(target=pump, args=(back, front), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return port, listener
+
+
+def test_tls_through_a_terminator(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
+    cert, key = _make_cert(tmp_path)
+    port, listener = _tls_terminator(cert, key, gearmand.port)
+    try:
+        c_worker(procs, gearmand, "upper", "tr", "a-z", "A-Z")
+        with Client(f"127.0.0.1:{port}", tls=TLSOptions(ca=str(cert))) as client:
+            assert client.run("upper", b"secret", timeout=10) == b"SECRET"
+            assert client.workers_for("upper") == 1  # admin commands go through TLS too
+        # An untrusted certificate is refused, with a clear reason.
+        with Client(f"127.0.0.1:{port}", tls=TLSOptions(enabled=True), connect_timeout=5) as client, \
+                pytest.raises(NoServerAvailable, match="(?i)certificate"):
+            client.submit("upper", b"x")
+    finally:
+        listener.close()
+
