@@ -11,6 +11,7 @@ whole.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
@@ -104,7 +105,7 @@ class ResponseReader:
             raw = bytes(self._buf[:nl]).lstrip(b"\0")
             del self._buf[: nl + 1]
             line = _clean(raw.decode("utf-8", "surrogateescape"))
-            if not self._lines and line.startswith("ERR"):
+            if not self._lines and _is_err(line, self._list):
                 raise parse_err(line)
             if not self._list:
                 return [line]
@@ -113,12 +114,24 @@ class ResponseReader:
             self._lines.append(line)
 
 
+_ERR = re.compile(r"ERR(?: ([A-Z][A-Z0-9_]*))?(?: (.*))?")
+
+
+def _is_err(line: str, listing: bool) -> bool:
+    """An ERR answer. In a list a first row could start with "ERR" too (a
+    function called ERRORLOG): an error line holds no tab and names a code."""
+    if not listing:
+        return line == "ERR" or line.startswith("ERR ")
+    return "\t" not in line and (line == "ERR" or re.match(r"ERR [A-Z][A-Z0-9_]*(?: |$)", line) is not None)
+
+
 def parse_err(line: str) -> ServerError:
-    """'ERR CODE text+encoded' -> ServerError."""
-    parts = line.split(" ", 2)
-    code = parts[1] if len(parts) > 1 else "UNKNOWN"
-    text = unquote_plus(parts[2]) if len(parts) > 2 else ""
-    return ServerError(code, text)
+    """'ERR CODE text+encoded' -> ServerError. Some gearmand answers are plain
+    English with no code ('ERR function not found'): code ERR, the words as text."""
+    match = _ERR.fullmatch(line)
+    if match is None or match.group(1) is None:
+        return ServerError("ERR", line[4:].strip())
+    return ServerError(match.group(1), unquote_plus(match.group(2) or ""))
 
 
 def _int(value: str, what: str) -> int:
@@ -161,15 +174,18 @@ def parse_workers(lines: list[str]) -> list[WorkerInfo]:
     for line in lines:
         if not line:
             continue
-        head, sep, tail = line.partition(" :")
-        if not sep:
-            raise RemoteProtocolError(f"workers: cannot parse line {line!r}")
-        fields = head.split(" ", 2)
-        if len(fields) < 2:
+        # fd and address hold no spaces (an IPv6 address holds colons, so the
+        # " :" separator is looked for only after them).
+        fields = line.split(" ", 2)
+        if len(fields) < 3:
             raise RemoteProtocolError(f"workers: cannot parse line {line!r}")
         fd = _int(fields[0], "workers")
         address = fields[1]
-        client_id = fields[2] if len(fields) > 2 else "-"
+        rest = " " + fields[2]
+        head, sep, tail = rest.partition(" :")
+        if not sep:
+            raise RemoteProtocolError(f"workers: cannot parse line {line!r}")
+        client_id = head.strip() or "-"
         functions = tuple(f for f in tail.split(" ") if f)
         rows.append(WorkerInfo(fd, address, client_id, functions))
     return rows

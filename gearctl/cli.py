@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import Enum
-from typing import IO, Annotated, Optional
+from typing import IO, Annotated
 
 import typer
 
@@ -56,12 +57,13 @@ Servers = Annotated[str, typer.Option(
 ConnectTimeout = Annotated[float, typer.Option(
     "--connect-timeout", envvar="GEARCTL_CONNECT_TIMEOUT", min=0.01, metavar="SECONDS",
     help="Give up on a server that does not accept the connection within this time.")]
-Tls = Annotated[bool, typer.Option("--tls", envvar="GEARCTL_TLS", help="Connect with TLS (gearmand behind a TLS terminator).")]
-TlsCa = Annotated[Optional[str], typer.Option("--tls-ca", envvar="GEARCTL_TLS_CA", metavar="FILE",
+Tls = Annotated[bool, typer.Option(
+    "--tls", envvar="GEARCTL_TLS", help="Connect with TLS (gearmand behind a TLS terminator).")]
+TlsCa = Annotated[str | None, typer.Option("--tls-ca", envvar="GEARCTL_TLS_CA", metavar="FILE",
                                               help="CA certificates to verify the server with (implies --tls).")]
-TlsCert = Annotated[Optional[str], typer.Option("--tls-cert", envvar="GEARCTL_TLS_CERT", metavar="FILE",
+TlsCert = Annotated[str | None, typer.Option("--tls-cert", envvar="GEARCTL_TLS_CERT", metavar="FILE",
                                                 help="Client certificate (implies --tls).")]
-TlsKey = Annotated[Optional[str], typer.Option("--tls-key", envvar="GEARCTL_TLS_KEY", metavar="FILE",
+TlsKey = Annotated[str | None, typer.Option("--tls-key", envvar="GEARCTL_TLS_KEY", metavar="FILE",
                                                help="Key of the client certificate.")]
 
 
@@ -87,13 +89,13 @@ def _root(
     _state["debug"] = _state["debug"] or debug
 
 
-def _client(servers: str, connect_timeout: float, tls: bool, tls_ca: Optional[str], tls_cert: Optional[str],
-            tls_key: Optional[str]) -> AsyncClient:
+def _client(servers: str, connect_timeout: float, tls: bool, tls_ca: str | None, tls_cert: str | None,
+            tls_key: str | None) -> AsyncClient:
     return AsyncClient(parse_servers(servers), connect_timeout=connect_timeout,
                        tls=TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key))
 
 
-def _read_payload(payload: Optional[str], data: Optional[str]) -> bytes:
+def _read_payload(payload: str | None, data: str | None) -> bytes:
     if data is not None and payload is not None:
         raise UsageError("give the payload either as a file argument or with --data, not both")
     if data is not None:
@@ -109,7 +111,7 @@ def _read_payload(payload: Optional[str], data: Optional[str]) -> bytes:
         raise UsageError(f"cannot read payload file {payload}: {e.strerror or e}") from e
 
 
-def _open_lines(payload: Optional[str], data: Optional[str]) -> Iterator[bytes]:
+def _open_lines(payload: str | None, data: str | None) -> Iterator[bytes]:
     """Lines of the input without their line ends; every line is a job."""
     if data is not None:
         if payload is not None:
@@ -121,7 +123,7 @@ def _open_lines(payload: Optional[str], data: Optional[str]) -> Iterator[bytes]:
         stream = sys.stdin.buffer
     else:
         try:
-            stream = open(payload, "rb")
+            stream = open(payload, "rb")  # noqa: SIM115 - closed by the with below
         except OSError as e:
             raise UsageError(f"cannot read payload file {payload}: {e.strerror or e}") from e
     with stream:
@@ -136,30 +138,36 @@ def _write_out(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
+_HELP_TIMEOUT = "Give up after this long (30, 30s, 5m): on the result with --wait, else on JOB_CREATED. Exit 4."
+_HELP_ENCODING = "raw: bytes as given. json: checked to be JSON. php: JSON in, PHP serialize() out."
+
+
 @app.command(no_args_is_help=True)
 def client(
     function: Annotated[str, typer.Argument(help="Function to run.", show_default=False)],
-    payload: Annotated[Optional[str], typer.Argument(
+    payload: Annotated[str | None, typer.Argument(
         metavar="[PAYLOAD]", help="File holding the workload, or - for stdin. None: an empty workload.")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", "-d", metavar="TEXT", help="The workload, inline.")] = None,
-    wait: Annotated[bool, typer.Option("--wait", "-w", help="Run in the foreground: wait for the result and print it.")] = False,
-    timeout: Annotated[Optional[str], typer.Option(
-        "--timeout", "-t", metavar="DURATION",
-        help="Give up after this long (e.g. 30, 30s, 5m): on the result with --wait, else on JOB_CREATED. Exit 4.")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", metavar="TEXT", help="The workload, inline.")] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", "-w", help="Run in the foreground: wait for the result and print it.")] = False,
+    timeout: Annotated[str | None, typer.Option("--timeout", "-t", metavar="DURATION", help=_HELP_TIMEOUT)] = None,
     priority: Annotated[PriorityChoice, typer.Option("--priority", help="Queue priority.")] = PriorityChoice.normal,
-    unique: Annotated[Optional[str], typer.Option("--unique", "-u", metavar="KEY",
-                                                  help="Unique key: jobs with the same key coalesce into one.")] = None,
-    at: Annotated[Optional[str], typer.Option("--at", metavar="WHEN",
-                                              help="Run the background job at WHEN: epoch seconds, ISO 8601, or HH:MM.")] = None,
-    in_: Annotated[Optional[str], typer.Option("--in", metavar="DURATION",
-                                               help="Run the background job after DURATION (e.g. 90s, 5m, 1h).")] = None,
-    encoding: Annotated[EncodingChoice, typer.Option("--encoding", "-e",
-                                                     help="raw: bytes as given. json: checked to be JSON. php: JSON in, PHP serialize() out.")] = EncodingChoice.raw,
+    unique: Annotated[str | None, typer.Option(
+        "--unique", "-u", metavar="KEY", help="Unique key: jobs with the same key coalesce into one.")] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", metavar="WHEN", help="Run the background job at WHEN: epoch seconds, ISO 8601, or HH:MM.")] = None,
+    in_: Annotated[str | None, typer.Option(
+        "--in", metavar="DURATION", help="Run the background job after DURATION (e.g. 90s, 5m, 1h).")] = None,
+    encoding: Annotated[EncodingChoice, typer.Option("--encoding", "-e", help=_HELP_ENCODING)] = EncodingChoice.raw,
     each_line: Annotated[bool, typer.Option("--each-line", "-n", help="One job per input line, pipelined.")] = False,
-    inflight: Annotated[int, typer.Option("--inflight", min=1, metavar="N",
-                                          help="With --each-line: jobs in flight at once (1 = one after another).")] = 10_000,
+    inflight: Annotated[int, typer.Option(
+        "--inflight", min=1, metavar="N", help="With --each-line: jobs in flight at once (1 = one after another).")
+    ] = 10_000,
+    summary: Annotated[bool, typer.Option(
+        "--summary", help="With --each-line: print the counts and rate on stderr even off a terminal.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per job on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success (results still print with --wait).")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Print nothing on success (results still print with --wait).")] = False,
     require_workers: Annotated[bool, typer.Option(
         "--require-workers", help="Fail (exit 6) before submitting when no worker has registered FUNCTION.")] = False,
     servers: Servers = DEFAULT_SERVERS,
@@ -170,55 +178,53 @@ def client(
     tls_key: TlsKey = None,
 ) -> int:
     """Submit a job to FUNCTION: in the background (prints the job handle), or with --wait in the foreground."""
-    when = None
     if at is not None and in_ is not None:
         raise UsageError("give either --at or --in, not both")
-    if at is not None:
-        when = parse_when(at)
-    elif in_ is not None:
-        when = int(__import__("time").time() + parse_duration(in_) + 0.5)
+    when = parse_when(at) if at is not None else None
+    if in_ is not None:
+        when = int(time.time() + parse_duration(in_) + 0.5)
     if when is not None and wait:
         raise UsageError("--at/--in schedule a background job; it cannot be combined with --wait")
     if each_line and unique:
         raise UsageError("--unique gives every job the same key; it cannot be combined with --each-line")
     seconds = parse_duration(timeout) if timeout is not None else None
     gear = _client(servers, connect_timeout, tls, tls_ca, tls_cert, tls_key)
-    options = dict(background=not wait, priority=priority.value, unique=unique or "", when=when)
+
+    def make_job(body: bytes, index: int | None = None) -> Job:
+        return Job(function, body, unique=unique or "", background=not wait, priority=priority.value,
+                   when=when, index=index)
+
     if each_line:
         lines = _open_lines(payload, data)
-        return asyncio.run(_submit_lines(gear, function, lines, options, encoding.value, inflight, seconds,
-                                         as_json, quiet, require_workers))
-    body = codecs.prepare_payload(_read_payload(payload, data), encoding.value)
-    return asyncio.run(_submit_one(gear, Job(function, body, **options), seconds, as_json, quiet, require_workers))
+        return asyncio.run(_submit_lines(gear, function, lines, make_job, encoding.value, inflight, seconds,
+                                         as_json, quiet, require_workers, summary))
+    job = make_job(codecs.prepare_payload(_read_payload(payload, data), encoding.value))
+    return asyncio.run(_submit_one(gear, job, seconds, as_json, quiet, require_workers))
 
 
-async def _submit_one(gear: AsyncClient, job: Job, timeout: Optional[float], as_json: bool, quiet: bool,
+async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_json: bool, quiet: bool,
                       require_workers: bool) -> int:
+    progress = render.JobProgress(job.function, render.is_tty(sys.stderr) and not as_json and not job.background)
+    if not as_json:
+        # Set before submitting: WORK_* packets can arrive right behind JOB_CREATED.
+        job.on_data = lambda _job, chunk: _write_out(chunk)
+        job.on_warning = lambda _job, text: progress.print_warning(text.decode("utf-8", "replace"))
+        job.on_status = lambda _job, num, den: progress.update(num, den)
     async with gear:
         if require_workers:
             await gear.require_workers(job.function)
-        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        try:
-            await gear.submit_job(job, timeout=timeout)
-        except GearctlError:
-            if as_json:
-                print(render.json_line(job.to_dict()))
-            raise
-        if job.background:
-            if as_json:
-                print(render.json_line(job.to_dict()))
-            elif not quiet:
-                print(job.handle)
-            return ExitCode.OK
-        progress = render.JobProgress(f"{job.function} {job.handle}", render.is_tty(sys.stderr) and not as_json)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         with progress:
-            if not as_json:
-                job.on_data = lambda _job, chunk: _write_out(chunk)
-                job.on_warning = lambda _job, text: progress.print_warning(text.decode("utf-8", "replace"))
-                job.on_status = lambda _job, num, den: progress.update(num, den)
-            remaining = None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0)
             try:
-                await job.wait(remaining)
+                await gear.submit_job(job, timeout=timeout)
+                if job.background:
+                    if as_json:
+                        print(render.json_line(job.to_dict()))
+                    elif not quiet:
+                        print(job.handle)
+                    return ExitCode.OK
+                await job.wait(None if deadline is None else max(deadline - loop.time(), 0))
             except GearctlError as e:
                 if as_json:
                     if job.error is None:
@@ -237,25 +243,24 @@ _STATE_EXIT = [("error", ExitCode.NO_SERVER), ("invalid", ExitCode.USAGE), ("tim
                ("exception", ExitCode.JOB_EXCEPTION), ("failed", ExitCode.JOB_FAILED)]
 
 
-async def _submit_lines(gear: AsyncClient, function: str, lines: Iterator[bytes], options: dict,
-                        encoding: str, inflight: int, timeout: Optional[float], as_json: bool, quiet: bool,
-                        require_workers: bool) -> int:
-    background = bool(options["background"])
-    stats = render.SubmitStats(background=background)
+async def _submit_lines(gear: AsyncClient, function: str, lines: Iterator[bytes],
+                        make_job: Callable[[bytes, int], Job], encoding: str, inflight: int, timeout: float | None,
+                        as_json: bool, quiet: bool, require_workers: bool, summary: bool) -> int:
+    stats = render.SubmitStats(background=make_job(b"", 0).background)
     out = sys.stdout.buffer
     errors: dict[str, GearctlError] = {}
 
     def jobs() -> Iterator[Job]:
         for number, line in enumerate(lines, 1):
             try:
-                body = codecs.prepare_payload(line, encoding)
+                body = line if encoding == "raw" else codecs.prepare_payload(line, encoding)
             except PayloadError as e:
                 stats.done("invalid")
                 errors.setdefault("invalid", e)
                 sys.stderr.write(f"gearctl: line {number}: {e}; not submitted\n")
                 continue
             stats.submitted += 1
-            yield Job(function, body, index=number, **options)
+            yield make_job(body, number)
 
     def created(job: Job) -> None:
         stats.created += 1
@@ -282,7 +287,7 @@ async def _submit_lines(gear: AsyncClient, function: str, lines: Iterator[bytes]
         with view:
             await gear.submit_many(jobs(), window=inflight, timeout=timeout, on_created=created, on_done=done)
     out.flush()
-    if view.enabled or stats.failed:
+    if view.enabled or stats.failed or summary:
         sys.stderr.write(f"gearctl: {stats.summary()}\n")
     for state, code in _STATE_EXIT:
         if stats.by_state.get(state):
@@ -294,7 +299,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Entry point: run a command, map every error to one stderr line and an exit code."""
     command = typer.main.get_command(app)
     try:

@@ -22,8 +22,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, TypeVar, Union
 
+from . import admin
 from .connection import Connection, ServerAddress, ServerPool, TLSOptions, admin_request, parse_servers
 from .errors import (
     ConnectionFailed,
@@ -36,8 +38,7 @@ from .errors import (
     Timeout,
     UsageError,
 )
-from . import admin
-from .protocol import SUBMIT_TYPES, Packet, PacketType, encode, parse_int
+from .protocol import SUBMIT_TYPES, Packet, PacketType, encode, encode_submit, parse_int
 
 P = PacketType
 Priority = Literal["high", "normal", "low"]
@@ -79,7 +80,38 @@ class JobStatus:
 
 
 class Job:
-    """One job: what was submitted and everything the server said about it."""
+    """One job: what was submitted and everything the server said about it.
+
+    For a foreground job, set on_data/on_warning/on_status before submitting to
+    see WORK_* packets as they come (they are kept in chunks/warnings anyway).
+    """
+
+    __slots__ = (
+        "_future",
+        "_on_done",
+        "_wire_function",
+        "_wire_unique",
+        "background",
+        "chunks",
+        "data",
+        "denominator",
+        "error",
+        "exception",
+        "function",
+        "handle",
+        "index",
+        "numerator",
+        "on_data",
+        "on_status",
+        "on_warning",
+        "priority",
+        "result",
+        "server",
+        "state",
+        "unique",
+        "warnings",
+        "when",
+    )
 
     def __init__(self, function: str, data: Union[bytes, str] = b"", *, unique: str = "",
                  background: bool = True, priority: str = "normal", when: int | None = None,
@@ -92,6 +124,10 @@ class Job:
             raise UsageError("gearmand has no priority for scheduled jobs; drop --priority or --at/--in")
         if not function:
             raise UsageError("the function name is empty")
+        self._wire_function = function.encode("utf-8", "surrogateescape")
+        self._wire_unique = unique.encode("utf-8", "surrogateescape")
+        if b"\0" in self._wire_function or b"\0" in self._wire_unique:
+            raise UsageError("function names and unique keys cannot contain NUL bytes")
         self.function = function
         self.data = _bytes(data)
         self.unique = unique
@@ -128,10 +164,12 @@ class Job:
         return b"".join(self.chunks) + self.result if self.chunks else self.result
 
     def packet(self) -> bytes:
-        function, unique = self.function.encode(), self.unique.encode()
+        """The SUBMIT packet for this job."""
         if self.when is not None:
-            return encode(P.SUBMIT_JOB_EPOCH, function, unique, str(self.when).encode(), self.data)
-        return encode(SUBMIT_TYPES[(self.background, self.priority)], function, unique, self.data)
+            return encode(P.SUBMIT_JOB_EPOCH, self._wire_function, self._wire_unique, str(self.when).encode(),
+                          self.data)
+        return encode_submit(SUBMIT_TYPES[(self.background, self.priority)], self._wire_function,
+                             self._wire_unique, self.data)
 
     def raise_for_state(self) -> None:
         """Raise the error that matches how the job ended (nothing for success)."""
@@ -242,15 +280,7 @@ class AsyncClient:
 
     def __init__(self, servers: Union[str, Iterable[str], Iterable[ServerAddress], None] = None, *,
                  connect_timeout: float = 5.0, tls: TLSOptions | None = None) -> None:
-        if servers is not None and not isinstance(servers, str):
-            servers = list(servers)
-            if servers and isinstance(servers[0], ServerAddress):
-                addresses = list(servers)
-            else:
-                addresses = parse_servers(servers)  # type: ignore[arg-type]
-        else:
-            addresses = parse_servers(servers)
-        self._pool = ServerPool(addresses, connect_timeout=connect_timeout, tls=tls,
+        self._pool = ServerPool(_addresses(servers), connect_timeout=connect_timeout, tls=tls,
                                 on_packet=self._on_packet, on_close=self._on_close)
         # Foreground jobs by connection and handle (coalesced jobs share a handle).
         self._waiting: dict[Connection, dict[bytes, list[Job]]] = {}
@@ -297,7 +327,7 @@ class AsyncClient:
                 errors.append(e)
                 continue
             future: asyncio.Future[GearctlError | None] = asyncio.get_running_loop().create_future()
-            self._send(conn, [job], lambda _job, err: future.done() or future.set_result(err))
+            self._send(conn, [job], partial(_settle, future))
             error = await _within(asyncio.shield(future), deadline, f"waiting for {address} to create the job")
             if error is None:
                 return job
@@ -321,11 +351,16 @@ class AsyncClient:
                           on_done: Callable[[Job], None] | None = None) -> dict[str, int]:
         """Submit jobs pipelined, at most `window` in flight (not yet created, or
         for foreground jobs not yet finished). Each job ends in a done state;
-        `on_done` is called once for every job. Returns counts by state."""
+        `on_done` is called once for every job. Returns counts by state.
+
+        Jobs without a unique key rotate over the servers that are connected;
+        jobs with one go to their key's server. SUBMITs are written in batches
+        and their JOB_CREATEDs matched in order, so there is no round trip per job.
+        """
         window = max(1, window)
         deadline = _deadline(timeout)
         counts: dict[str, int] = {}
-        inflight: dict[int, Job] = {}
+        inflight: set[Job] = set()
         room = asyncio.Event()
         all_done = asyncio.Event()
         all_done.set()
@@ -333,7 +368,7 @@ class AsyncClient:
         retries: set[asyncio.Task[None]] = set()
 
         def finished(job: Job) -> None:
-            inflight.pop(id(job), None)
+            inflight.discard(job)
             counts[job.state] = counts.get(job.state, 0) + 1
             if on_done is not None:
                 on_done(job)
@@ -347,8 +382,7 @@ class AsyncClient:
                 task = asyncio.ensure_future(self._resubmit(job, deadline))
                 retries.add(task)
                 task.add_done_callback(retries.discard)
-                return
-            if on_created is not None:
+            elif on_created is not None:
                 on_created(job)
 
         def flush() -> None:
@@ -357,15 +391,28 @@ class AsyncClient:
                     self._send(conn, batch, created)
             batches.clear()
 
+        await self._pool.connect_all(deadline)
+        rotation = 0
+
         async def place(job: Job) -> None:
+            nonlocal rotation
             job._on_done = finished
-            inflight[id(job)] = job
+            inflight.add(job)
             all_done.clear()
-            conn = await self._connection_for(job)
+            conn: Connection | None = None
+            if not job.unique:
+                live = self._pool.live()
+                if live:
+                    conn = live[rotation % len(live)]
+                    rotation += 1
+            if conn is None:
+                conn = await self._connection_for(job)
             if conn is None:
                 job._finish("error", _best_error(list(self._pool.errors.values()), self._pool))
                 return
-            batch = batches.setdefault(conn, [])
+            batch = batches.get(conn)
+            if batch is None:
+                batch = batches[conn] = []
             batch.append(job)
             if len(batch) >= _BATCH:
                 flush()
@@ -373,23 +420,25 @@ class AsyncClient:
         try:
             if isinstance(jobs, AsyncIterable):
                 async for job in jobs:
-                    await self._wait_room(inflight, window, room, flush, deadline)
+                    if len(inflight) >= window:
+                        await self._wait_room(inflight, window, room, flush, deadline)
                     await place(job)
             else:
                 for job in jobs:
-                    await self._wait_room(inflight, window, room, flush, deadline)
+                    if len(inflight) >= window:
+                        await self._wait_room(inflight, window, room, flush, deadline)
                     await place(job)
             flush()
             await _within(all_done.wait(), deadline, "waiting for the jobs")
         except Timeout as e:
-            for job in list(inflight.values()):
+            for job in list(inflight):
                 job._finish("timeout", Timeout(f"job {job.handle or '(not created)'} ({job.function}): {e}"))
         finally:
             for task in list(retries):
                 task.cancel()
         return counts
 
-    async def _wait_room(self, inflight: dict[int, Job], window: int, room: asyncio.Event,
+    async def _wait_room(self, inflight: set[Job], window: int, room: asyncio.Event,
                          flush: Callable[[], None], deadline: float | None) -> None:
         while len(inflight) >= window:
             flush()
@@ -533,13 +582,13 @@ class AsyncClient:
                 return e
 
         results = await asyncio.gather(*(one(a) for a in self._pool.servers))
-        return dict(zip(self._pool.servers, results))
+        return dict(zip(self._pool.servers, results, strict=True))
 
     async def workers_for(self, function: str, timeout: float = 5.0) -> int:
         """Workers registered for `function`, summed over servers. Raises
         NoServerAvailable when no server answered."""
         total, answered, errors = 0, 0, []
-        for address, lines in (await self.admin("status", timeout=timeout)).items():
+        for lines in (await self.admin("status", timeout=timeout)).values():
             if isinstance(lines, GearctlError):
                 errors.append(lines)
                 continue
@@ -555,6 +604,20 @@ class AsyncClient:
             servers = ", ".join(str(s) for s in self._pool.servers)
             raise NoWorker(f"no worker has registered {function!r} on {servers}; start one, or drop --require-workers")
         return count
+
+
+def _addresses(servers: Union[str, Iterable[str], Iterable[ServerAddress], None]) -> list[ServerAddress]:
+    if servers is None or isinstance(servers, str):
+        return parse_servers(servers)
+    items = list(servers)
+    if all(isinstance(s, ServerAddress) for s in items):
+        return [s for s in items if isinstance(s, ServerAddress)]
+    return parse_servers([str(s) for s in items])
+
+
+def _settle(future: asyncio.Future[GearctlError | None], _job: Job, error: GearctlError | None) -> None:
+    if not future.done():
+        future.set_result(error)
 
 
 def _ignore(_answer: Union[Packet, GearctlError]) -> None:

@@ -18,17 +18,19 @@ import asyncio
 import os
 import random
 import socket
-import ssl
 import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from . import admin
 from .errors import ConfigError, ConnectionFailed, GearctlError, RemoteProtocolError, ServerError, Timeout
 from .protocol import Decoder, Magic, Packet, PacketType
+
+if TYPE_CHECKING:  # ssl costs start-up time; it is imported when TLS is used
+    import ssl
 
 DEFAULT_PORT = 4730
 DEFAULT_SERVERS = "127.0.0.1:4730"
@@ -71,10 +73,9 @@ def parse_server(text: str) -> ServerAddress:
         host, port = spec.split(":")
     if not host:
         raise ConfigError(f"bad server address {text!r}: no host")
-    try:
-        number = int(port)
-    except ValueError:
-        raise ConfigError(f"bad server address {text!r}: port {port!r} is not a number") from None
+    if not port.isdigit():
+        raise ConfigError(f"bad server address {text!r}: port {port!r} is not a number")
+    number = int(port)
     if not 0 < number < 65536:
         raise ConfigError(f"bad server address {text!r}: port {number} is out of range")
     return ServerAddress(host, number)
@@ -113,6 +114,8 @@ class TLSOptions:
     def context(self) -> ssl.SSLContext | None:
         if not self.active:
             return None
+        import ssl
+
         try:
             ctx = ssl.create_default_context(cafile=self.ca)
             if self.cert:
@@ -127,6 +130,8 @@ class TLSOptions:
 
 def _reason(error: OSError) -> str:
     """'connection refused', not asyncio's "Connect call failed ('127.0.0.1', 1)"."""
+    import ssl
+
     if isinstance(error, ssl.SSLError):
         return f"TLS error: {error.reason or error}"
     if error.errno:
@@ -179,9 +184,7 @@ class Connection(asyncio.Protocol):
             )
         except asyncio.TimeoutError:
             raise ConnectionFailed(f"{address}: no answer within {timeout:g}s") from None
-        except ssl.SSLError as e:
-            raise ConnectionFailed(f"{address}: TLS handshake failed: {e.reason or e}") from e
-        except OSError as e:
+        except OSError as e:  # ssl.SSLError is an OSError
             raise ConnectionFailed(f"{address}: {_reason(e)}") from e
         return conn
 
@@ -317,6 +320,7 @@ class ServerPool:
         self.on_close = on_close
         self.max_backoff = max_backoff
         self._conns: dict[ServerAddress, Connection] = {}
+        self._live: list[Connection] | None = None
         self._connecting: dict[ServerAddress, asyncio.Future[Connection]] = {}
         self._down_until: dict[ServerAddress, float] = {}
         self._backoff: dict[ServerAddress, float] = {}
@@ -367,12 +371,14 @@ class ServerPool:
             self.mark_down(address, e)
             raise
         self._conns[address] = conn
+        self._live = None
         self._down_until.pop(address, None)
         self._backoff.pop(address, None)
         self.errors.pop(address, None)
         return conn
 
     def _closed(self, conn: Connection, error: GearctlError) -> None:
+        self._live = None
         if self._conns.get(conn.address) is conn:
             del self._conns[conn.address]
         if self.on_close is not None:
@@ -385,13 +391,30 @@ class ServerPool:
         self.errors[address] = error
 
     def live(self) -> list[Connection]:
-        return [c for c in self._conns.values() if not c.closed]
+        """Open connections, in server order (cached: this is on the submit hot path)."""
+        if self._live is None:
+            self._live = [c for s in self.servers if (c := self._conns.get(s)) is not None and not c.closed]
+        return self._live
+
+    async def connect_all(self, deadline: float | None = None) -> list[Connection]:
+        """Connect to every server not known down, at once; failures are marked down."""
+        wanted = [s for s in self.servers if not self.connected(s) and not self.is_down(s)]
+        if wanted:
+            timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            tasks = [asyncio.ensure_future(self.connect(s)) for s in wanted]
+            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                task.exception()  # retrieved: a failure is already recorded by mark_down
+        return self.live()
 
     async def close(self, timeout: float = 2.0) -> None:
         """Close every connection and wait (briefly) until their sockets are gone,
         so a TLS shutdown or a final write is not cut off by a closing loop."""
         conns = list(self._conns.values())
         self._conns.clear()
+        self._live = None
         for conn in conns:
             conn.close()
         if conns:
@@ -409,7 +432,7 @@ async def admin_request(address: ServerAddress, command: str, *args: str,
                                     server_hostname=address.host if tls else None), timeout)
     except asyncio.TimeoutError:
         raise ConnectionFailed(f"{address}: no answer within {timeout:g}s") from None
-    except (OSError, ssl.SSLError) as e:
+    except OSError as e:  # ssl.SSLError is an OSError
         raise ConnectionFailed(f"{address}: {_reason(e)}") from e
     try:
         writer.write(line)

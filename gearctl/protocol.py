@@ -18,14 +18,14 @@ into fewer arguments than its type needs is a protocol error.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import Union
+from typing import NamedTuple, NoReturn, Union
 
 from .errors import LocalProtocolError, RemoteProtocolError
 
 HEADER = struct.Struct(">4sII")
 HEADER_SIZE = HEADER.size  # 12
+_unpack_header = HEADER.unpack_from
 DEFAULT_MAX_PACKET = 1 << 30  # refuse a declared size above 1 GiB: a broken or hostile peer
 MAX_HANDLE = 63  # PROTOCOL: handles are at most 64 bytes including the NUL
 
@@ -163,9 +163,12 @@ def magic_allowed(ptype: PacketType, magic: Magic) -> bool:
     return (ptype in RESPONSES) == (magic is Magic.RES)
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
-    """One binary packet. `args` are raw bytes in the order ARGS names them."""
+class Packet(NamedTuple):
+    """One binary packet. `args` are raw bytes in the order ARGS names them.
+
+    Immutable like a frozen dataclass, but a NamedTuple: the decoder builds one
+    per packet on the hot path and a tuple is several times cheaper to create.
+    """
 
     type: PacketType
     args: tuple[bytes, ...] = ()
@@ -201,7 +204,7 @@ def encode(ptype: PacketType, *args: Arg, magic: Magic = Magic.REQ) -> bytes:
             f"{ptype.name} takes {len(names)} argument(s) ({', '.join(names) or 'none'}), got {len(args)}"
         )
     parts = [_as_bytes(a) for a in args]
-    for name, part in zip(names[:-1], parts[:-1]):
+    for name, part in zip(names[:-1], parts[:-1], strict=True):
         if b"\0" in part:
             raise LocalProtocolError(f"{ptype.name}: {name} must not contain a NUL byte")
     data = b"\0".join(parts)
@@ -212,8 +215,20 @@ def encode_packet(packet: Packet) -> bytes:
     return encode(packet.type, *packet.args, magic=packet.magic)
 
 
-_TYPES: dict[int, PacketType] = {int(t): t for t in PacketType}
+def encode_submit(ptype: PacketType, function: bytes, unique: bytes, data: bytes) -> bytes:
+    """encode() for the three-argument SUBMIT_JOB* packets, without its checks:
+    for callers (client.Job) that checked function and unique for NUL already."""
+    return _pack_header(b"\0REQ", ptype, len(function) + len(unique) + len(data) + 2) + b"\0".join(
+        (function, unique, data))
+
+
+_pack_header = HEADER.pack
 _MAGICS: dict[bytes, Magic] = {m.value: m for m in Magic}
+# (magic bytes, type number) -> what the decoder needs, for every valid pair.
+_SPECS: dict[tuple[bytes, int], tuple[Magic, PacketType, int, bool]] = {
+    (m.value, int(t)): (m, t, len(ARGS[t]), t in OPAQUE_LAST)
+    for m in Magic for t in PacketType if magic_allowed(t, m)
+}
 
 
 class Decoder:
@@ -224,7 +239,7 @@ class Decoder:
     raising it.
     """
 
-    __slots__ = ("_buf", "_pos", "_expect", "_max", "_error")
+    __slots__ = ("_buf", "_error", "_expect", "_max", "_pos")
 
     def __init__(self, expect: Magic | None = None, max_packet: int = DEFAULT_MAX_PACKET) -> None:
         self._buf = bytearray()
@@ -251,37 +266,41 @@ class Decoder:
         buf, pos = self._buf, self._pos
         if len(buf) - pos < HEADER_SIZE:
             return None
-        raw_magic, raw_type, size = HEADER.unpack_from(buf, pos)
-        magic = _MAGICS.get(raw_magic)
-        ptype = _TYPES.get(raw_type)
-        if magic is None:
-            return self._fail(f"bad magic {bytes(buf[pos:pos + 4])!r} (not Gearman binary protocol)")
-        if ptype is None:
-            return self._fail(f"unknown packet type {raw_type}")
-        if not magic_allowed(ptype, magic):
-            return self._fail(f"{ptype.name} cannot travel with magic {magic.name}")
+        raw_magic, raw_type, size = _unpack_header(buf, pos)
+        spec = _SPECS.get((raw_magic, raw_type))
+        if spec is None:
+            self._invalid(raw_magic, raw_type)
+        magic, ptype, arity, opaque_last = spec
         if self._expect is not None and magic is not self._expect:
-            return self._fail(f"{ptype.name} arrived with magic {magic.name}, expected {self._expect.name}")
+            self._fail(f"{ptype.name} arrived with magic {magic.name}, expected {self._expect.name}")
         if size > self._max:
-            return self._fail(f"{ptype.name} declares {size} bytes, over the limit of {self._max}")
+            self._fail(f"{ptype.name} declares {size} bytes, over the limit of {self._max}")
         end = pos + HEADER_SIZE + size
         if len(buf) < end:
             return None
-        data = bytes(buf[pos + HEADER_SIZE : end])
         self._pos = end
-        arity = len(ARGS[ptype])
         if arity == 0:
-            if data:
-                return self._fail(f"{ptype.name} takes no arguments, got {size} bytes")
+            if size:
+                self._fail(f"{ptype.name} takes no arguments, got {size} bytes")
             return Packet(ptype, (), magic)
-        args = data.split(b"\0", arity - 1)
+        args = bytes(buf[pos + HEADER_SIZE : end]).split(b"\0", arity - 1)
         if len(args) != arity:
-            return self._fail(f"{ptype.name} needs {arity} arguments, got {len(args)}")
-        if ptype not in OPAQUE_LAST and args[-1].endswith(b"\0"):
+            self._fail(f"{ptype.name} needs {arity} arguments, got {len(args)}")
+        if not opaque_last and args[-1].endswith(b"\0"):
             # gearmand 1.1.20 sends WORK_FAIL as "handle\0" to clients without
             # the exceptions option: a NUL-terminated last field that is not data.
             args[-1] = args[-1].rstrip(b"\0")
         return Packet(ptype, tuple(args), magic)
+
+    def _invalid(self, raw_magic: bytes, raw_type: int) -> NoReturn:
+        magic = _MAGICS.get(raw_magic)
+        if magic is None:
+            self._fail(f"bad magic {raw_magic!r} (not Gearman binary protocol)")
+        try:
+            ptype = PacketType(raw_type)
+        except ValueError:
+            self._fail(f"unknown packet type {raw_type}")
+        self._fail(f"{ptype.name} cannot travel with magic {magic.name}")
 
     def __iter__(self) -> Decoder:
         return self
@@ -292,7 +311,7 @@ class Decoder:
             raise StopIteration
         return packet
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str) -> NoReturn:
         self._error = RemoteProtocolError(message)
         raise self._error
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import datetime, timedelta
@@ -29,6 +30,8 @@ def parse_duration(text: str) -> float:
             pos = match.end()
         if pos != len(spec) or pos == 0:
             raise UsageError(f"cannot read duration {text!r}; use e.g. 30s, 5m, 1h30m, 2d") from None
+    if not math.isfinite(value):
+        raise UsageError(f"cannot read duration {text!r}; use e.g. 30s, 5m, 1h30m, 2d")
     if value < 0:
         raise UsageError(f"duration {text!r} is negative")
     return value

@@ -188,6 +188,9 @@ def test_at_in_the_past_and_wait_are_usage_errors(gearmand: Gearmand) -> None:
     assert past.returncode == 2 and b"in the past" in past.stderr
     both = gearctl("client", "f", "--in", "5s", "--wait", "-s", gearmand.address)
     assert both.returncode == 2
+    for bad in ("nan", "inf", "5 fortnights"):
+        result = gearctl("client", "f", "--in", bad, "-s", gearmand.address)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
     assert gearmand.queued("f") == 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -12,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Gearmand, Procs, c_worker, free_port, php_worker, wait_until
+from conftest import Gearmand, Procs, c_worker, free_port, php_worker
 
 from gearctl import AsyncClient, Client, Job
 from gearctl.connection import TLSOptions
@@ -157,10 +158,8 @@ def _tls_terminator(cert: Path, key: Path, backend_port: int) -> tuple[int, sock
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 s.close()
 
     def serve() -> None:
@@ -195,7 +194,7 @@ def test_tls_through_a_terminator(gearmand: Gearmand, procs: Procs, tmp_path: Pa
             assert client.workers_for("upper") == 1  # admin commands go through TLS too
         # An untrusted certificate is refused, with a clear reason.
         with Client(f"127.0.0.1:{port}", tls=TLSOptions(enabled=True), connect_timeout=5) as client, \
-                pytest.raises(NoServerAvailable, match="(?i)certificate"):
+                pytest.raises(NoServerAvailable, match=r"(?i)certificate"):
             client.submit("upper", b"x")
     finally:
         listener.close()
