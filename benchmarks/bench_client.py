@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -53,7 +54,11 @@ def queued(port: int, function: str) -> int:
     return 0
 
 
-def timed(argv: list[str], stdin: Path) -> float:
+IN_RUN = re.compile(rb"\(([\d,]+) jobs/s\)")
+in_run_rates: dict[str, list[float]] = {}
+
+
+def timed(argv: list[str], stdin: Path, name: str = "") -> float:
     with stdin.open("rb") as f:
         start = time.perf_counter()
         result = subprocess.run(argv, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
@@ -61,6 +66,8 @@ def timed(argv: list[str], stdin: Path) -> float:
     if result.returncode != 0:
         raise SystemExit(f"benchmark command failed ({result.returncode}): {' '.join(argv)}\n"
                          f"{result.stderr.decode(errors='replace')}")
+    if match := IN_RUN.search(result.stderr):  # gearctl --summary: the rate once started
+        in_run_rates.setdefault(name, []).append(float(match.group(1).replace(b",", b"")))
     return elapsed
 
 
@@ -110,14 +117,14 @@ def main() -> int:
             times = []
             for run in range(args.repeat):
                 function = f"{function_prefix}_{run}"
-                times.append(timed(make_argv(function), lines))
+                times.append(timed(make_argv(function), lines, name))
                 if check_queue and (got := queued(server.port, function)) != expect:
                     raise SystemExit(f"{name}: expected {expect} jobs queued, the server has {got}")
             results[name] = expect / min(times)
 
         best("C gearman -b -n", "c_bg", lambda f: ["gearman", *base, "-b", "-n", "-f", f],
              bg_lines, args.jobs, True)
-        best("gearctl client -n", "g_bg", lambda f: [*GEARCTL, "client", f, "-n", "-q", *addr],
+        best("gearctl client -n", "g_bg", lambda f: [*GEARCTL, "client", f, "-n", "-q", "--summary", *addr],
              bg_lines, args.jobs, True)
 
         fg = "roundtrip"
@@ -149,6 +156,10 @@ def main() -> int:
     fg_ratio = results["gearctl -n --wait --inflight 1"] / results["C gearman -n (foreground)"]
     pipe_ratio = results["gearctl -n --wait (pipelined)"] / results["C gearman -n (foreground)"]
     print(f"ratio background submit ({args.jobs} jobs), gearctl / C:      {bg_ratio:6.2f}x")
+    if rates := in_run_rates.get("gearctl client -n"):
+        in_run = max(rates)
+        print(f"  gearctl once started (without interpreter start-up): {in_run:,.0f} jobs/s, "
+              f"{in_run / results['C gearman -b -n']:.2f}x")
     print(f"ratio foreground one-by-one ({args.roundtrips} jobs), gearctl / C: {fg_ratio:6.2f}x")
     print(f"ratio foreground pipelined, gearctl / C one-by-one:     {pipe_ratio:6.2f}x")
     return 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, TypeVar, Union
@@ -281,7 +281,8 @@ class AsyncClient:
     def __init__(self, servers: Union[str, Iterable[str], Iterable[ServerAddress], None] = None, *,
                  connect_timeout: float = 5.0, tls: TLSOptions | None = None) -> None:
         self._pool = ServerPool(_addresses(servers), connect_timeout=connect_timeout, tls=tls,
-                                on_packet=self._on_packet, on_close=self._on_close)
+                                on_packet=self._on_packet, on_close=self._on_close, on_drained=self._on_drained)
+        self._runs: set[_ManyRun] = set()  # submit_many calls under way
         # Foreground jobs by connection and handle (coalesced jobs share a handle).
         self._waiting: dict[Connection, dict[bytes, list[Job]]] = {}
 
@@ -345,8 +346,8 @@ class AsyncClient:
         return up or ordered
 
     # -- many jobs -------------------------------------------------------------
-    async def submit_many(self, jobs: Union[Iterable[Job], AsyncIterable[Job]], *,
-                          window: int = DEFAULT_WINDOW, timeout: float | None = None,
+    async def submit_many(self, jobs: Iterable[Job], *, window: int = DEFAULT_WINDOW,
+                          timeout: float | None = None,
                           on_created: Callable[[Job], None] | None = None,
                           on_done: Callable[[Job], None] | None = None) -> dict[str, int]:
         """Submit jobs pipelined, at most `window` in flight (not yet created, or
@@ -354,96 +355,23 @@ class AsyncClient:
         `on_done` is called once for every job. Returns counts by state.
 
         Jobs without a unique key rotate over the servers that are connected;
-        jobs with one go to their key's server. SUBMITs are written in batches
-        and their JOB_CREATEDs matched in order, so there is no round trip per job.
+        jobs with one go to their key's server. The window is refilled from the
+        reply callbacks themselves (no task wakes up per job), and SUBMITs are
+        written in batches, once per turn of the event loop, so there is no round
+        trip per job and, with a window of 1, no idle turn between two jobs.
         """
-        window = max(1, window)
-        deadline = _deadline(timeout)
-        counts: dict[str, int] = {}
-        inflight: set[Job] = set()
-        room = asyncio.Event()
-        all_done = asyncio.Event()
-        all_done.set()
-        batches: dict[Connection, list[Job]] = {}
-        retries: set[asyncio.Task[None]] = set()
-
-        def finished(job: Job) -> None:
-            inflight.discard(job)
-            counts[job.state] = counts.get(job.state, 0) + 1
-            if on_done is not None:
-                on_done(job)
-            if len(inflight) < window:
-                room.set()
-            if not inflight:
-                all_done.set()
-
-        def created(job: Job, error: GearctlError | None) -> None:
-            if error is not None:
-                task = asyncio.ensure_future(self._resubmit(job, deadline))
-                retries.add(task)
-                task.add_done_callback(retries.discard)
-            elif on_created is not None:
-                on_created(job)
-
-        def flush() -> None:
-            for conn, batch in batches.items():
-                if batch:
-                    self._send(conn, batch, created)
-            batches.clear()
-
-        await self._pool.connect_all(deadline)
-        rotation = 0
-
-        async def place(job: Job) -> None:
-            nonlocal rotation
-            job._on_done = finished
-            inflight.add(job)
-            all_done.clear()
-            conn: Connection | None = None
-            if not job.unique:
-                live = self._pool.live()
-                if live:
-                    conn = live[rotation % len(live)]
-                    rotation += 1
-            if conn is None:
-                conn = await self._connection_for(job)
-            if conn is None:
-                job._finish("error", _best_error(list(self._pool.errors.values()), self._pool))
-                return
-            batch = batches.get(conn)
-            if batch is None:
-                batch = batches[conn] = []
-            batch.append(job)
-            if len(batch) >= _BATCH:
-                flush()
-
+        run = _ManyRun(self, iter(jobs), max(1, window), _deadline(timeout), on_created, on_done)
+        await self._pool.connect_all(run.deadline)
+        self._runs.add(run)
         try:
-            if isinstance(jobs, AsyncIterable):
-                async for job in jobs:
-                    if len(inflight) >= window:
-                        await self._wait_room(inflight, window, room, flush, deadline)
-                    await place(job)
-            else:
-                for job in jobs:
-                    if len(inflight) >= window:
-                        await self._wait_room(inflight, window, room, flush, deadline)
-                    await place(job)
-            flush()
-            await _within(all_done.wait(), deadline, "waiting for the jobs")
+            run.pump()
+            await _within(run.all_done.wait(), run.deadline, "waiting for the jobs")
         except Timeout as e:
-            for job in list(inflight):
-                job._finish("timeout", Timeout(f"job {job.handle or '(not created)'} ({job.function}): {e}"))
+            run.expire(e)
         finally:
-            for task in list(retries):
-                task.cancel()
-        return counts
-
-    async def _wait_room(self, inflight: set[Job], window: int, room: asyncio.Event,
-                         flush: Callable[[], None], deadline: float | None) -> None:
-        while len(inflight) >= window:
-            flush()
-            room.clear()
-            await _within(room.wait(), deadline, "waiting for room in the window")
+            self._runs.discard(run)
+            run.close()
+        return run.counts
 
     async def _connection_for(self, job: Job) -> Connection | None:
         for address in self._candidates(job):
@@ -521,6 +449,10 @@ class AsyncClient:
                 ended = job._work(packet) or ended
             if ended and handles is not None:
                 del handles[packet.args[0]]
+
+    def _on_drained(self) -> None:
+        for run in self._runs:
+            run.flush()
 
     def _on_close(self, conn: Connection, error: GearctlError) -> None:
         handles = self._waiting.pop(conn, None)
@@ -604,6 +536,123 @@ class AsyncClient:
             servers = ", ".join(str(s) for s in self._pool.servers)
             raise NoWorker(f"no worker has registered {function!r} on {servers}; start one, or drop --require-workers")
         return count
+
+
+class _ManyRun:
+    """The state of one submit_many() call."""
+
+    def __init__(self, client: AsyncClient, source: Iterator[Job], window: int, deadline: float | None,
+                 on_created: Callable[[Job], None] | None, on_done: Callable[[Job], None] | None) -> None:
+        self.client = client
+        self.source = source
+        self.window = window
+        self.deadline = deadline
+        self.on_created = on_created
+        self.on_done = on_done
+        self.counts: dict[str, int] = {}
+        self.inflight: set[Job] = set()
+        self.all_done = asyncio.Event()
+        self.exhausted = False
+        self.pumping = False
+        self.flush_scheduled = False
+        self.rotation = 0
+        self.batches: dict[Connection, list[Job]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.loop = asyncio.get_running_loop()
+
+    def pump(self) -> None:
+        """Take jobs from the source until the window is full or it runs dry."""
+        if self.pumping:
+            return
+        self.pumping = True
+        try:
+            while not self.exhausted and len(self.inflight) < self.window:
+                try:
+                    job = next(self.source)
+                except StopIteration:
+                    self.exhausted = True
+                    break
+                self.place(job)
+        finally:
+            self.pumping = False
+        self.schedule_flush()
+        if self.exhausted and not self.inflight:
+            self.all_done.set()
+
+    def place(self, job: Job) -> None:
+        job._on_done = self.finished
+        self.inflight.add(job)
+        conn: Connection | None = None
+        if not job.unique:
+            live = self.client._pool.live()
+            if live:
+                conn = live[self.rotation % len(live)]
+                self.rotation += 1
+        else:
+            for address in self.client._candidates(job):
+                conn = self.client._pool.connected(address)
+                if conn is not None:
+                    break
+        if conn is None:
+            self.spawn(self.place_slowly(job))
+            return
+        batch = self.batches.get(conn)
+        if batch is None:
+            batch = self.batches[conn] = []
+        batch.append(job)
+        if len(batch) >= _BATCH:
+            self.flush()
+
+    async def place_slowly(self, job: Job) -> None:
+        """No open connection fits the job: connect (with failover) first."""
+        conn = await self.client._connection_for(job)
+        if conn is None:
+            job._finish("error", _best_error(list(self.client._pool.errors.values()), self.client._pool))
+            return
+        self.client._send(conn, [job], self.created)
+
+    def schedule_flush(self) -> None:
+        if not self.flush_scheduled and any(self.batches.values()):
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the queued SUBMITs: at the end of a read (AsyncClient._on_drained)
+        or on the next loop turn, whichever comes first."""
+        self.flush_scheduled = False
+        if not self.batches:
+            return
+        batches, self.batches = self.batches, {}
+        for conn, batch in batches.items():
+            if batch:
+                self.client._send(conn, batch, self.created)
+
+    def created(self, job: Job, error: GearctlError | None) -> None:
+        if error is not None:
+            self.spawn(self.client._resubmit(job, self.deadline))
+        elif self.on_created is not None:
+            self.on_created(job)
+
+    def finished(self, job: Job) -> None:
+        self.inflight.discard(job)
+        self.counts[job.state] = self.counts.get(job.state, 0) + 1
+        if self.on_done is not None:
+            self.on_done(job)
+        self.pump()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def expire(self, error: Timeout) -> None:
+        self.exhausted = True  # what was not taken from the source is not submitted
+        for job in list(self.inflight):
+            job._finish("timeout", Timeout(f"job {job.handle or '(not created)'} ({job.function}): {error}"))
+
+    def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
 
 
 def _addresses(servers: Union[str, Iterable[str], Iterable[ServerAddress], None]) -> list[ServerAddress]:

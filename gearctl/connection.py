@@ -162,6 +162,9 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.error: GearctlError | None = None
         self.options: set[str] = set()  # OPTION_REQs sent on this connection
+        # Called after each chunk read has been handled: the owner's moment to
+        # write what the replies made it queue, in one write, with no extra loop turn.
+        self.on_drained: Callable[[], None] | None = None
         self._decoder = Decoder(expect=Magic.RES)
         self._waiting: deque[ReplyCallback] = deque()
         self._closed_waiter: asyncio.Future[None] | None = None
@@ -290,6 +293,8 @@ class Connection(asyncio.Protocol):
                     self._waiting.popleft()(packet)
                 elif self.on_packet is not None:
                     self.on_packet(self, packet)
+            if self.on_drained is not None:
+                self.on_drained()
         except RemoteProtocolError as e:
             self.error = RemoteProtocolError(f"{self.address}: {e}")
             if self.transport is not None:
@@ -308,6 +313,7 @@ class ServerPool:
                  tls: TLSOptions | None = None,
                  on_packet: Callable[[Connection, Packet], None] | None = None,
                  on_close: Callable[[Connection, GearctlError], None] | None = None,
+                 on_drained: Callable[[], None] | None = None,
                  max_backoff: float = 30.0) -> None:
         if not servers:
             raise ConfigError("no server given")
@@ -318,6 +324,7 @@ class ServerPool:
         self._ssl_ready = False
         self.on_packet = on_packet
         self.on_close = on_close
+        self.on_drained = on_drained
         self.max_backoff = max_backoff
         self._conns: dict[ServerAddress, Connection] = {}
         self._live: list[Connection] | None = None
@@ -370,6 +377,7 @@ class ServerPool:
         except ConnectionFailed as e:
             self.mark_down(address, e)
             raise
+        conn.on_drained = self.on_drained
         self._conns[address] = conn
         self._live = None
         self._down_until.pop(address, None)
