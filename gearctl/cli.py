@@ -57,6 +57,9 @@ Servers = Annotated[str, typer.Option(
 ConnectTimeout = Annotated[float, typer.Option(
     "--connect-timeout", envvar="GEARCTL_CONNECT_TIMEOUT", min=0.01, metavar="SECONDS",
     help="Give up on a server that does not accept the connection within this time.")]
+IoTimeout = Annotated[float, typer.Option(
+    "--io-timeout", envvar="GEARCTL_IO_TIMEOUT", min=0.01, metavar="SECONDS",
+    help="Drop a server that owes replies and sends nothing for this long (its requests fail over).")]
 Tls = Annotated[bool, typer.Option(
     "--tls", envvar="GEARCTL_TLS", help="Connect with TLS (gearmand behind a TLS terminator).")]
 TlsCa = Annotated[str | None, typer.Option("--tls-ca", envvar="GEARCTL_TLS_CA", metavar="FILE",
@@ -89,9 +92,9 @@ def _root(
     _state["debug"] = _state["debug"] or debug
 
 
-def _client(servers: str, connect_timeout: float, tls: bool, tls_ca: str | None, tls_cert: str | None,
-            tls_key: str | None) -> AsyncClient:
-    return AsyncClient(parse_servers(servers), connect_timeout=connect_timeout,
+def _client(servers: str, connect_timeout: float, io_timeout: float, tls: bool, tls_ca: str | None,
+            tls_cert: str | None, tls_key: str | None) -> AsyncClient:
+    return AsyncClient(parse_servers(servers), connect_timeout=connect_timeout, io_timeout=io_timeout,
                        tls=TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key))
 
 
@@ -172,6 +175,7 @@ def client(
         "--require-workers", help="Fail (exit 6) before submitting when no worker has registered FUNCTION.")] = False,
     servers: Servers = DEFAULT_SERVERS,
     connect_timeout: ConnectTimeout = 5.0,
+    io_timeout: IoTimeout = 30.0,
     tls: Tls = False,
     tls_ca: TlsCa = None,
     tls_cert: TlsCert = None,
@@ -188,7 +192,7 @@ def client(
     if each_line and unique:
         raise UsageError("--unique gives every job the same key; it cannot be combined with --each-line")
     seconds = parse_duration(timeout) if timeout is not None else None
-    gear = _client(servers, connect_timeout, tls, tls_ca, tls_cert, tls_key)
+    gear = _client(servers, connect_timeout, io_timeout, tls, tls_ca, tls_cert, tls_key)
 
     def make_job(body: bytes, index: int | None = None) -> Job:
         return Job(function, body, unique=unique or "", background=not wait, priority=priority.value,

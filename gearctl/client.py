@@ -26,7 +26,15 @@ from functools import partial
 from typing import Any, Literal, TypeVar, Union
 
 from . import admin
-from .connection import Connection, ServerAddress, ServerPool, TLSOptions, admin_request, parse_servers
+from .connection import (
+    DEFAULT_IO_TIMEOUT,
+    Connection,
+    ServerAddress,
+    ServerPool,
+    TLSOptions,
+    admin_request,
+    parse_servers,
+)
 from .errors import (
     ConnectionFailed,
     GearctlError,
@@ -279,8 +287,9 @@ class AsyncClient:
     """Submit jobs to one or more gearmand servers; see the module docstring."""
 
     def __init__(self, servers: Union[str, Iterable[str], Iterable[ServerAddress], None] = None, *,
-                 connect_timeout: float = 5.0, tls: TLSOptions | None = None) -> None:
-        self._pool = ServerPool(_addresses(servers), connect_timeout=connect_timeout, tls=tls,
+                 connect_timeout: float = 5.0, io_timeout: float | None = DEFAULT_IO_TIMEOUT,
+                 tls: TLSOptions | None = None) -> None:
+        self._pool = ServerPool(_addresses(servers), connect_timeout=connect_timeout, tls=tls, io_timeout=io_timeout,
                                 on_packet=self._on_packet, on_close=self._on_close, on_drained=self._on_drained)
         self._runs: set[_ManyRun] = set()  # submit_many calls under way
         # Foreground jobs by connection and handle (coalesced jobs share a handle).
@@ -723,9 +732,9 @@ class Client:
     """
 
     def __init__(self, servers: Union[str, Iterable[str], None] = None, *, connect_timeout: float = 5.0,
-                 tls: TLSOptions | None = None) -> None:
+                 io_timeout: float | None = DEFAULT_IO_TIMEOUT, tls: TLSOptions | None = None) -> None:
         self._loop = asyncio.new_event_loop()
-        self._client = AsyncClient(servers, connect_timeout=connect_timeout, tls=tls)
+        self._client = AsyncClient(servers, connect_timeout=connect_timeout, io_timeout=io_timeout, tls=tls)
 
     def _run(self, coro: Awaitable[T]) -> T:
         return self._loop.run_until_complete(coro)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # ssl costs start-up time; it is imported when TLS is used
 DEFAULT_PORT = 4730
 DEFAULT_SERVERS = "127.0.0.1:4730"
 DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_IO_TIMEOUT = 30.0  # a server owing replies that stays silent this long is dropped
 
 P = PacketType
 # Packets that answer a request (matched FIFO); the rest are unsolicited.
@@ -154,8 +155,12 @@ class Connection(asyncio.Protocol):
     """One binary-protocol connection to one server."""
 
     def __init__(self, address: ServerAddress, on_packet: Callable[[Connection, Packet], None] | None = None,
-                 on_close: Callable[[Connection, GearctlError], None] | None = None) -> None:
+                 on_close: Callable[[Connection, GearctlError], None] | None = None,
+                 io_timeout: float | None = None) -> None:
         self.address = address
+        self.io_timeout = io_timeout
+        self._last_read = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
         self.on_packet = on_packet
         self.on_close = on_close
         self.transport: asyncio.Transport | None = None
@@ -176,9 +181,10 @@ class Connection(asyncio.Protocol):
     async def open(cls, address: ServerAddress, *, timeout: float = DEFAULT_CONNECT_TIMEOUT,
                    tls: ssl.SSLContext | None = None,
                    on_packet: Callable[[Connection, Packet], None] | None = None,
-                   on_close: Callable[[Connection, GearctlError], None] | None = None) -> Connection:
+                   on_close: Callable[[Connection, GearctlError], None] | None = None,
+                   io_timeout: float | None = None) -> Connection:
         loop = asyncio.get_running_loop()
-        conn = cls(address, on_packet, on_close)
+        conn = cls(address, on_packet, on_close, io_timeout)
         try:
             await asyncio.wait_for(
                 loop.create_connection(lambda: conn, address.host, address.port, ssl=tls,
@@ -233,6 +239,8 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self.error = error
         waiting, self._waiting = self._waiting, deque()
         for callback in waiting:
@@ -253,12 +261,39 @@ class Connection(asyncio.Protocol):
         """Write one request; `callback` gets its reply packet (or ERROR), or the
         error that closed the connection first."""
         self.send(data)
+        self._expect_reply()
         self._waiting.append(callback)
 
     def request_many(self, data: bytes, callbacks: Sequence[ReplyCallback]) -> None:
         """Write several requests at once (`data` is their concatenation)."""
         self.send(data)
+        self._expect_reply()
         self._waiting.extend(callbacks)
+
+    # A server that accepts requests and then says nothing must not hang us: when
+    # replies are owed and nothing was read for io_timeout seconds, the connection
+    # is dropped, and what waited on it fails over (or fails) like a lost server.
+    def _expect_reply(self) -> None:
+        if self.io_timeout is None:
+            return
+        if not self._waiting:
+            self._last_read = time.monotonic()
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_later(self.io_timeout, self._check_silence)
+
+    def _check_silence(self) -> None:
+        self._watchdog = None
+        if self.closed or not self._waiting or self.io_timeout is None:
+            return
+        silent = time.monotonic() - self._last_read
+        if silent >= self.io_timeout:
+            self.error = ConnectionFailed(
+                f"{self.address}: no reply within {self.io_timeout:g}s (--io-timeout); connection dropped")
+            if self.transport is not None:
+                self.transport.abort()
+            self._shut(self.error)
+            return
+        self._watchdog = asyncio.get_running_loop().call_later(self.io_timeout - silent, self._check_silence)
 
     async def call(self, data: bytes, timeout: float | None = None) -> Packet:
         """Write one request and wait for its reply."""
@@ -285,6 +320,8 @@ class Connection(asyncio.Protocol):
 
     # -- receiving -----------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self.io_timeout is not None:
+            self._last_read = time.monotonic()
         decoder = self._decoder
         decoder.feed(data)
         try:
@@ -314,6 +351,7 @@ class ServerPool:
                  on_packet: Callable[[Connection, Packet], None] | None = None,
                  on_close: Callable[[Connection, GearctlError], None] | None = None,
                  on_drained: Callable[[], None] | None = None,
+                 io_timeout: float | None = DEFAULT_IO_TIMEOUT,
                  max_backoff: float = 30.0) -> None:
         if not servers:
             raise ConfigError("no server given")
@@ -325,6 +363,7 @@ class ServerPool:
         self.on_packet = on_packet
         self.on_close = on_close
         self.on_drained = on_drained
+        self.io_timeout = io_timeout
         self.max_backoff = max_backoff
         self._conns: dict[ServerAddress, Connection] = {}
         self._live: list[Connection] | None = None
@@ -373,7 +412,8 @@ class ServerPool:
             self._ssl_ready = True
         try:
             conn = await Connection.open(address, timeout=self.connect_timeout, tls=self._ssl,
-                                         on_packet=self.on_packet, on_close=self._closed)
+                                         on_packet=self.on_packet, on_close=self._closed,
+                                         io_timeout=self.io_timeout)
         except ConnectionFailed as e:
             self.mark_down(address, e)
             raise

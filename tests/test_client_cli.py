@@ -318,3 +318,20 @@ def test_console_script_is_installed() -> None:
     exe = shutil.which("gearctl") or str(Path(sys.executable).parent / "gearctl")
     result = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and result.stdout.startswith("gearctl ")
+
+
+def test_a_silent_server_is_dropped_and_the_job_fails_over(gearmand: Gearmand) -> None:
+    # A server that accepts connections and never answers (hung, or not gearmand).
+    silent = socket.create_server(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    try:
+        servers = f"127.0.0.1:{port},{gearmand.address}"
+        for _ in range(3):  # whichever server the rotation starts with
+            result = gearctl("client", "rescued", "--data", "x", "--io-timeout", "1", "-s", servers)
+            assert result.returncode == 0, result.stderr
+        assert gearmand.queued("rescued") == 3
+        alone = gearctl("client", "rescued", "--data", "x", "--io-timeout", "1", "-s", f"127.0.0.1:{port}")
+        assert alone.returncode == 3
+        assert b"no reply within 1s" in alone.stderr and len(alone.stderr.splitlines()) == 1
+    finally:
+        silent.close()
