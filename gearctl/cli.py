@@ -8,20 +8,22 @@ errors.ExitCode, documented in README).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from enum import Enum
-from typing import IO, Annotated
+from typing import Annotated, Any, BinaryIO
 
 import typer
 
-from . import __version__, codecs, render
+from . import __version__, codecs, logs, plugins, render
 from .client import AsyncClient, Job
 from .connection import DEFAULT_SERVERS, TLSOptions, parse_servers
-from .errors import ExitCode, GearctlError, PayloadError, UsageError
+from .errors import ExitCode, GearctlError, JobException, PayloadError, Timeout, UsageError
+from .lines import LineSource
 from .timeparse import parse_duration, parse_when
 
 app = typer.Typer(
@@ -36,7 +38,7 @@ app = typer.Typer(
 # typer may vendor its own click: find its exception base through a public class.
 ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
-_state = {"debug": bool(os.environ.get("GEARCTL_DEBUG"))}
+_state = {"debug": os.environ.get("GEARCTL_DEBUG", "").lower() in ("1", "true", "yes", "on")}
 
 class PriorityChoice(str, Enum):
     high = "high"
@@ -114,31 +116,62 @@ def _read_payload(payload: str | None, data: str | None) -> bytes:
         raise UsageError(f"cannot read payload file {payload}: {e.strerror or e}") from e
 
 
-def _open_lines(payload: str | None, data: str | None) -> Iterator[bytes]:
-    """Lines of the input without their line ends; every line is a job."""
+def _line_input(payload: str | None, data: str | None) -> tuple[BinaryIO | None, bytes | None]:
+    """--each-line's input: a stream to read lines from, or inline text."""
     if data is not None:
         if payload is not None:
             raise UsageError("give the payload either as a file argument or with --data, not both")
-        yield from (line.encode("utf-8", "surrogateescape") for line in data.splitlines())
-        return
-    stream: IO[bytes]
+        return None, data.encode("utf-8", "surrogateescape")
     if payload is None or payload == "-":
-        stream = sys.stdin.buffer
-    else:
+        return sys.stdin.buffer, None
+    if os.path.isdir(payload):
+        raise UsageError(f"cannot read payload file {payload}: it is a directory")
+    try:
+        return open(payload, "rb"), None
+    except OSError as e:
+        raise UsageError(f"cannot read payload file {payload}: {e.strerror or e}") from e
+
+
+class OutputClosed(GearctlError):
+    """stdout went away (| head): stop like a process killed by SIGPIPE."""
+
+    exit_code = ExitCode.OUTPUT_CLOSED
+
+
+class _Out:
+    """stdout for results: bytes exactly as given; a closed pipe becomes
+    OutputClosed; no stdout at all (>&-) writes nothing."""
+
+    def __init__(self) -> None:
+        self.stream = sys.stdout.buffer if sys.stdout is not None else None
+        self._flush_pending = False
+
+    def write(self, data: bytes, flush: bool = True) -> None:
+        if self.stream is None:
+            return
         try:
-            stream = open(payload, "rb")  # noqa: SIM115 - closed by the with below
-        except OSError as e:
-            raise UsageError(f"cannot read payload file {payload}: {e.strerror or e}") from e
-    with stream:
-        for line in stream:
-            if line.endswith(b"\n"):
-                line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-            yield line
+            self.stream.write(data)
+            if flush:
+                self.stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed("stdout was closed") from None
+
+    def line(self, text: str) -> None:
+        self.write(text.encode("utf-8", "surrogateescape") + b"\n")
+
+    def flush_soon(self) -> None:
+        """Flush once per event-loop turn, not once per job."""
+        if not self._flush_pending and self.stream is not None:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        self.write(b"", flush=True)
 
 
 def _write_out(data: bytes) -> None:
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    _Out().write(data)
 
 
 _HELP_TIMEOUT = "Give up after this long (30, 30s, 5m): on the result with --wait, else on JOB_CREATED. Exit 4."
@@ -199,8 +232,8 @@ def client(
                    when=when, index=index)
 
     if each_line:
-        lines = _open_lines(payload, data)
-        return asyncio.run(_submit_lines(gear, function, lines, make_job, encoding.value, inflight, seconds,
+        stream, text = _line_input(payload, data)
+        return asyncio.run(_submit_lines(gear, function, stream, text, make_job, encoding.value, inflight, seconds,
                                          as_json, quiet, require_workers, summary))
     job = make_job(codecs.prepare_payload(_read_payload(payload, data), encoding.value))
     return asyncio.run(_submit_one(gear, job, seconds, as_json, quiet, require_workers))
@@ -208,63 +241,64 @@ def client(
 
 async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_json: bool, quiet: bool,
                       require_workers: bool) -> int:
+    out = _Out()
     progress = render.JobProgress(job.function, render.is_tty(sys.stderr) and not as_json and not job.background)
     if not as_json:
         # Set before submitting: WORK_* packets can arrive right behind JOB_CREATED.
-        job.on_data = lambda _job, chunk: _write_out(chunk)
+        job.on_data = lambda _job, chunk: out.write(chunk)
         job.on_warning = lambda _job, text: progress.print_warning(text.decode("utf-8", "replace"))
         job.on_status = lambda _job, num, den: progress.update(num, den)
     async with gear:
-        if require_workers:
-            await gear.require_workers(job.function)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         with progress:
             try:
+                if require_workers:
+                    await gear.require_workers(job.function)
                 await gear.submit_job(job, timeout=timeout)
                 if job.background:
                     if as_json:
-                        print(render.json_line(job.to_dict()))
+                        out.line(render.json_line(job.to_dict()))
                     elif not quiet:
-                        print(job.handle)
+                        out.line(job.handle or "")
                     return ExitCode.OK
                 await job.wait(None if deadline is None else max(deadline - loop.time(), 0))
             except GearctlError as e:
-                if as_json:
-                    if job.error is None:
-                        job.error = e
-                    print(render.json_line(job.to_dict()))
+                if as_json and not isinstance(e, OutputClosed):
+                    if not job.done:
+                        job._finish("error", e)
+                    out.line(render.json_line(job.to_dict()))
                 raise
         if as_json:
-            print(render.json_line(job.to_dict()))
+            out.line(render.json_line(job.to_dict()))
         else:
-            _write_out(job.result)
+            out.write(job.result)
         return ExitCode.OK
 
 
-# Which exit code a many-job run ends with, worst first.
+# How a many-job run ends, worst first: the state, and its exit code unless the
+# job's own error says more precisely (a refusal is 8, a protocol error 7).
 _STATE_EXIT = [("error", ExitCode.NO_SERVER), ("invalid", ExitCode.USAGE), ("timeout", ExitCode.TIMEOUT),
                ("exception", ExitCode.JOB_EXCEPTION), ("failed", ExitCode.JOB_FAILED)]
 
 
-async def _submit_lines(gear: AsyncClient, function: str, lines: Iterator[bytes],
+async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | None, text: bytes | None,
                         make_job: Callable[[bytes, int], Job], encoding: str, inflight: int, timeout: float | None,
                         as_json: bool, quiet: bool, require_workers: bool, summary: bool) -> int:
     stats = render.SubmitStats(background=make_job(b"", 0).background)
-    out = sys.stdout.buffer
+    out = _Out()
     errors: dict[str, GearctlError] = {}
 
-    def jobs() -> Iterator[Job]:
-        for number, line in enumerate(lines, 1):
-            try:
-                body = line if encoding == "raw" else codecs.prepare_payload(line, encoding)
-            except PayloadError as e:
-                stats.done("invalid")
-                errors.setdefault("invalid", e)
-                sys.stderr.write(f"gearctl: line {number}: {e}; not submitted\n")
-                continue
-            stats.submitted += 1
-            yield make_job(body, number)
+    def job_for(line: bytes, number: int) -> Job | None:
+        try:
+            body = line if encoding == "raw" else codecs.prepare_payload(line, encoding)
+        except PayloadError as e:
+            stats.done("invalid")
+            errors.setdefault("invalid", e)
+            sys.stderr.write(f"gearctl: line {number}: {_one_line(str(e))}; not submitted\n")
+            return None
+        stats.submitted += 1
+        return make_job(body, number)
 
     def created(job: Job) -> None:
         stats.created += 1
@@ -273,34 +307,216 @@ async def _submit_lines(gear: AsyncClient, function: str, lines: Iterator[bytes]
         stats.done(job.state)
         if job.error is not None:
             errors.setdefault(job.state, job.error)
+        for warning in job.warnings if not as_json else ():
+            sys.stderr.write(f"gearctl: line {job.index}: warning: {_one_line(warning.decode('utf-8', 'replace'))}\n")
         if as_json:
-            out.write(render.json_line(job.to_dict()).encode() + b"\n")
+            out.write(render.json_line(job.to_dict()).encode() + b"\n", flush=False)
         elif job.state == "queued":
             if not quiet:
-                out.write(f"{job.handle}\n".encode())
+                out.write(f"{job.handle}\n".encode(), flush=False)
         elif job.state == "complete":
             output = job.output
-            out.write(output if output.endswith(b"\n") else output + b"\n")
+            out.write(output if output.endswith(b"\n") else output + b"\n", flush=False)
         else:
-            sys.stderr.write(f"gearctl: line {job.index}: {job.error_text()}\n")
+            sys.stderr.write(f"gearctl: line {job.index}: {_one_line(job.error_text() or job.state)}\n")
+        out.flush_soon()
 
+    source = LineSource(stream, job_for, text=text)
     view = render.SubmitView(stats, function, render.is_tty(sys.stderr))
-    async with gear:
-        if require_workers:
-            await gear.require_workers(function)
-        with view:
-            await gear.submit_many(jobs(), window=inflight, timeout=timeout, on_created=created, on_done=done)
-    out.flush()
+    try:
+        async with gear:
+            if require_workers:
+                await gear.require_workers(function)
+            with view:
+                await gear.submit_many(source, window=inflight, timeout=timeout, on_created=created, on_done=done)
+    finally:
+        if stream is not None and stream is not sys.stdin.buffer:
+            stream.close()
+    out.write(b"")
+    if stats.by_state.get("timeout") and not source.exhausted:
+        sys.stderr.write(f"gearctl: timed out; input from line {source.number + 1} on was not submitted\n")
     if view.enabled or stats.failed or summary:
         sys.stderr.write(f"gearctl: {stats.summary()}\n")
     for state, code in _STATE_EXIT:
         if stats.by_state.get(state):
-            return code
+            error = errors.get(state)
+            return error.exit_code if state == "error" and error is not None else code
     return ExitCode.OK
+
+
+# -- worker, functions, run ------------------------------------------------------------
+PluginDirs = Annotated[list[str] | None, typer.Option(
+    "--plugin-dir", "-p", metavar="DIR",
+    help=f"Plugin directory (repeatable). Default: $GEARCTL_PLUGIN_PATH, else ./{plugins.DEFAULT_PLUGIN_DIR}.")]
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _load(plugin_dir: list[str] | None, *, quiet: bool = False) -> plugins.Registry:
+    registry = plugins.load_plugins(plugins.plugin_dirs(plugin_dir))
+    if not quiet:
+        for error in registry.errors:
+            sys.stderr.write(f"gearctl: plugin error: {_one_line(error)}\n")
+    return registry
+
+
+@app.command()
+def worker(
+    functions: Annotated[str | None, typer.Option(
+        "--functions", "-f", metavar="NAME,...", help="Functions to register (comma-separated). Default: all.")] = None,
+    plugin_dir: PluginDirs = None,
+    client_id: Annotated[str | None, typer.Option(
+        "--id", metavar="ID", help="Client id shown by gearadmin --workers. Default: HOST-PID.")] = None,
+    prefetch: Annotated[int, typer.Option(
+        "--prefetch", min=1, max=1000, metavar="N",
+        help="Jobs held per server at once (grabs outstanding + jobs waiting). 1 is fairest for slow jobs.")] = 1,
+    poll_interval: Annotated[float, typer.Option(
+        "--poll-interval", min=0.1, metavar="SECONDS",
+        help="While idle, ask each server this often (gearmand does not wake workers for --at/--in jobs).")] = 5.0,
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help="Log lines as text or JSON.")] = LogFormat.text,
+    log_level: Annotated[str, typer.Option(
+        "--log-level", metavar="LEVEL", help="debug, info (one line per job), warning, error.")] = "info",
+    servers: Servers = DEFAULT_SERVERS,
+    connect_timeout: ConnectTimeout = 5.0,
+    tls: Tls = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+) -> int:
+    """Serve job functions from the plugin directory until SIGTERM or Ctrl-C."""
+    from .worker import Worker, default_client_id
+
+    registry = _load(plugin_dir)
+    names = [n.strip() for n in functions.split(",") if n.strip()] if functions else None
+    chosen = registry.select(names)
+    ident = client_id or default_client_id()
+    gear = Worker(chosen, parse_servers(servers), client_id=ident, prefetch=prefetch, connect_timeout=connect_timeout,
+                  tls=TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key), poll_interval=poll_interval)
+    live = render.is_tty(sys.stderr) and log_format is LogFormat.text
+    view = render.WorkerView(gear.stats, ident, live)
+    with view:
+        logs.setup(log_format.value, log_level, console=view.console)
+        gear.on_event = logs.job_event_logger(quiet_success=live)
+        logs.log.info("worker %s serving %s on %s", ident, ", ".join(f.name for f in chosen), servers)
+        asyncio.run(_serve(gear))
+    return ExitCode.OK
+
+
+async def _serve(gear: Any) -> None:
+    import signal
+
+    loop = asyncio.get_running_loop()
+    signals = {"count": 0}
+
+    def on_signal(name: str) -> None:
+        signals["count"] += 1
+        if signals["count"] == 1:
+            logs.log.warning("%s: finishing the current job, then stopping (again to stop now)", name)
+            gear.stop()
+        else:
+            logs.log.warning("%s again: stopping now; the servers re-queue held jobs", name)
+            gear.abort()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    await gear.run()
+
+
+@app.command("functions")
+def functions_command(
+    plugin_dir: PluginDirs = None,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")] = False,
+) -> int:
+    """List the job functions the plugin directories define. Exit 2 if a plugin has errors."""
+    registry = _load(plugin_dir)
+    rows = [{"name": f.name, "kind": f.kind, "where": f.where, "file": f.source, "line": f.line,
+             "timeout": f.timeout, "encoding": f.encoding, "command": f.command}
+            for f in sorted(registry.functions.values(), key=lambda f: f.name)]
+    for name, places in sorted(registry.conflicts.items()):
+        sys.stderr.write(f"gearctl: plugin error: {name!r} is defined more than once: {' and '.join(places)}\n")
+    if as_json:
+        print(json.dumps({"functions": rows, "errors": registry.errors,
+                          "conflicts": registry.conflicts}, indent=2))
+    elif rows:
+        render.print_renderable(render.functions_table(rows))
+    else:
+        sys.stderr.write("gearctl: no job functions found\n")
+    return ExitCode.USAGE if registry.errors or registry.conflicts else ExitCode.OK
+
+
+@app.command("run", no_args_is_help=True)
+def run_command(
+    function: Annotated[str, typer.Argument(help="Function to run.", show_default=False)],
+    payload: Annotated[str | None, typer.Argument(
+        metavar="[PAYLOAD]", help="File holding the workload, or - for stdin. None: an empty workload.")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", metavar="TEXT", help="The workload, inline.")] = None,
+    encoding: Annotated[EncodingChoice, typer.Option("--encoding", "-e", help=_HELP_ENCODING)] = EncodingChoice.raw,
+    plugin_dir: PluginDirs = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object with result, data, warnings, status.")] = False,
+) -> int:
+    """Run one job function in-process, with no server: the way to debug a plugin."""
+    from .jobs import WorkerJob, execute
+
+    registry = _load(plugin_dir)
+    fn = registry.select([function])[0]
+    body = codecs.prepare_payload(_read_payload(payload, data), encoding.value)
+    sink = _LocalSink(stream=not as_json)
+    job = WorkerJob(fn.name, "local:1", "", body, context=fn.context, encoding=fn.encoding, sink=sink)
+    outcome = asyncio.run(execute(fn, job))
+    if as_json:
+        record = {"function": fn.name, "status": outcome.state, "result": outcome.result.decode("utf-8", "replace"),
+                  "error": outcome.message or None, "data": [c.decode("utf-8", "replace") for c in sink.chunks],
+                  "warnings": sink.warnings, "progress": sink.progress, "seconds": round(outcome.seconds, 6)}
+        print(json.dumps(record))
+    elif outcome.state == "complete":
+        _write_out(outcome.result)
+    if outcome.traceback and not as_json:
+        sys.stderr.write(outcome.traceback)
+    if outcome.state == "exception":
+        raise JobException(f"{fn.name} raised: {outcome.message}")
+    if outcome.state == "timeout":
+        raise Timeout(f"{fn.name} {outcome.message}")
+    return ExitCode.OK
+
+
+class _LocalSink:
+    """`gearctl run`: data to stdout as it comes, warnings and status to stderr."""
+
+    def __init__(self, stream: bool) -> None:
+        self.stream = stream
+        self.chunks: list[bytes] = []
+        self.warnings: list[str] = []
+        self.progress: list[list[int]] = []
+
+    def data(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        if self.stream:
+            _write_out(chunk)
+
+    def warning(self, text: bytes) -> None:
+        self.warnings.append(text.decode("utf-8", "replace"))
+        if self.stream:
+            sys.stderr.write(f"warning: {self.warnings[-1]}\n")
+
+    def status(self, numerator: int, denominator: int) -> None:
+        self.progress.append([numerator, denominator])
+        if self.stream:
+            sys.stderr.write(f"status: {numerator}/{denominator}\n")
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _silence_stdout() -> None:
+    """The reader went away (| head). Point stdout at devnull so the
+    interpreter's final flush does not fail again."""
+    if sys.stdout is not None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -308,6 +524,11 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="gearctl", standalone_mode=False)
+        if code == 130:  # typer turned Ctrl-C into exit 130, silently
+            sys.stderr.write("gearctl: interrupted\n")
+    except OutputClosed:
+        _silence_stdout()
+        code = ExitCode.OUTPUT_CLOSED
     except GearctlError as e:
         if _state["debug"]:
             traceback.print_exc()
@@ -329,8 +550,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("gearctl: interrupted\n")
         code = 130
     except BrokenPipeError:
-        # The reader went away (| head): not our error. Point stdout at devnull
-        # so the interpreter's final flush does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = ExitCode.OK
+        _silence_stdout()
+        code = ExitCode.OUTPUT_CLOSED
     sys.exit(int(code or 0))

@@ -42,6 +42,7 @@ from .errors import (
     JobFailed,
     NoServerAvailable,
     NoWorker,
+    RemoteProtocolError,
     ServerError,
     Timeout,
     UsageError,
@@ -51,6 +52,7 @@ from .protocol import SUBMIT_TYPES, Packet, PacketType, encode, encode_submit, p
 P = PacketType
 Priority = Literal["high", "normal", "low"]
 PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
+MAX_FUNCTION = 8191  # bytes; gearmand 1.1.20 drops the connection for a longer name
 DEFAULT_WINDOW = 10_000  # jobs in flight at once in submit_many
 _BATCH = 256  # submits written per write() in submit_many
 
@@ -136,6 +138,8 @@ class Job:
         self._wire_unique = unique.encode("utf-8", "surrogateescape")
         if b"\0" in self._wire_function or b"\0" in self._wire_unique:
             raise UsageError("function names and unique keys cannot contain NUL bytes")
+        if len(self._wire_function) > MAX_FUNCTION:
+            raise UsageError(f"the function name is {len(self._wire_function)} bytes; gearmand takes {MAX_FUNCTION}")
         self.function = function
         self.data = _bytes(data)
         self.unique = unique
@@ -197,7 +201,8 @@ class Job:
             try:
                 await asyncio.wait_for(asyncio.shield(self._future), timeout)
             except asyncio.TimeoutError:
-                raise Timeout(f"job {self.handle} ({self.function}) did not finish within {timeout:g}s") from None
+                self._finish("timeout", Timeout(
+                    f"job {self.handle} ({self.function}) did not finish in time; it may still run on the server"))
         self.raise_for_state()
         return self.output
 
@@ -237,6 +242,12 @@ class Job:
         return None
 
     # -- driven by AsyncClient --------------------------------------------------
+    def _abort(self, error: BaseException) -> None:
+        """Wake a waiter with an error that is not the job's (the caller's own
+        output failed): the job's state stays as it is."""
+        if self._future is not None and not self._future.done():
+            self._future.set_exception(error)
+
     def _finish(self, state: str, error: GearctlError | None = None) -> None:
         if self.done:
             return
@@ -290,7 +301,8 @@ class AsyncClient:
                  connect_timeout: float = 5.0, io_timeout: float | None = DEFAULT_IO_TIMEOUT,
                  tls: TLSOptions | None = None) -> None:
         self._pool = ServerPool(_addresses(servers), connect_timeout=connect_timeout, tls=tls, io_timeout=io_timeout,
-                                on_packet=self._on_packet, on_close=self._on_close, on_drained=self._on_drained)
+                                on_packet=self._on_packet, on_close=self._on_close, on_drained=self._on_drained,
+                                on_callback_error=self._on_callback_error)
         self._runs: set[_ManyRun] = set()  # submit_many calls under way
         # Foreground jobs by connection and handle (coalesced jobs share a handle).
         self._waiting: dict[Connection, dict[bytes, list[Job]]] = {}
@@ -338,7 +350,11 @@ class AsyncClient:
                 continue
             future: asyncio.Future[GearctlError | None] = asyncio.get_running_loop().create_future()
             self._send(conn, [job], partial(_settle, future))
-            error = await _within(asyncio.shield(future), deadline, f"waiting for {address} to create the job")
+            try:
+                error = await _within(asyncio.shield(future), deadline, f"waiting for {address} to create the job")
+            except Timeout as e:
+                job._finish("timeout", e)
+                raise
             if error is None:
                 return job
             errors.append(error)
@@ -350,12 +366,12 @@ class AsyncClient:
 
     def _candidates(self, job: Job) -> list[ServerAddress]:
         """Servers to try, up ones first; all of them when none is known up."""
-        ordered = self._pool.order(job.unique.encode())
+        ordered = self._pool.order(job._wire_unique)
         up = [s for s in ordered if not self._pool.is_down(s)]
         return up or ordered
 
     # -- many jobs -------------------------------------------------------------
-    async def submit_many(self, jobs: Iterable[Job], *, window: int = DEFAULT_WINDOW,
+    async def submit_many(self, jobs: Iterable[Job] | JobSource, *, window: int = DEFAULT_WINDOW,
                           timeout: float | None = None,
                           on_created: Callable[[Job], None] | None = None,
                           on_done: Callable[[Job], None] | None = None) -> dict[str, int]:
@@ -369,10 +385,12 @@ class AsyncClient:
         written in batches, once per turn of the event loop, so there is no round
         trip per job and, with a window of 1, no idle turn between two jobs.
         """
-        run = _ManyRun(self, iter(jobs), max(1, window), _deadline(timeout), on_created, on_done)
+        source = jobs if isinstance(jobs, JobSource) else _IterSource(jobs)
+        run = _ManyRun(self, source, max(1, window), _deadline(timeout), on_created, on_done)
         await self._pool.connect_all(run.deadline)
         self._runs.add(run)
         try:
+            source.start(run.pump)
             run.pump()
             await _within(run.all_done.wait(), run.deadline, "waiting for the jobs")
         except Timeout as e:
@@ -380,6 +398,9 @@ class AsyncClient:
         finally:
             self._runs.discard(run)
             run.close()
+            source.close()
+        if run.failure is not None:
+            raise run.failure
         return run.counts
 
     async def _connection_for(self, job: Job) -> Connection | None:
@@ -392,16 +413,6 @@ class AsyncClient:
             except ConnectionFailed:
                 continue
         return None
-
-    async def _resubmit(self, job: Job, deadline: float | None) -> None:
-        """A pipelined submit was refused or its connection broke: fail over."""
-        job.state = "new"
-        job.handle = None
-        job.server = None
-        try:
-            await self.submit_job(job, timeout=_remaining(deadline))
-        except GearctlError as e:
-            job._finish("timeout" if isinstance(e, Timeout) else "error", e)
 
     # -- the wire --------------------------------------------------------------
     def _send(self, conn: Connection, jobs: list[Job], done: Done) -> None:
@@ -434,7 +445,9 @@ class AsyncClient:
                     if answer.type is P.ERROR:
                         done(job, ServerError(_text(answer.args[0]), _text(answer.args[1]), str(conn.address)))
                         return
-                    done(job, ConnectionFailed(f"{conn.address}: unexpected {answer.type.name} to a submit"))
+                    error = RemoteProtocolError(f"{conn.address}: {answer.type.name} in answer to a submit")
+                    done(job, error)
+                    conn.fail(error)  # the replies are out of step: the connection cannot be trusted
                     return
                 done(job, answer)
 
@@ -442,7 +455,7 @@ class AsyncClient:
             callbacks.append(reply)
         try:
             conn.request_many(b"".join(chunks), callbacks)
-        except ConnectionFailed as e:
+        except GearctlError as e:
             for callback in callbacks:
                 callback(e)
 
@@ -463,14 +476,24 @@ class AsyncClient:
         for run in self._runs:
             run.flush()
 
+    def _on_callback_error(self, error: Exception) -> None:
+        """The caller's callback (output, progress) failed: stop what waits."""
+        for run in list(self._runs):
+            run.fail(error)
+        for handles in self._waiting.values():
+            for jobs in handles.values():
+                for job in jobs:
+                    job._abort(error)
+
     def _on_close(self, conn: Connection, error: GearctlError) -> None:
         handles = self._waiting.pop(conn, None)
         if not handles:
             return
         for jobs in handles.values():
             for job in jobs:
-                job._finish("error", ConnectionFailed(
-                    f"{conn.address}: connection lost while waiting for job {job.handle} ({job.function})"))
+                lost: GearctlError = error if isinstance(error, RemoteProtocolError) else ConnectionFailed(
+                    f"{conn.address}: connection lost while waiting for job {job.handle} ({job.function})")
+                job._finish("error", lost)
 
     # -- status and admin --------------------------------------------------------
     async def status(self, handle: str, *, server: Union[str, ServerAddress, None] = None,
@@ -514,7 +537,7 @@ class AsyncClient:
     async def admin(self, command: str, *args: str,
                     timeout: float = 5.0) -> dict[ServerAddress, Union[list[str], GearctlError]]:
         """Run a text admin command on every server at once; lines or error per server."""
-        ctx = self._pool.tls.context()
+        ctx = self._pool.ssl_context
 
         async def one(address: ServerAddress) -> Union[list[str], GearctlError]:
             try:
@@ -547,10 +570,39 @@ class AsyncClient:
         return count
 
 
-class _ManyRun:
-    """The state of one submit_many() call."""
+class JobSource:
+    """Where submit_many takes jobs from. take() gives the next job, or None
+    when none is ready yet (more may come) or the source is exhausted."""
 
-    def __init__(self, client: AsyncClient, source: Iterator[Job], window: int, deadline: float | None,
+    exhausted = False
+
+    def start(self, wake: Callable[[], None]) -> None:
+        """Begin; call `wake` whenever new jobs become ready."""
+
+    def take(self) -> Job | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop producing (the run ended)."""
+
+
+class _IterSource(JobSource):
+    def __init__(self, jobs: Iterable[Job]) -> None:
+        self._jobs: Iterator[Job] = iter(jobs)
+
+    def take(self) -> Job | None:
+        try:
+            return next(self._jobs)
+        except StopIteration:
+            self.exhausted = True
+            return None
+
+
+class _ManyRun:
+    """The state of one submit_many() call. The window is refilled from reply
+    callbacks (pump), so no task wakes up per job."""
+
+    def __init__(self, client: AsyncClient, source: JobSource, window: int, deadline: float | None,
                  on_created: Callable[[Job], None] | None, on_done: Callable[[Job], None] | None) -> None:
         self.client = client
         self.source = source
@@ -561,7 +613,8 @@ class _ManyRun:
         self.counts: dict[str, int] = {}
         self.inflight: set[Job] = set()
         self.all_done = asyncio.Event()
-        self.exhausted = False
+        self.stopped = False  # no more jobs are taken (timeout, or a failed callback)
+        self.failure: BaseException | None = None
         self.pumping = False
         self.flush_scheduled = False
         self.rotation = 0
@@ -570,22 +623,20 @@ class _ManyRun:
         self.loop = asyncio.get_running_loop()
 
     def pump(self) -> None:
-        """Take jobs from the source until the window is full or it runs dry."""
+        """Take jobs from the source until the window is full or none is ready."""
         if self.pumping:
             return
         self.pumping = True
         try:
-            while not self.exhausted and len(self.inflight) < self.window:
-                try:
-                    job = next(self.source)
-                except StopIteration:
-                    self.exhausted = True
+            while not self.stopped and len(self.inflight) < self.window:
+                job = self.source.take()
+                if job is None:
                     break
                 self.place(job)
         finally:
             self.pumping = False
         self.schedule_flush()
-        if self.exhausted and not self.inflight:
+        if (self.source.exhausted or self.stopped) and not self.inflight:
             self.all_done.set()
 
     def place(self, job: Job) -> None:
@@ -603,7 +654,7 @@ class _ManyRun:
                 if conn is not None:
                     break
         if conn is None:
-            self.spawn(self.place_slowly(job))
+            self.spawn(job, self.place_slowly(job))
             return
         batch = self.batches.get(conn)
         if batch is None:
@@ -621,7 +672,7 @@ class _ManyRun:
         self.client._send(conn, [job], self.created)
 
     def schedule_flush(self) -> None:
-        if not self.flush_scheduled and any(self.batches.values()):
+        if not self.flush_scheduled and self.batches:
             self.flush_scheduled = True
             self.loop.call_soon(self.flush)
 
@@ -633,13 +684,19 @@ class _ManyRun:
             return
         batches, self.batches = self.batches, {}
         for conn, batch in batches.items():
-            if batch:
-                self.client._send(conn, batch, self.created)
+            self.client._send(conn, batch, self.created)
 
     def created(self, job: Job, error: GearctlError | None) -> None:
         if error is not None:
-            self.spawn(self.client._resubmit(job, self.deadline))
+            self.spawn(job, self.resubmit(job))
         elif self.on_created is not None:
+            self.on_created(job)
+
+    async def resubmit(self, job: Job) -> None:
+        """A pipelined submit was refused or its connection broke: fail over."""
+        job.state, job.handle, job.server = "new", None, None
+        await self.client.submit_job(job, timeout=_remaining(self.deadline))
+        if self.on_created is not None:
             self.on_created(job)
 
     def finished(self, job: Job) -> None:
@@ -649,17 +706,37 @@ class _ManyRun:
             self.on_done(job)
         self.pump()
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
+    def spawn(self, job: Job, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` for `job`; whatever it raises ends the job, never the run."""
+        async def guarded() -> None:
+            try:
+                await coro
+            except Timeout as e:
+                job._finish("timeout", e)
+            except GearctlError as e:
+                job._finish("error", e)
+            except Exception as e:
+                job._finish("error", GearctlError(f"{type(e).__name__}: {e}"))
+
+        task = asyncio.ensure_future(guarded())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     def expire(self, error: Timeout) -> None:
-        self.exhausted = True  # what was not taken from the source is not submitted
+        self.stopped = True  # what was not taken from the source is not submitted
         for job in list(self.inflight):
             job._finish("timeout", Timeout(f"job {job.handle or '(not created)'} ({job.function}): {error}"))
 
+    def fail(self, error: BaseException) -> None:
+        """A caller's callback failed: take no more jobs, stop waiting, re-raise it."""
+        if self.failure is None:
+            self.failure = error
+        self.stopped = True
+        self.on_done = self.on_created = None
+        self.all_done.set()
+
     def close(self) -> None:
+        self.on_done = self.on_created = None  # nothing is reported once the run returned
         for task in list(self.tasks):
             task.cancel()
 
@@ -694,6 +771,9 @@ def _status_from(packet: Packet, server: str) -> JobStatus:
 def _best_error(errors: list[GearctlError], pool: ServerPool) -> GearctlError:
     """One error for a request no server took: a server's own refusal if every
     reachable server refused, else 'no server' naming each one's reason."""
+    broken = [e for e in errors if isinstance(e, RemoteProtocolError)]
+    if broken:
+        return broken[-1]
     refusals = [e for e in errors if isinstance(e, ServerError)]
     if refusals and len(refusals) == len(errors):
         return refusals[-1]

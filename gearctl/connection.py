@@ -135,6 +135,8 @@ def _reason(error: OSError) -> str:
 
     if isinstance(error, ssl.SSLError):
         return f"TLS error: {error.reason or error}"
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve host: {error.strerror or error}"
     if error.errno:
         return os.strerror(error.errno).lower()
     return str(error) or type(error).__name__
@@ -170,6 +172,7 @@ class Connection(asyncio.Protocol):
         # Called after each chunk read has been handled: the owner's moment to
         # write what the replies made it queue, in one write, with no extra loop turn.
         self.on_drained: Callable[[], None] | None = None
+        self.on_callback_error: Callable[[Exception], None] | None = None
         self._decoder = Decoder(expect=Magic.RES)
         self._waiting: deque[ReplyCallback] = deque()
         self._closed_waiter: asyncio.Future[None] | None = None
@@ -252,9 +255,11 @@ class Connection(asyncio.Protocol):
 
     # -- sending -------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        """Write bytes that expect no reply."""
-        if self.closed or self.transport is None:
-            raise self.error or ConnectionFailed(f"{self.address}: not connected")
+        """Write bytes that expect no reply. Raises ConnectionFailed when the
+        connection is closed or closing (whatever closed it)."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            reason = str(self.error) if self.error else f"{self.address}: not connected"
+            raise ConnectionFailed(reason)
         self.transport.write(data)
 
     def request(self, data: bytes, callback: ReplyCallback) -> None:
@@ -287,11 +292,8 @@ class Connection(asyncio.Protocol):
             return
         silent = time.monotonic() - self._last_read
         if silent >= self.io_timeout:
-            self.error = ConnectionFailed(
-                f"{self.address}: no reply within {self.io_timeout:g}s (--io-timeout); connection dropped")
-            if self.transport is not None:
-                self.transport.abort()
-            self._shut(self.error)
+            self.fail(ConnectionFailed(
+                f"{self.address}: no reply within {self.io_timeout:g}s (--io-timeout); connection dropped"))
             return
         self._watchdog = asyncio.get_running_loop().call_later(self.io_timeout - silent, self._check_silence)
 
@@ -332,11 +334,21 @@ class Connection(asyncio.Protocol):
                     self.on_packet(self, packet)
             if self.on_drained is not None:
                 self.on_drained()
-        except RemoteProtocolError as e:
-            self.error = RemoteProtocolError(f"{self.address}: {e}")
-            if self.transport is not None:
-                self.transport.abort()
-            self._shut(self.error)
+        except RemoteProtocolError as e:  # the peer's bytes, or a field that makes no sense
+            self.fail(RemoteProtocolError(f"{self.address}: {e}"))
+        except Exception as e:
+            # The owner's callback failed (say, its stdout closed). That is not
+            # the server's fault: the connection stays, the owner decides.
+            if self.on_callback_error is None:
+                raise
+            self.on_callback_error(e)
+
+    def fail(self, error: GearctlError) -> None:
+        """Drop the connection because of `error` (a protocol error, a silent peer)."""
+        self.error = error
+        if self.transport is not None:
+            self.transport.abort()
+        self._shut(error)
 
 
 class ServerPool:
@@ -351,6 +363,7 @@ class ServerPool:
                  on_packet: Callable[[Connection, Packet], None] | None = None,
                  on_close: Callable[[Connection, GearctlError], None] | None = None,
                  on_drained: Callable[[], None] | None = None,
+                 on_callback_error: Callable[[Exception], None] | None = None,
                  io_timeout: float | None = DEFAULT_IO_TIMEOUT,
                  max_backoff: float = 30.0) -> None:
         if not servers:
@@ -358,11 +371,11 @@ class ServerPool:
         self.servers = list(servers)
         self.connect_timeout = connect_timeout
         self.tls = tls or TLSOptions()
-        self._ssl: ssl.SSLContext | None = None
-        self._ssl_ready = False
+        self._ssl: ssl.SSLContext | None = self.tls.context()  # bad TLS files fail here, at once
         self.on_packet = on_packet
         self.on_close = on_close
         self.on_drained = on_drained
+        self.on_callback_error = on_callback_error
         self.io_timeout = io_timeout
         self.max_backoff = max_backoff
         self._conns: dict[ServerAddress, Connection] = {}
@@ -371,7 +384,8 @@ class ServerPool:
         self._down_until: dict[ServerAddress, float] = {}
         self._backoff: dict[ServerAddress, float] = {}
         self.errors: dict[ServerAddress, GearctlError] = {}
-        self._next = 0
+        self._next = random.randrange(len(self.servers))  # one-job cron runs spread over servers
+        self._by_hash = sorted(self.servers, key=str)  # a key's server must not depend on the flag's order
 
     def order(self, key: bytes = b"") -> list[ServerAddress]:
         """Servers in the order to try: a unique key always starts at the same
@@ -380,13 +394,18 @@ class ServerPool:
         n = len(self.servers)
         if key:
             start = zlib.crc32(key) % n
+            ordered = self._by_hash[start:] + self._by_hash[:start]
         else:
             start = self._next
             self._next = (self._next + 1) % n
-        ordered = self.servers[start:] + self.servers[:start]
+            ordered = self.servers[start:] + self.servers[:start]
         now = time.monotonic()
         up = [s for s in ordered if self._down_until.get(s, 0.0) <= now]
         return up + [s for s in ordered if s not in up]
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self._ssl
 
     def is_down(self, address: ServerAddress) -> bool:
         return self._down_until.get(address, 0.0) > time.monotonic()
@@ -407,9 +426,6 @@ class ServerPool:
         return await asyncio.shield(pending)
 
     async def _open(self, address: ServerAddress) -> Connection:
-        if not self._ssl_ready:
-            self._ssl = self.tls.context()
-            self._ssl_ready = True
         try:
             conn = await Connection.open(address, timeout=self.connect_timeout, tls=self._ssl,
                                          on_packet=self.on_packet, on_close=self._closed,
@@ -418,6 +434,7 @@ class ServerPool:
             self.mark_down(address, e)
             raise
         conn.on_drained = self.on_drained
+        conn.on_callback_error = self.on_callback_error
         self._conns[address] = conn
         self._live = None
         self._down_until.pop(address, None)

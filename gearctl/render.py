@@ -131,3 +131,58 @@ class SubmitView:
         table.add_row(str(s.submitted), str(s.created), str(completed),
                       f"[red]{failed}[/]" if failed else "0", f"{s.rate():,.0f}")
         return table
+
+
+def functions_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="job functions", title_justify="left")
+    for column in ("name", "kind", "where", "timeout", "encoding"):
+        table.add_column(column)
+    for row in rows:
+        timeout = f"{row['timeout']:g}s" if row["timeout"] else "-"
+        table.add_row(row["name"], row["kind"], row["where"], timeout, row["encoding"])
+    return table
+
+
+def print_renderable(renderable: Any, stream: IO[str] | None = None) -> None:
+    from rich.console import Console
+
+    Console(file=stream or sys.stdout, soft_wrap=True).print(renderable)
+
+
+class WorkerView:
+    """The worker's live table on stderr: one row per function, and the servers."""
+
+    def __init__(self, stats: Any, client_id: str, enabled: bool) -> None:
+        self.stats = stats
+        self.client_id = client_id
+        self.enabled = enabled
+        self._live: Any = None
+        self.console: Any = None
+
+    def __enter__(self) -> WorkerView:
+        if self.enabled:
+            from rich.console import Console
+            from rich.live import Live
+
+            self.console = Console(stderr=True)
+            self._live = Live(get_renderable=self._table, console=self.console, refresh_per_second=4)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        servers = ", ".join(f"{a} [{'green' if s == 'up' else 'red'}]{s}[/]" for a, s in self.stats.servers.items())
+        table = Table(title=f"gearctl worker {self.client_id}  {servers}", title_justify="left")
+        for name in ("function", "done", "failed", "running", "last error"):
+            table.add_column(name, justify="left" if name in ("function", "last error") else "right")
+        for name, s in sorted(self.stats.functions.items()):
+            table.add_row(name, str(s.done), f"[red]{s.failed}[/]" if s.failed else "0", str(s.running),
+                          s.last_error[:60])
+        return table

@@ -1,0 +1,200 @@
+"""Running one job function: the job object it receives, and how it ends.
+
+`execute()` is shared by the worker loop and `gearctl run`: it calls a plugin's
+function (plain, async, or a command), enforces the function's timeout, turns
+the return value into result bytes, and reports the end as an `Outcome`. It
+never raises for what the job function did: a worker must not die on a job.
+
+Timeouts: async functions are cancelled; commands are killed; plain functions
+run on the worker's main thread and are interrupted by SIGALRM (an exception
+raised inside them), the way rq's death penalty works. Code stuck in C that
+ignores signals cannot be interrupted; the server's CAN_DO_TIMEOUT is the
+backstop there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import codecs
+from .plugins import JobFunction
+
+
+class Sink(Protocol):
+    """Where a running job's WORK_DATA / WORK_WARNING / WORK_STATUS go."""
+
+    def data(self, chunk: bytes) -> None: ...
+
+    def warning(self, text: bytes) -> None: ...
+
+    def status(self, numerator: int, denominator: int) -> None: ...
+
+
+class WorkerJob:
+    """The job a job function receives (PHP's GearmanJob, in Python)."""
+
+    __slots__ = (
+        "_data",
+        "_decoded",
+        "_encoding",
+        "_sink",
+        "_workload",
+        "context",
+        "function_name",
+        "handle",
+        "unique",
+    )
+
+    def __init__(self, function_name: str, handle: str, unique: str, workload: bytes, *, context: Any = None,
+                 encoding: str = "auto", sink: Sink | None = None) -> None:
+        self.function_name = function_name
+        self.handle = handle
+        self.unique = unique
+        self.context = context  # the plugin's context; the function may change it
+        self._workload = workload
+        self._encoding = encoding
+        self._data: Any = None
+        self._decoded = False
+        self._sink = sink
+
+    def workload(self) -> bytes:
+        """The raw workload bytes, as PHP's $job->workload()."""
+        return self._workload
+
+    def workload_size(self) -> int:
+        return len(self._workload)
+
+    @property
+    def data(self) -> Any:
+        """The workload decoded by the function's encoding (auto: JSON, else PHP
+        serialize(), else the raw bytes). Raises PayloadError for json/php
+        workloads that do not decode."""
+        if not self._decoded:
+            self._data = codecs.resolve(self._encoding).decode(self._workload)
+            self._decoded = True
+        return self._data
+
+    def send_status(self, numerator: int, denominator: int) -> None:
+        if self._sink is not None:
+            self._sink.status(int(numerator), int(denominator))
+
+    def send_data(self, chunk: bytes | str) -> None:
+        if self._sink is not None:
+            self._sink.data(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
+
+    def send_warning(self, text: bytes | str) -> None:
+        if self._sink is not None:
+            self._sink.warning(text.encode() if isinstance(text, str) else bytes(text))
+
+    def __repr__(self) -> str:
+        return f"<WorkerJob {self.function_name} {self.handle} {len(self._workload)} bytes>"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended: complete (result), exception (message), fail, or timeout."""
+
+    state: str  # "complete" | "exception" | "failed" | "timeout"
+    result: bytes = b""
+    message: str = ""
+    traceback: str = ""
+    seconds: float = 0.0
+
+
+class JobTimeout(Exception):
+    """Raised inside a plain job function when its timeout passes."""
+
+
+def encode_result(value: Any, encoding: str) -> bytes:
+    """None -> b""; bytes and str as they are; anything else with the function's
+    encoding (PHP serialize() for php, JSON otherwise)."""
+    if value is None:
+        return b""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return codecs.resolve("php" if encoding == "php" else "json").encode(value)
+
+
+async def execute(fn: JobFunction, job: WorkerJob) -> Outcome:
+    """Run `fn` on `job`; never raises for what the function does."""
+    started = time.monotonic()
+    try:
+        if fn.command is not None:
+            result = await _run_command(fn, job)
+        elif fn.is_async:
+            assert fn.function is not None
+            result = await asyncio.wait_for(fn.function(job), fn.timeout)
+        else:
+            assert fn.function is not None
+            with _alarm(fn.timeout):
+                result = fn.function(job)
+            if inspect.isawaitable(result):  # a plain function that returned a coroutine
+                result = await asyncio.wait_for(result, fn.timeout)
+        body = encode_result(result, fn.encoding)
+    except (JobTimeout, asyncio.TimeoutError):
+        return Outcome("timeout", message=f"timed out after {fn.timeout:g}s", seconds=time.monotonic() - started)
+    except CommandFailed as e:
+        return Outcome("exception", message=str(e), seconds=time.monotonic() - started)
+    except Exception as e:
+        return Outcome("exception", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(),
+                       seconds=time.monotonic() - started)
+    return Outcome("complete", result=body, seconds=time.monotonic() - started)
+
+
+class CommandFailed(Exception):
+    """A command function exited non-zero; the message is its stderr."""
+
+
+async def _run_command(fn: JobFunction, job: WorkerJob) -> bytes:
+    assert fn.command is not None
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *fn.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+    except OSError as e:
+        raise CommandFailed(f"cannot run {fn.command[0]}: {e.strerror or e}") from e
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(job.workload()), fn.timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        text = err.decode("utf-8", "replace").strip() or f"exited with status {proc.returncode}"
+        raise CommandFailed(f"{fn.command[0]}: {text}")
+    return out
+
+
+@contextmanager
+def _alarm(seconds: float | None) -> Iterator[None]:
+    """Raise JobTimeout in this (main) thread after `seconds`."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    armed = True
+
+    def ring(_signum: int, _frame: Any) -> None:
+        if armed:
+            raise JobTimeout()
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+

@@ -1,0 +1,99 @@
+"""Jobs from lines of input, read off the event loop.
+
+`LineSource` feeds AsyncClient.submit_many from a byte stream (stdin, a file)
+one job per line. A daemon thread does the blocking reads, in chunks, and
+hands whole lines to the loop, so a slow producer (`tail -f | gearctl client -n`)
+never stalls replies, timeouts or Ctrl-C, and lines are submitted as they come.
+The buffer between the two is bounded: a fast file does not fill memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import BinaryIO
+
+from .client import Job, JobSource
+
+CHUNK = 1 << 16
+MAX_BUFFERED = 8192  # lines read ahead of the submits
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Lines without their LF or CRLF; a last line without an end still counts."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+class LineSource(JobSource):
+    def __init__(self, stream: BinaryIO | None, make_job: Callable[[bytes, int], Job | None], *,
+                 text: bytes | None = None) -> None:
+        self._stream = stream
+        self._make_job = make_job
+        self._text = text
+        self._lines: deque[bytes] = deque()
+        self._eof = False
+        self.number = 0  # lines taken so far
+        self._room = threading.Event()
+        self._room.set()
+        self._closed = False
+        self.error: OSError | None = None
+
+    def start(self, wake: Callable[[], None]) -> None:
+        if self._text is not None or self._stream is None:
+            self._lines.extend(split_lines(self._text or b""))
+            self._eof = True
+            return
+        loop = asyncio.get_running_loop()
+        stream = self._stream
+
+        def arrived(lines: list[bytes], eof: bool) -> None:
+            self._lines.extend(lines)
+            self._eof = eof
+            if len(self._lines) >= MAX_BUFFERED:
+                self._room.clear()
+            wake()
+
+        def read() -> None:
+            rest = b""
+            while not self._closed:
+                self._room.wait()
+                try:
+                    chunk = stream.read1(CHUNK) if hasattr(stream, "read1") else stream.read(CHUNK)
+                except OSError as e:
+                    self.error = e
+                    chunk = b""
+                if not chunk:
+                    tail = [rest[:-1] if rest.endswith(b"\r") else rest] if rest else []
+                    loop.call_soon_threadsafe(arrived, tail, True)
+                    return
+                data = rest + chunk
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    rest = data
+                    continue
+                rest = data[cut + 1 :]
+                loop.call_soon_threadsafe(arrived, split_lines(data[: cut + 1]), False)
+
+        threading.Thread(target=read, name="gearctl-lines", daemon=True).start()
+
+    def take(self) -> Job | None:
+        while self._lines:
+            line = self._lines.popleft()
+            self.number += 1
+            if len(self._lines) < MAX_BUFFERED // 2:
+                self._room.set()
+            job = self._make_job(line, self.number)
+            if job is not None:
+                return job
+        if self._eof:
+            self.exhausted = True
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+        self._room.set()

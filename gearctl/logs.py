@@ -1,0 +1,87 @@
+"""Log lines for long-running commands (the worker): text or JSON, one per event.
+
+On a terminal the live table shows jobs, so only problems are logged there, and
+through rich's console so they print above the table instead of through it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .errors import UsageError
+
+log = logging.getLogger("gearctl")
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        doc.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            doc["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+class _ConsoleHandler(logging.Handler):
+    def __init__(self, console: Any) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.print(self.format(record), markup=False, highlight=False)
+
+
+def setup(fmt: str, level: str, console: Any = None) -> None:
+    if level.lower() not in LEVELS:
+        raise UsageError(f"--log-level must be one of {', '.join(LEVELS)}, not {level!r}")
+    handler: logging.Handler = _ConsoleHandler(console) if console is not None else logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(LEVELS[level.lower()])
+    if console is not None and LEVELS[level.lower()] < logging.WARNING:
+        log.setLevel(logging.WARNING)  # the live table shows what info lines would
+    log.propagate = False
+
+
+def job_event_logger(quiet_success: bool = False) -> Callable[[Any], None]:
+    """A Worker.on_event callback: one log line per finished job."""
+    jobs = logging.getLogger("gearctl.worker")
+
+    def on_event(event: Any) -> None:
+        if event.kind == "start":
+            if jobs.isEnabledFor(logging.DEBUG):
+                jobs.debug("job %s %s started", event.handle, event.function,
+                           extra={"fields": {"event": "start", "function": event.function, "handle": event.handle}})
+            return
+        fields = {"event": event.kind, "function": event.function, "handle": event.handle,
+                  "server": event.server, "seconds": round(event.seconds, 6)}
+        if event.kind == "complete":
+            if not quiet_success and jobs.isEnabledFor(logging.INFO):
+                jobs.info("job %s %s complete in %.3fs", event.handle, event.function, event.seconds,
+                          extra={"fields": fields})
+            return
+        fields["error"] = event.message
+        text = f"job {event.handle} {event.function} {event.kind}: {event.message}"
+        if event.traceback:
+            fields["traceback"] = event.traceback
+            if not any(isinstance(h.formatter, JsonFormatter) for h in log.handlers):
+                text += "\n" + event.traceback.rstrip()
+        jobs.error(text, extra={"fields": fields})
+
+    return on_event

@@ -1,0 +1,306 @@
+"""Plugin directories: finding job functions, the @job decorator, the hook contract.
+
+A plugin is any `*.py` file in a plugin directory. It offers job functions in
+either of two forms (both may appear in one file):
+
+1. The hook, the Python form of Drupal's hook_gearman_drush_function():
+
+       def gearman_functions():
+           return [{"function_name": "notifications_send_users",
+                    "function": send_users, "context": {"batch": 100}, "timeout": 30}]
+
+   Keys: function_name (required), function or command (exactly one),
+   context, timeout (seconds; 0 or None: no limit), encoding.
+
+2. The decorator: `@job`, `@job("name")`, `@job(timeout=30, encoding="php")`.
+
+Loading is local in its failures: a file that does not import, or whose hook
+is malformed, is recorded in `Registry.errors` with its path and the others
+still load. Two files that define one function name are a conflict naming both.
+Loading returns a fresh Registry every time, so a reload is a second call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+from .codecs import DECODINGS
+from .errors import UsageError
+
+DEFAULT_PLUGIN_DIR = "gearctl_plugins"  # relative to the current directory
+PLUGIN_PATH_ENV = "GEARCTL_PLUGIN_PATH"
+HOOK = "gearman_functions"
+HOOK_KEYS = frozenset({"function_name", "function", "command", "context", "timeout", "encoding"})
+_MARK = "__gearctl_job__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class PluginError(UsageError):
+    """A plugin file or entry that cannot be used; names the file."""
+
+
+@dataclass
+class JobFunction:
+    """One job function, from a hook entry or a decorator."""
+
+    name: str
+    function: Callable[..., Any] | None = None
+    command: list[str] | None = None
+    context: Any = None
+    timeout: float | None = None
+    encoding: str = "auto"
+    source: str = ""  # file the function was declared in
+    line: int = 0
+
+    @property
+    def is_async(self) -> bool:
+        return self.function is not None and inspect.iscoroutinefunction(self.function)
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}" if self.line else self.source
+
+    @property
+    def kind(self) -> str:
+        if self.command is not None:
+            return "command"
+        return "async" if self.is_async else "function"
+
+
+@dataclass(frozen=True)
+class _JobSpec:
+    name: str | None
+    timeout: float | None
+    encoding: str
+    context: Any
+
+
+def _check_options(name: str | None, timeout: Any, encoding: Any, where: str) -> float | None:
+    if name is not None and (not isinstance(name, str) or not name or "\0" in name):
+        raise PluginError(f"{where}: function name must be a non-empty string without NUL bytes, got {name!r}")
+    if encoding not in DECODINGS:
+        raise PluginError(f"{where}: encoding must be one of {', '.join(DECODINGS)}, got {encoding!r}")
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise PluginError(f"{where}: timeout must be a number of seconds >= 0, got {timeout!r}")
+    return float(timeout) or None  # 0 means no limit, as in the Drupal hook
+
+
+@overload
+def job(fn: F, /) -> F: ...
+
+
+@overload
+def job(name: str | None = None, /, *, timeout: float | None = None, encoding: str = "auto",
+        context: Any = None) -> Callable[[F], F]: ...
+
+
+def job(fn: Any = None, /, *, timeout: float | None = None, encoding: str = "auto",
+        context: Any = None) -> Any:
+    """Mark a function as a Gearman job function.
+
+        @job
+        def resize(job): ...
+
+        @job("notifications_send_users", timeout=30, encoding="php")
+        async def send(job): ...
+
+    The name defaults to the function's own name. Options are checked at once.
+    """
+    name = fn if isinstance(fn, str) or fn is None else None
+    timeout_s = _check_options(name, timeout, encoding, "@job")
+
+    def mark(function: F) -> F:
+        if not callable(function):
+            raise PluginError(f"@job decorates functions, not {type(function).__name__}")
+        setattr(function, _MARK, _JobSpec(name, timeout_s, encoding, context))
+        return function
+
+    if callable(fn) and not isinstance(fn, str):
+        return mark(fn)
+    return mark
+
+
+@dataclass
+class Registry:
+    """What a plugin load found: functions by name, and every problem by file."""
+
+    functions: dict[str, JobFunction] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # "path: what went wrong"
+    conflicts: dict[str, list[str]] = field(default_factory=dict)  # name -> the files defining it
+    files: list[str] = field(default_factory=list)
+
+    def add(self, fn: JobFunction) -> None:
+        if fn.name in self.conflicts:
+            self.conflicts[fn.name].append(fn.where)
+            return
+        existing = self.functions.get(fn.name)
+        if existing is None:
+            self.functions[fn.name] = fn
+            return
+        if existing.function is not None and existing.function is fn.function:
+            return  # the same function object seen twice (imported into a second plugin)
+        del self.functions[fn.name]
+        self.conflicts[fn.name] = [existing.where, fn.where]
+
+    def select(self, names: Sequence[str] | None) -> list[JobFunction]:
+        """The functions to serve: `names`, or all. Raises PluginError for a name
+        that is missing or defined twice, saying where to look."""
+        wanted = list(names) if names else sorted(set(self.functions) | set(self.conflicts))
+        chosen, problems = [], []
+        for name in wanted:
+            if name in self.conflicts:
+                problems.append(f"{name!r} is defined more than once: {' and '.join(self.conflicts[name])}")
+            elif name in self.functions:
+                chosen.append(self.functions[name])
+            else:
+                problems.append(f"no plugin defines {name!r}")
+        if problems:
+            hint = f" (plugin files read: {len(self.files)}; errors: {len(self.errors)})"
+            raise PluginError("; ".join(problems) + hint)
+        if not chosen:
+            raise PluginError("no job functions found; add a plugin file or use --plugin-dir")
+        return chosen
+
+
+def plugin_dirs(cli_dirs: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> list[Path]:
+    """--plugin-dir values, then GEARCTL_PLUGIN_PATH entries; when neither is
+    given, ./gearctl_plugins."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    dirs = [Path(d) for d in cli_dirs or []]
+    dirs += [Path(p) for p in environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
+    return dirs or [Path(DEFAULT_PLUGIN_DIR)]
+
+
+def load_plugins(dirs: Iterable[Path]) -> Registry:
+    registry = Registry()
+    for directory in dirs:
+        if not directory.is_dir():
+            registry.errors.append(f"{directory}: not a directory")
+            continue
+        for path in sorted(directory.glob("*.py")):
+            registry.files.append(str(path))
+            _load_file(path, registry)
+    return registry
+
+
+def _load_file(path: Path, registry: Registry) -> None:
+    try:
+        module = _import(path)
+    except BaseException as e:  # a plugin may raise anything, SystemExit included
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        registry.errors.append(f"{path}: cannot import: {_describe(e)}")
+        return
+    seen: set[int] = set()
+    for value in list(vars(module).values()):
+        spec = getattr(value, _MARK, None)
+        if isinstance(spec, _JobSpec) and callable(value) and id(value) not in seen:
+            seen.add(id(value))
+            registry.add(JobFunction(
+                name=spec.name or value.__name__, function=value, context=spec.context, timeout=spec.timeout,
+                encoding=spec.encoding, source=_source_file(value, path), line=_source_line(value)))
+    hook = getattr(module, HOOK, None)
+    if hook is None:
+        return
+    try:
+        entries = hook()
+        if isinstance(entries, dict):
+            entries = [entries]
+        if not isinstance(entries, (list, tuple)):
+            raise PluginError(f"{HOOK}() must return a list of dicts, got {type(entries).__name__}")
+        for index, entry in enumerate(entries):
+            registry.add(_from_hook(entry, path, index))
+    except PluginError as e:
+        registry.errors.append(str(e))
+    except Exception as e:
+        registry.errors.append(f"{path}: {HOOK}() failed: {_describe(e)}")
+
+
+def _from_hook(entry: Any, path: Path, index: int) -> JobFunction:
+    where = f"{path}: {HOOK}() entry {index}"
+    if not isinstance(entry, dict):
+        raise PluginError(f"{where}: expected a dict, got {type(entry).__name__}")
+    unknown = set(entry) - HOOK_KEYS
+    if unknown:
+        raise PluginError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                          f"allowed: {', '.join(sorted(HOOK_KEYS))}")
+    name = entry.get("function_name")
+    if name is None:
+        raise PluginError(f"{where}: function_name is missing")
+    where = f"{path}: {HOOK}() entry {name!r}"
+    encoding = entry.get("encoding", "auto")
+    timeout = _check_options(name, entry.get("timeout"), encoding, where)
+    function, command = entry.get("function"), entry.get("command")
+    if (function is None) == (command is None):
+        raise PluginError(f"{where}: give exactly one of 'function' (a callable) or 'command' (an argv list)")
+    if function is not None and not callable(function):
+        raise PluginError(f"{where}: 'function' is not callable: {function!r}")
+    if command is not None and (isinstance(command, str) or not isinstance(command, (list, tuple)) or not command
+                                or not all(isinstance(a, str) for a in command)):
+        raise PluginError(f"{where}: 'command' must be a non-empty list of strings (argv, no shell)")
+    return JobFunction(name=name, function=function, command=list(command) if command else None,
+                       context=entry.get("context"), timeout=timeout, encoding=encoding,
+                       source=_source_file(function, path) if function else str(path),
+                       line=_source_line(function) if function else 0)
+
+
+def _import(path: Path) -> Any:
+    """Import one plugin file under a private module name (a reload imports it anew)."""
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+    name = f"gearctl_plugin_{digest}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"{path}: not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    directory = str(path.parent.resolve())
+    added = directory not in sys.path
+    if added:  # so a plugin can import helper modules that sit beside it
+        sys.path.insert(0, directory)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    finally:
+        if added:
+            sys.path.remove(directory)
+    return module
+
+
+def _describe(error: BaseException) -> str:
+    """'ModuleNotFoundError: No module named x (line 3)': the error and where in the plugin."""
+    text = f"{type(error).__name__}: {error}"
+    frames = traceback.extract_tb(error.__traceback__)
+    plugin_frames = [f for f in frames if "gearctl" not in Path(f.filename).parts[-2:-1]]
+    if isinstance(error, SyntaxError) and error.lineno:
+        return f"{text}"
+    if plugin_frames:
+        return f"{text} (line {plugin_frames[-1].lineno})"
+    return text
+
+
+def _source_file(fn: Any, default: Path) -> str:
+    try:
+        return inspect.getsourcefile(fn) or str(default)
+    except TypeError:
+        return str(default)
+
+
+def _source_line(fn: Any) -> int:
+    try:
+        return inspect.getsourcelines(fn)[1]
+    except (OSError, TypeError):
+        return 0

@@ -1,0 +1,357 @@
+"""One worker: registers job functions on every server and runs their jobs.
+
+Per server there is one connection and a small state machine:
+
+    registered --GRAB_JOB_UNIQ x n--> grabbing --JOB_ASSIGN_UNIQ--> (job queued)
+                                         |--NO_JOB (none outstanding, none held)--> PRE_SLEEP, sleeping
+    sleeping --NOOP--> grabbing          (and every poll_interval: one GRAB, for
+                                          scheduled jobs gearmand does not wake us for)
+
+`prefetch` bounds the jobs a connection holds: grabs outstanding plus jobs
+received and not yet finished. gearmand hands out one job per grab and puts
+back the jobs a closed connection held, so prefetching never loses a job: on
+a lost server, its prefetched jobs are dropped unstarted (it will hand them
+out again), and on a stop they are handed back by closing the connection.
+
+Jobs run one at a time, in the order they arrived, on this process's event
+loop (plain functions run inline: no thread hop per job). Every packet the
+server sends is handled as it comes: grabs are counted, not matched to replies,
+so an ERROR about an old job (JOB_NOT_FOUND after a server-side timeout) cannot
+be mistaken for the answer to a grab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+from .connection import Connection, ServerAddress, TLSOptions
+from .errors import ConnectionFailed, GearctlError
+from .jobs import Outcome, WorkerJob, execute
+from .plugins import JobFunction
+from .protocol import Packet, PacketType, encode
+
+P = PacketType
+log = logging.getLogger("gearctl.worker")
+
+GRAB = encode(P.GRAB_JOB_UNIQ)
+PRE_SLEEP = encode(P.PRE_SLEEP)
+
+
+def default_client_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class FunctionStats:
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class WorkerStats:
+    """Counts per function, for the live table and for tests."""
+
+    functions: dict[str, FunctionStats] = field(default_factory=dict)
+    servers: dict[str, str] = field(default_factory=dict)  # address -> "up" | "down" | "connecting"
+    current: str = ""  # "function handle" of the running job
+
+    def of(self, name: str) -> FunctionStats:
+        stats = self.functions.get(name)
+        if stats is None:
+            stats = self.functions[name] = FunctionStats()
+        return stats
+
+    @property
+    def done(self) -> int:
+        return sum(s.done for s in self.functions.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(s.failed for s in self.functions.values())
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """A job started or ended; what the CLI logs or draws."""
+
+    kind: str  # "start" | "complete" | "exception" | "failed" | "timeout"
+    function: str
+    handle: str
+    server: str
+    seconds: float = 0.0
+    message: str = ""
+    traceback: str = ""
+
+
+class _Link:
+    """One server: its connection and grab bookkeeping."""
+
+    def __init__(self, address: ServerAddress) -> None:
+        self.address = address
+        self.conn: Connection | None = None
+        self.grabs = 0  # GRAB_JOB_UNIQs sent and not answered
+        self.held = 0  # jobs received and not finished
+        self.sleeping = False
+        self.dry = False  # the last answer was NO_JOB: grab one at a time
+        self.failures = 0
+        self.last_warned = 0.0
+
+
+class _Sink:
+    """A running job's WORK_DATA/WARNING/STATUS, written to its connection."""
+
+    __slots__ = ("conn", "handle")
+
+    def __init__(self, conn: Connection, handle: bytes) -> None:
+        self.conn = conn
+        self.handle = handle
+
+    def _send(self, data: bytes) -> None:
+        if not self.conn.closed:
+            self.conn.send(data)
+
+    def data(self, chunk: bytes) -> None:
+        self._send(encode(P.WORK_DATA, self.handle, chunk))
+
+    def warning(self, text: bytes) -> None:
+        self._send(encode(P.WORK_WARNING, self.handle, text))
+
+    def status(self, numerator: int, denominator: int) -> None:
+        self._send(encode(P.WORK_STATUS, self.handle, str(numerator).encode(), str(denominator).encode()))
+
+
+class Worker:
+    def __init__(self, functions: Sequence[JobFunction], servers: Sequence[ServerAddress], *,
+                 client_id: str | None = None, prefetch: int = 1, connect_timeout: float = 5.0,
+                 tls: TLSOptions | None = None, poll_interval: float = 5.0, max_backoff: float = 30.0,
+                 on_event: Callable[[JobEvent], None] | None = None) -> None:
+        if not functions:
+            raise GearctlError("no job functions to serve")
+        self.functions = {fn.name: fn for fn in functions}
+        self.links = [_Link(a) for a in servers]
+        self.client_id = client_id or default_client_id()
+        self.prefetch = max(1, prefetch)
+        self.connect_timeout = connect_timeout
+        self.tls = tls or TLSOptions()
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self.on_event = on_event
+        self.stats = WorkerStats()
+        self._ready: deque[tuple[_Link, Connection, Packet]] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._registration = self._registration_bytes()
+
+    # -- lifecycle -------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve until stop(); returns once the running job (if any) finished
+        and every connection is closed."""
+        ssl_context = self.tls.context()
+        self._tasks = [asyncio.ensure_future(self._maintain(link, ssl_context)) for link in self.links]
+        self._tasks.append(asyncio.ensure_future(self._poll()))
+        try:
+            await self._execute_loop()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            for link in self.links:
+                if link.conn is not None:
+                    link.conn.close()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._stopped.set()
+
+    def stop(self) -> None:
+        """Stop grabbing, let the running job finish, hand back the rest."""
+        self._stopping = True
+        self._ready.clear()  # prefetched, not started: the closing connection hands them back
+        self._wake.set()
+
+    def abort(self) -> None:
+        """Stop now: close every connection (gearmand re-queues what we held)."""
+        self._stopping = True
+        self._ready.clear()
+        for link in self.links:
+            if link.conn is not None:
+                link.conn.abort()
+        self._wake.set()
+
+    # -- connections -----------------------------------------------------------
+    def _registration_bytes(self) -> bytes:
+        # Spaces would make `gearadmin --workers` lines ambiguous; gearmand keeps 127 bytes.
+        ident = self.client_id.replace(" ", "_").encode("utf-8", "replace")[:127]
+        parts = [encode(P.SET_CLIENT_ID, ident)]
+        # Plain CAN_DO even for functions with a timeout: gearmand 1.1.20's
+        # CAN_DO_TIMEOUT (milliseconds) re-queues an expired job instead of failing
+        # it, tells nobody, and keeps one timer per connection that fires for the
+        # wrong job once a worker has run two. gearctl enforces timeouts itself.
+        parts += [encode(P.CAN_DO, fn.name) for fn in self.functions.values()]
+        return b"".join(parts)
+
+    async def _maintain(self, link: _Link, ssl_context: object) -> None:
+        """Keep one server connected: connect, register, serve, and on loss
+        reconnect with exponential back-off and jitter, logging sparingly."""
+        delay = 0.5
+        while not self._stopping:
+            self.stats.servers[str(link.address)] = "connecting"
+            try:
+                conn = await Connection.open(link.address, timeout=self.connect_timeout,
+                                             tls=ssl_context,  # type: ignore[arg-type]
+                                             on_packet=partial(self._on_packet, link))
+            except ConnectionFailed as e:
+                self.stats.servers[str(link.address)] = "down"
+                self._warn_down(link, str(e))
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            if link.failures:
+                log.warning("%s: connected again after %d failed attempt(s)", link.address, link.failures)
+            link.failures, delay = 0, 0.5
+            link.conn, link.grabs, link.held, link.sleeping, link.dry = conn, 0, 0, False, False
+            self.stats.servers[str(link.address)] = "up"
+            conn.send(self._registration)
+            self._grab(link, self.prefetch)
+            await conn.wait_closed()
+            link.conn = None
+            if self._stopping:
+                break
+            self.stats.servers[str(link.address)] = "down"
+            self._warn_down(link, str(conn.error) if conn.error else f"{link.address}: connection lost")
+
+    def _warn_down(self, link: _Link, reason: str) -> None:
+        link.failures += 1
+        now = time.monotonic()
+        if link.failures == 1 or now - link.last_warned >= 60:
+            log.warning("%s; retrying with back-off (attempt %d)", reason, link.failures)
+            link.last_warned = now
+        else:
+            log.debug("%s (attempt %d)", reason, link.failures)
+
+    def _grab(self, link: _Link, count: int) -> None:
+        conn = link.conn
+        if count <= 0 or conn is None or conn.closed or self._stopping:
+            return
+        link.grabs += count
+        link.sleeping = False
+        conn.send(GRAB * count)
+
+    def _on_packet(self, link: _Link, conn: Connection, packet: Packet) -> None:
+        if conn is not link.conn:
+            return  # a packet from a connection we already gave up
+        kind = packet.type
+        if kind is P.JOB_ASSIGN_UNIQ or kind is P.JOB_ASSIGN or kind is P.JOB_ASSIGN_ALL:
+            link.grabs -= 1
+            link.held += 1
+            link.dry = False
+            if self._stopping:
+                return  # not started: the closing connection hands it back
+            self._ready.append((link, conn, packet))
+            self._wake.set()
+        elif kind is P.NO_JOB:
+            link.grabs -= 1
+            link.dry = True
+            if link.grabs <= 0 and link.held <= 0 and not self._stopping:
+                link.grabs = 0
+                link.sleeping = True
+                conn.send(PRE_SLEEP)
+        elif kind is P.NOOP:
+            if link.sleeping:
+                link.dry = False
+                self._grab(link, self.prefetch - link.held)
+        elif kind is P.ERROR:
+            log.warning("%s: server error %s: %s", link.address, packet.args[0].decode(errors="replace"),
+                        packet.args[1].decode(errors="replace"))
+
+    async def _poll(self) -> None:
+        """gearmand does not wake sleeping workers when a scheduled (--at/--in)
+        job comes due; ask now and then."""
+        while not self._stopping:
+            await asyncio.sleep(self.poll_interval)
+            for link in self.links:
+                if link.sleeping:
+                    self._grab(link, 1)
+
+    # -- running jobs ----------------------------------------------------------
+    async def _execute_loop(self) -> None:
+        ready = self._ready
+        while True:
+            if not ready:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            link, conn, packet = ready.popleft()
+            if conn.closed:
+                link.held = max(link.held - 1, 0)
+                continue  # the server is gone and will hand the job out again
+            await self._run_one(link, conn, packet)
+
+    async def _run_one(self, link: _Link, conn: Connection, packet: Packet) -> None:
+        args = packet.args
+        handle, name = args[0], args[1].decode("utf-8", "surrogateescape")
+        unique = args[2].decode("utf-8", "surrogateescape") if packet.type is not P.JOB_ASSIGN else ""
+        fn = self.functions.get(name)
+        handle_text = handle.decode("ascii", "replace")
+        server = str(link.address)
+        if fn is None:  # registered elsewhere on this connection? never: fail it loudly
+            outcome = Outcome("exception", message=f"this worker has no function {name!r}")
+        else:
+            stats = self.stats.of(name)
+            stats.running += 1
+            self.stats.current = f"{name} {handle_text}"
+            if self.on_event is not None:
+                self.on_event(JobEvent("start", name, handle_text, server))
+            job = WorkerJob(name, handle_text, unique, args[-1], context=fn.context, encoding=fn.encoding,
+                            sink=_Sink(conn, handle))
+            outcome = await execute(fn, job)
+            stats.running -= 1
+            self.stats.current = ""
+            if outcome.state == "complete":
+                stats.done += 1
+            else:
+                stats.failed += 1
+                stats.last_error = outcome.message
+        self._finish(link, conn, handle, outcome)
+        if self.on_event is not None:
+            self.on_event(JobEvent(outcome.state, name, handle_text, server, outcome.seconds, outcome.message,
+                                   outcome.traceback))
+
+    def _finish(self, link: _Link, conn: Connection, handle: bytes, outcome: Outcome) -> None:
+        """Send how the job ended and, in the same write, ask for the next one."""
+        link.held = max(link.held - 1, 0)
+        if outcome.state == "complete":
+            reply = encode(P.WORK_COMPLETE, handle, outcome.result)
+        elif outcome.state == "exception":
+            # gearmand 1.1.20 ends the job on WORK_EXCEPTION (a client without the
+            # exceptions option gets WORK_FAIL); a WORK_FAIL after it would be
+            # answered with ERROR JOB_NOT_FOUND.
+            reply = encode(P.WORK_EXCEPTION, handle, outcome.message.encode("utf-8", "replace"))
+        elif outcome.state == "timeout":
+            note = f"gearctl: job {outcome.message}".encode()
+            reply = encode(P.WORK_WARNING, handle, note) + encode(P.WORK_FAIL, handle)
+        else:
+            reply = encode(P.WORK_FAIL, handle)
+        if conn.closed or conn is not link.conn:
+            log.warning("%s: connection lost before job %s could be reported; the server will run it again",
+                        link.address, handle.decode(errors="replace"))
+            return
+        more = 0
+        if not self._stopping:
+            more = 1 if link.dry else self.prefetch - link.grabs - link.held
+        if more > 0:
+            link.grabs += more
+            reply += GRAB * more
+        conn.send(reply)
