@@ -1,0 +1,192 @@
+"""`gearctl client` when things go wrong: closed pipes, slow input, bad servers, odd input."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from conftest import Gearmand, Procs, gearctl, php_worker, wait_until
+
+GEARCTL = [sys.executable, "-m", "gearctl"]
+
+
+@pytest.fixture
+def garbage_server() -> Iterator[int]:
+    """Accepts connections and answers every read with bytes that are not Gearman."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    if conn.recv(65536):
+                        conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+                    time.sleep(0.2)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_closed_stdout_stops_quietly_without_duplicates(gearmand: Gearmand) -> None:
+    lines = b"".join(b"%d\n" % i for i in range(20_000))
+    proc = subprocess.run(f"{sys.executable} -m gearctl client hd -n -s {gearmand.address} | head -1",
+                          shell=True, input=lines, capture_output=True, timeout=60,
+                          executable="/bin/bash")
+    assert proc.stdout.startswith(b"H:")
+    assert proc.stderr == b""
+    assert gearmand.queued("hd") <= 20_000
+
+
+def test_exit_code_141_when_stdout_closes(gearmand: Gearmand) -> None:
+    with subprocess.Popen([*GEARCTL, "client", "early", "-n", "-s", gearmand.address],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stdin.write(b"".join(b"%d\n" % i for i in range(5000)))
+        proc.stdin.close()
+        assert proc.wait(30) == 141
+        assert proc.stderr.read() == b""
+
+
+def test_no_stdout_at_all_is_not_a_crash(gearmand: Gearmand) -> None:
+    result = subprocess.run(f"{sys.executable} -m gearctl client closed --data x -s {gearmand.address} >&-",
+                            shell=True, capture_output=True, timeout=30, executable="/bin/bash")
+    assert result.returncode == 0, result.stderr
+    assert gearmand.queued("closed") == 1
+
+
+def test_lines_are_submitted_as_they_arrive(gearmand: Gearmand) -> None:
+    with subprocess.Popen([*GEARCTL, "client", "stream", "-n", "-s", gearmand.address],
+                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(b"first\n")
+            proc.stdin.flush()
+            wait_until(lambda: gearmand.queued("stream") == 1, 10, what="the first line's job")
+            proc.stdin.write(b"second\n")
+            proc.stdin.close()
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert gearmand.queued("stream") == 2
+
+
+def test_timeout_with_each_line_says_what_was_not_submitted(gearmand: Gearmand) -> None:
+    proc = subprocess.Popen([*GEARCTL, "client", "nobody", "-n", "--wait", "--inflight", "2", "--timeout", "1",
+                             "--json", "-s", gearmand.address],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(b"".join(b"%d\n" % i for i in range(10)), timeout=30)
+    assert proc.returncode == 4
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 2 and all(r["status"] == "timeout" for r in records)
+    assert b"input from line 3 on was not submitted" in err
+
+
+def test_protocol_error_exits_7(garbage_server: int) -> None:
+    result = gearctl("client", "f", "--data", "x", "-s", f"127.0.0.1:{garbage_server}")
+    assert result.returncode == 7
+    assert b"bad magic" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_jobs_fail_over_from_a_server_speaking_nonsense(gearmand: Gearmand, garbage_server: int) -> None:
+    lines = b"".join(b"%d\n" % i for i in range(2000))
+    result = gearctl("client", "pg", "-n", "-q", "-s", f"127.0.0.1:{garbage_server},{gearmand.address}",
+                     input=lines, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert gearmand.queued("pg") == 2000
+
+
+def test_bad_tls_file_is_a_usage_error_in_each_line_mode(gearmand: Gearmand) -> None:
+    result = gearctl("client", "f", "-n", "--tls-ca", "/nonexistent/ca.pem", "-s", gearmand.address,
+                     input=b"a\n", timeout=30)
+    assert result.returncode == 2
+    assert b"TLS" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_each_line_keeps_the_refusal_exit_code(gearmand: Gearmand) -> None:
+    assert gearctl("client", "capped", "--data", "0", "-s", gearmand.address).returncode == 0
+    assert gearmand.admin("maxqueue capped 1") == ["OK"]
+    result = gearctl("client", "capped", "-n", "-s", gearmand.address, input=b"a\nb\n")
+    assert result.returncode == 8
+    assert b"QUEUE_ERROR" in result.stderr
+
+
+def test_each_line_wait_reports_warnings(gearmand: Gearmand, procs: Procs) -> None:
+    php_worker(procs, gearmand, "php_warning")
+    result = gearctl("client", "php_warning", "-n", "--wait", "-s", gearmand.address, input=b"1\n2\n")
+    assert result.returncode == 0
+    assert result.stdout.split() == [b"ok", b"ok"]
+    assert result.stderr.count(b"warning: careful now") == 2
+
+
+def test_json_says_timeout_for_a_job_never_created() -> None:
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        result = gearctl("client", "f", "--json", "--timeout", "1", "-s", f"127.0.0.1:{silent.getsockname()[1]}")
+        assert result.returncode == 4
+        assert json.loads(result.stdout)["status"] == "timeout"
+    finally:
+        silent.close()
+
+
+def test_json_record_when_no_worker_is_registered(gearmand: Gearmand) -> None:
+    result = gearctl("client", "lonely", "--json", "--require-workers", "-s", gearmand.address)
+    assert result.returncode == 6
+    record = json.loads(result.stdout)
+    assert record["status"] == "error" and "lonely" in record["error"]
+
+
+def test_odd_input_gets_clear_answers(gearmand: Gearmand, tmp_path) -> None:
+    bad_unique = gearctl("client", "uq", "--unique", "k\udcff", "--data", "x", "-s", gearmand.address,
+                         env={"PYTHONUTF8": "1"})
+    assert bad_unique.returncode == 0, bad_unique.stderr
+    too_long = gearctl("client", "f" * 9000, "--data", "x", "-s", gearmand.address)
+    assert too_long.returncode == 2 and b"8191" in too_long.stderr
+    directory = gearctl("client", "f", "-n", str(tmp_path), "-s", gearmand.address)
+    assert directory.returncode == 2 and b"directory" in directory.stderr
+    nowhere = gearctl("client", "f", "--data", "x", "-s", "no-such-host.invalid", "--connect-timeout", "5")
+    assert nowhere.returncode == 3 and b"cannot resolve host" in nowhere.stderr
+
+
+def test_unique_keys_land_on_the_same_server_whatever_the_order(gearmand_factory) -> None:
+    one, two = gearmand_factory(), gearmand_factory()
+    for order in (f"{one.address},{two.address}", f"{two.address},{one.address}"):
+        for key in range(20):
+            assert gearctl("client", "co", "--unique", f"key-{key}", "-s", order).returncode == 0
+    assert one.queued("co") + two.queued("co") == 20
+
+
+def test_interrupt_is_one_line_and_130(gearmand: Gearmand) -> None:
+    proc = subprocess.Popen([*GEARCTL, "client", "forever", "--wait", "-s", gearmand.address],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_until(lambda: gearmand.queued("forever") == 1, 10, what="the job")
+    proc.send_signal(2)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [b"gearctl: interrupted"]
+
+
+def test_debug_env_is_parsed_as_a_flag() -> None:
+    quiet = gearctl("client", "f", "--in", "bogus", env={"GEARCTL_DEBUG": "0"})
+    assert quiet.returncode == 2 and b"Traceback" not in quiet.stderr
+    loud = gearctl("client", "f", "--in", "bogus", env={"GEARCTL_DEBUG": "1"})
+    assert loud.returncode == 2 and b"Traceback" in loud.stderr
