@@ -2,7 +2,9 @@
 
 from .client import AsyncClient, Client, Job, JobStatus
 from .errors import ExitCode, GearctlError
+from .jobs import WorkerJob
+from .plugins import job
 
 __version__ = "0.1.0"
 
-__all__ = ["AsyncClient", "Client", "ExitCode", "GearctlError", "Job", "JobStatus", "__version__"]
+__all__ = ["AsyncClient", "Client", "ExitCode", "GearctlError", "Job", "JobStatus", "WorkerJob", "__version__", "job"]

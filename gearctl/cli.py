@@ -441,7 +441,9 @@ def functions_command(
         print(json.dumps({"functions": rows, "errors": registry.errors,
                           "conflicts": registry.conflicts}, indent=2))
     elif rows:
-        render.print_renderable(render.functions_table(rows))
+        render.print_table("job functions", ["name", "kind", "where", "timeout", "encoding"],
+                           [[f.name, f.kind, f.where, f"{f.timeout:g}s" if f.timeout else "-", f.encoding]
+                            for f in sorted(registry.functions.values(), key=lambda f: f.name)])
     else:
         sys.stderr.write("gearctl: no job functions found\n")
     return ExitCode.USAGE if registry.errors or registry.conflicts else ExitCode.OK

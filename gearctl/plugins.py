@@ -293,10 +293,14 @@ def _describe(error: BaseException) -> str:
 
 
 def _source_file(fn: Any, default: Path) -> str:
+    """Where `fn` was written: the plugin path as given when it is that file."""
     try:
-        return inspect.getsourcefile(fn) or str(default)
+        found = inspect.getsourcefile(fn)
     except TypeError:
+        found = None
+    if not found or Path(found).resolve() == default.resolve():
         return str(default)
+    return found
 
 
 def _source_line(fn: Any) -> int:

@@ -133,22 +133,24 @@ class SubmitView:
         return table
 
 
-def functions_table(rows: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
+def print_table(title: str, columns: list[str], rows: list[list[str]], stream: IO[str] | None = None) -> None:
+    """A rich table on a terminal; tab-separated lines with a header row
+    otherwise, so scripts can cut and awk it whatever the width."""
+    out = stream or sys.stdout
+    if is_tty(out):
+        from rich.console import Console
+        from rich.table import Table
 
-    table = Table(title="job functions", title_justify="left")
-    for column in ("name", "kind", "where", "timeout", "encoding"):
-        table.add_column(column)
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
+        Console(file=out).print(table)
+        return
+    out.write("\t".join(columns) + "\n")
     for row in rows:
-        timeout = f"{row['timeout']:g}s" if row["timeout"] else "-"
-        table.add_row(row["name"], row["kind"], row["where"], timeout, row["encoding"])
-    return table
-
-
-def print_renderable(renderable: Any, stream: IO[str] | None = None) -> None:
-    from rich.console import Console
-
-    Console(file=stream or sys.stdout, soft_wrap=True).print(renderable)
+        out.write("\t".join(row) + "\n")
 
 
 class WorkerView:
