@@ -170,3 +170,32 @@ def test_worker_drains_a_queue(gearmand: Gearmand, procs: Procs, prefetch: str) 
     assert gearctl("client", "reverse", "-n", "-q", "-s", gearmand.address, input=lines).returncode == 0
     start_worker(procs, gearmand, "--prefetch", prefetch, "--log-level", "warning")
     wait_until(lambda: gearmand.queued("reverse") == 0, 30, what="the queue to drain")
+
+
+def test_live_table_on_a_terminal(gearmand: Gearmand, procs: Procs) -> None:
+    import pty
+    import time
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    env.update(COLUMNS="120", LINES="40", TERM="xterm")
+    proc = procs.start([*GEARCTL, "worker", "-p", str(PLUGINS), "-s", gearmand.address, "--id", "tty-worker"],
+                       env=env, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        wait_until(lambda: gearmand.status().get("reverse", (0, 0, 0))[2] >= 1, 15, what="the worker")
+        assert gearctl("client", "reverse", "--wait", "--data", "tty", "-s", gearmand.address).returncode == 0
+        assert gearctl("client", "boom", "--wait", "--data", "x", "-s", gearmand.address).returncode == 5
+        seen = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (b"cannot handle x" in seen and b"reverse" in seen):
+            import select
+
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 65536)
+        assert b"tty-worker" in seen and b"reverse" in seen and b"done" in seen
+        assert b"cannot handle x" in seen  # the last error column (and the error log line)
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(15) == 0
+    finally:
+        os.close(master)
