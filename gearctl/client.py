@@ -19,7 +19,9 @@ in the very same chunk of bytes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -60,6 +62,16 @@ _BATCH = 256  # submits written per write() in submit_many
 # "complete", "failed" or "exception". "error" and "timeout" are gearctl's own.
 DONE_STATES = frozenset({"queued", "complete", "failed", "exception", "error", "timeout"})
 T = TypeVar("T")
+
+
+_UNIQUE_PREFIX = uuid.uuid4().hex.encode()
+_unique_counter = itertools.count(1)
+
+
+def _fresh_unique() -> bytes:
+    """A unique key no other job has: this process's random prefix and a counter
+    (a uuid4 per job would cost more than the rest of a pipelined submit)."""
+    return b"%s-%d" % (_UNIQUE_PREFIX, next(_unique_counter))
 
 
 def _text(value: bytes) -> str:
@@ -135,7 +147,10 @@ class Job:
         if not function:
             raise UsageError("the function name is empty")
         self._wire_function = function.encode("utf-8", "surrogateescape")
-        self._wire_unique = unique.encode("utf-8", "surrogateescape")
+        # No key given: a fresh one, as libgearman does. gearmand's persistent
+        # queues (sqlite, mysql, ...) store jobs under (function, unique): with an
+        # empty unique, a restart would bring back one job of many.
+        self._wire_unique = unique.encode("utf-8", "surrogateescape") if unique else _fresh_unique()
         if b"\0" in self._wire_function or b"\0" in self._wire_unique:
             raise UsageError("function names and unique keys cannot contain NUL bytes")
         if len(self._wire_function) > MAX_FUNCTION:
@@ -218,7 +233,7 @@ class Job:
         record: dict[str, Any] = {
             "function": self.function,
             "handle": self.handle,
-            "unique": self.unique or None,
+            "unique": _text(self._wire_unique),
             "server": str(self.server) if self.server else None,
             "status": self.state,
             "result": result,

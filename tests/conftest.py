@@ -43,12 +43,19 @@ class Gearmand:
     def __init__(self, tmp: Path, *extra: str) -> None:
         self.port = free_port()
         self.log = tmp / f"gearmand-{self.port}.log"
-        self.proc = subprocess.Popen(
-            [GEARMAND, "-L", "127.0.0.1", "-p", str(self.port), "-l", str(self.log), "--verbose", "ERROR",
-             "-P", str(tmp / f"gearmand-{self.port}.pid"), "-t", "2", *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        self.argv = [GEARMAND, "-L", "127.0.0.1", "-p", str(self.port), "-l", str(self.log), "--verbose", "ERROR",
+                     "-P", str(tmp / f"gearmand-{self.port}.pid"), "-t", "2", *extra]
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self._accepting, 10, what=f"gearmand on port {self.port}")
+
+    def kill(self) -> None:
+        """kill -9, as a crash would."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
 
     @property
     def address(self) -> str:

@@ -335,3 +335,13 @@ def test_a_silent_server_is_dropped_and_the_job_fails_over(gearmand: Gearmand) -
         assert b"no reply within 1s" in alone.stderr and len(alone.stderr.splitlines()) == 1
     finally:
         silent.close()
+
+
+def test_jobs_without_a_unique_key_survive_a_persistent_queue_restart(gearmand_factory, tmp_path: Path) -> None:
+    server = gearmand_factory("-q", "libsqlite3", "--libsqlite3-db", str(tmp_path / "queue.db"))
+    lines = b"".join(b"%d\n" % i for i in range(300))
+    assert gearctl("client", "kept", "-n", "-q", "-s", server.address, input=lines).returncode == 0
+    assert gearctl("client", "kept", "--data", "one more", "-s", server.address).returncode == 0
+    server.kill()
+    server.start()
+    assert server.queued("kept") == 301  # each job had its own unique key, so none overwrote another
