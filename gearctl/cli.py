@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, BinaryIO
 
 import typer
 
@@ -369,10 +369,26 @@ def worker(
         "--functions", "-f", metavar="NAME,...", help="Functions to register (comma-separated). Default: all.")] = None,
     plugin_dir: PluginDirs = None,
     client_id: Annotated[str | None, typer.Option(
-        "--id", metavar="ID", help="Client id shown by gearadmin --workers. Default: HOST-PID.")] = None,
+        "--id", metavar="ID", help="Client id shown by gearadmin --workers. Default: HOST-PID of each process.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", "-c", min=1, max=512, metavar="N", help="Worker processes.")] = 1,
     prefetch: Annotated[int, typer.Option(
         "--prefetch", min=1, max=1000, metavar="N",
         help="Jobs held per server at once (grabs outstanding + jobs waiting). 1 is fairest for slow jobs.")] = 1,
+    max_jobs: Annotated[int | None, typer.Option(
+        "--max-jobs", min=1, metavar="N", help="Replace a process after N jobs (after the current job).")] = None,
+    max_lifetime: Annotated[str | None, typer.Option(
+        "--max-lifetime", metavar="DURATION", help="Replace a process after this long (plus up to 10% splay).")] = None,
+    max_memory: Annotated[float | None, typer.Option(
+        "--max-memory", min=1, metavar="MB", help="Replace a process whose resident memory passes MB.")] = None,
+    burst: Annotated[bool, typer.Option(
+        "--burst", help="Exit 0 once no function has a job left on any server (drain, then stop: for cron).")] = False,
+    graceful_timeout: Annotated[str, typer.Option(
+        "--graceful-timeout", metavar="DURATION",
+        help="On SIGTERM/Ctrl-C, let running jobs finish for up to this long, then kill.")] = "30s",
+    pidfile: Annotated[str | None, typer.Option("--pidfile", metavar="FILE", help="Write the supervisor's pid.")
+    ] = None,
     poll_interval: Annotated[float, typer.Option(
         "--poll-interval", min=0.1, metavar="SECONDS",
         help="While idle, ask each server this often (gearmand does not wake workers for --at/--in jobs).")] = 5.0,
@@ -386,43 +402,40 @@ def worker(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
 ) -> int:
-    """Serve job functions from the plugin directory until SIGTERM or Ctrl-C."""
-    from .worker import Worker, default_client_id
+    """Serve job functions from the plugin directory until SIGTERM or Ctrl-C.
+
+    SIGHUP reloads the plugins (the processes are replaced one at a time)."""
+    from .supervisor import Supervisor, SupervisorOptions, WorkerSpec, run_child
+    from .worker import default_client_id
 
     registry = _load(plugin_dir)
     names = [n.strip() for n in functions.split(",") if n.strip()] if functions else None
-    chosen = registry.select(names)
-    ident = client_id or default_client_id()
-    gear = Worker(chosen, parse_servers(servers), client_id=ident, prefetch=prefetch, connect_timeout=connect_timeout,
-                  tls=TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key), poll_interval=poll_interval)
+    chosen = registry.select(names)  # fail now (exit 2), not in every child
+    tls_options = TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key)
+    tls_options.context()  # bad TLS files: exit 2 now
     live = render.is_tty(sys.stderr) and log_format is LogFormat.text
-    view = render.WorkerView(gear.stats, ident, live)
+    logs.setup(log_format.value, log_level)
+    spec = WorkerSpec(plugin_dirs=plugin_dir, functions=names, servers=parse_servers(servers),
+                      client_id=client_id or "", prefetch=prefetch, connect_timeout=connect_timeout, tls=tls_options,
+                      poll_interval=poll_interval, max_jobs=max_jobs,
+                      max_lifetime=parse_duration(max_lifetime) if max_lifetime else None,
+                      max_memory_mb=max_memory, burst=burst, log_format=log_format.value, log_level=log_level,
+                      logs_to_pipe=live)
+
+    def child(status_fd: int) -> int:
+        spec.client_id = client_id or default_client_id()
+        return run_child(spec, status_fd)
+
+    options = SupervisorOptions(concurrency=concurrency, graceful_timeout=parse_duration(graceful_timeout),
+                                pidfile=pidfile, burst=burst)
+    view = render.SupervisorView(client_id or "", servers, live)
     with view:
-        logs.setup(log_format.value, log_level, console=view.console)
-        gear.on_event = logs.job_event_logger(quiet_success=live)
-        logs.log.info("worker %s serving %s on %s", ident, ", ".join(f.name for f in chosen), servers)
-        asyncio.run(_serve(gear))
-    return ExitCode.OK
-
-
-async def _serve(gear: Any) -> None:
-    import signal
-
-    loop = asyncio.get_running_loop()
-    signals = {"count": 0}
-
-    def on_signal(name: str) -> None:
-        signals["count"] += 1
-        if signals["count"] == 1:
-            logs.log.warning("%s: finishing the current job, then stopping (again to stop now)", name)
-            gear.stop()
-        else:
-            logs.log.warning("%s again: stopping now; the servers re-queue held jobs", name)
-            gear.abort()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig.name)
-    await gear.run()
+        if live:
+            logs.setup(log_format.value, log_level, console=view.console)
+        logs.log.info("serving %s on %s with %d process(es)", ", ".join(f.name for f in chosen), servers,
+                      concurrency)
+        supervisor = Supervisor(child, options, on_change=view.update, on_log=view.print_line)
+        return supervisor.run()
 
 
 @app.command("functions")

@@ -35,6 +35,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
+class _SinkHandler(logging.Handler):
+    """Formatted lines to a callable (a worker process's pipe to its supervisor)."""
+
+    def __init__(self, sink: Callable[[str], None]) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink(self.format(record))
+
+
 class _ConsoleHandler(logging.Handler):
     def __init__(self, console: Any) -> None:
         super().__init__()
@@ -44,17 +55,23 @@ class _ConsoleHandler(logging.Handler):
         self.console.print(self.format(record), markup=False, highlight=False)
 
 
-def setup(fmt: str, level: str, console: Any = None) -> None:
+def setup(fmt: str, level: str, console: Any = None, sink: Callable[[str], None] | None = None) -> None:
     if level.lower() not in LEVELS:
         raise UsageError(f"--log-level must be one of {', '.join(LEVELS)}, not {level!r}")
-    handler: logging.Handler = _ConsoleHandler(console) if console is not None else logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
+    if sink is not None:
+        handler = _SinkHandler(sink)
+    elif console is not None:
+        handler = _ConsoleHandler(console)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(LEVELS[level.lower()])
-    if console is not None and LEVELS[level.lower()] < logging.WARNING:
+    if (console is not None or sink is not None) and LEVELS[level.lower()] < logging.WARNING:
         log.setLevel(logging.WARNING)  # the live table shows what info lines would
     log.propagate = False
 

@@ -153,23 +153,24 @@ def print_table(title: str, columns: list[str], rows: list[list[str]], stream: I
         out.write("\t".join(row) + "\n")
 
 
-class WorkerView:
-    """The worker's live table on stderr: one row per function, and the servers."""
+class SupervisorView:
+    """The worker's live table on stderr: one row per process, one per function."""
 
-    def __init__(self, stats: Any, client_id: str, enabled: bool) -> None:
-        self.stats = stats
+    def __init__(self, client_id: str, servers: str, enabled: bool) -> None:
         self.client_id = client_id
+        self.servers = servers
         self.enabled = enabled
-        self._live: Any = None
         self.console: Any = None
+        self._live: Any = None
+        self._children: list[Any] = []
 
-    def __enter__(self) -> WorkerView:
+    def __enter__(self) -> SupervisorView:
         if self.enabled:
             from rich.console import Console
             from rich.live import Live
 
             self.console = Console(stderr=True)
-            self._live = Live(get_renderable=self._table, console=self.console, refresh_per_second=4)
+            self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4)
             self._live.start()
         return self
 
@@ -177,14 +178,45 @@ class WorkerView:
         if self._live is not None:
             self._live.stop()
 
-    def _table(self) -> Any:
+    def update(self, supervisor: Any) -> None:
+        self._children = list(supervisor.children.values())
+
+    def print_line(self, line: str) -> None:
+        if self.console is not None:
+            self.console.print(line, markup=False, highlight=False)
+        else:
+            sys.stderr.write(line + "\n")
+
+    def _render(self) -> Any:
+        from rich.console import Group
         from rich.table import Table
 
-        servers = ", ".join(f"{a} [{'green' if s == 'up' else 'red'}]{s}[/]" for a, s in self.stats.servers.items())
-        table = Table(title=f"gearctl worker {self.client_id}  {servers}", title_justify="left")
+        now = time.monotonic()
+        procs = Table(title=f"gearctl worker {self.client_id} on {self.servers}", title_justify="left")
+        for name in ("pid", "state", "current job", "done", "failed", "memory", "uptime"):
+            procs.add_column(name, justify="right" if name in ("pid", "done", "failed", "memory", "uptime") else "left")
+        totals: dict[str, list[Any]] = {}
+        for c in sorted(self._children, key=lambda c: c.slot):
+            procs.add_row(str(c.pid), c.state, c.current or "-", str(c.done), str(c.failed),
+                          f"{c.memory_mb:.0f} MB", _duration(now - c.started))
+            for name, (done, failed, running, last_error) in getattr(c, "functions", {}).items():
+                row = totals.setdefault(name, [0, 0, 0, ""])
+                row[0] += done
+                row[1] += failed
+                row[2] += running
+                row[3] = last_error or row[3]
+        funcs = Table(title_justify="left")
         for name in ("function", "done", "failed", "running", "last error"):
-            table.add_column(name, justify="left" if name in ("function", "last error") else "right")
-        for name, s in sorted(self.stats.functions.items()):
-            table.add_row(name, str(s.done), f"[red]{s.failed}[/]" if s.failed else "0", str(s.running),
-                          s.last_error[:60])
-        return table
+            funcs.add_column(name, justify="left" if name in ("function", "last error") else "right")
+        for name, (done, failed, running, last_error) in sorted(totals.items()):
+            funcs.add_row(name, str(done), f"[red]{failed}[/]" if failed else "0", str(running), last_error[:60])
+        return Group(procs, funcs)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

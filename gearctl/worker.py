@@ -46,6 +46,15 @@ GRAB = encode(P.GRAB_JOB_UNIQ)
 PRE_SLEEP = encode(P.PRE_SLEEP)
 
 
+def memory_mb() -> float:
+    """This process's resident memory, from /proc (Linux); 0 where unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def default_client_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -135,7 +144,9 @@ class Worker:
     def __init__(self, functions: Sequence[JobFunction], servers: Sequence[ServerAddress], *,
                  client_id: str | None = None, prefetch: int = 1, connect_timeout: float = 5.0,
                  tls: TLSOptions | None = None, poll_interval: float = 5.0, max_backoff: float = 30.0,
-                 on_event: Callable[[JobEvent], None] | None = None) -> None:
+                 on_event: Callable[[JobEvent], None] | None = None, max_jobs: int | None = None,
+                 max_lifetime: float | None = None, max_memory_mb: float | None = None,
+                 burst: bool = False) -> None:
         if not functions:
             raise GearctlError("no job functions to serve")
         self.functions = {fn.name: fn for fn in functions}
@@ -147,6 +158,13 @@ class Worker:
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
         self.on_event = on_event
+        self.max_jobs = max_jobs
+        self.max_lifetime = max_lifetime
+        self.max_memory_mb = max_memory_mb
+        self.burst = burst
+        self.started = time.monotonic()
+        self.jobs_run = 0
+        self.exit_reason = ""  # why run() returned: "stopped", "recycle: ...", "burst: ...", "no server"
         self.stats = WorkerStats()
         self._ready: deque[tuple[_Link, Connection, Packet]] = deque()
         self._wake = asyncio.Event()
@@ -173,14 +191,17 @@ class Worker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._stopped.set()
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "stopped") -> None:
         """Stop grabbing, let the running job finish, hand back the rest."""
+        if not self.exit_reason:
+            self.exit_reason = reason
         self._stopping = True
         self._ready.clear()  # prefetched, not started: the closing connection hands them back
         self._wake.set()
 
     def abort(self) -> None:
         """Stop now: close every connection (gearmand re-queues what we held)."""
+        self.exit_reason = self.exit_reason or "aborted"
         self._stopping = True
         self._ready.clear()
         for link in self.links:
@@ -213,6 +234,10 @@ class Worker:
             except ConnectionFailed as e:
                 self.stats.servers[str(link.address)] = "down"
                 self._warn_down(link, str(e))
+                if self.burst and not any(other.conn for other in self.links) and all(
+                        other.failures for other in self.links):
+                    self.stop("no server")  # a cron drain with nothing to drain from
+                    break
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self.max_backoff)
                 continue
@@ -266,6 +291,7 @@ class Worker:
                 link.grabs = 0
                 link.sleeping = True
                 conn.send(PRE_SLEEP)
+                self._check_burst()
         elif kind is P.NOOP:
             if link.sleeping:
                 link.dry = False
@@ -324,10 +350,29 @@ class Worker:
             else:
                 stats.failed += 1
                 stats.last_error = outcome.message
+        self.jobs_run += 1
+        self._check_recycle()
         self._finish(link, conn, handle, outcome)
         if self.on_event is not None:
             self.on_event(JobEvent(outcome.state, name, handle_text, server, outcome.seconds, outcome.message,
                                    outcome.traceback))
+
+    def _check_recycle(self) -> None:
+        """After a job: time to make way for a fresh process?"""
+        if self.max_jobs and self.jobs_run >= self.max_jobs:
+            self.stop(f"recycle: ran {self.jobs_run} jobs (--max-jobs)")
+        elif self.max_lifetime and time.monotonic() - self.started >= self.max_lifetime:
+            self.stop(f"recycle: up {time.monotonic() - self.started:.0f}s (--max-lifetime)")
+        elif self.max_memory_mb and (rss := memory_mb()) >= self.max_memory_mb:
+            self.stop(f"recycle: {rss:.0f} MB resident (--max-memory)")
+
+    def _check_burst(self) -> None:
+        """--burst: done once every connected server said NO_JOB and nothing is held."""
+        if not self.burst or self._stopping or self._ready:
+            return
+        links = [link for link in self.links if link.conn is not None and not link.conn.closed]
+        if links and all(link.sleeping and link.held == 0 for link in links):
+            self.stop("burst: no jobs left")
 
     def _finish(self, link: _Link, conn: Connection, handle: bytes, outcome: Outcome) -> None:
         """Send how the job ended and, in the same write, ask for the next one."""
