@@ -1,0 +1,206 @@
+"""`gearctl worker` under supervision: processes, signals, recycling, reload, outages."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Gearmand, Procs, gearctl, wait_until
+
+PLUGINS = Path(__file__).parent / "plugins_sup"
+GEARCTL = [sys.executable, "-m", "gearctl"]
+
+
+class Run:
+    """A supervised worker with its record file and JSON log."""
+
+    def __init__(self, procs: Procs, server: Gearmand, tmp: Path, *args: str, plugin_dir: Path = PLUGINS,
+                 servers: str | None = None, wait: bool = True) -> None:
+        self.record = tmp / "record.txt"
+        self.record.touch()
+        self.log = tmp / f"worker-{time.monotonic_ns()}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+        env["GEARCTL_TEST_RECORD"] = str(self.record)
+        argv = [*GEARCTL, "worker", "-p", str(plugin_dir), "-s", servers or server.address, "--log-format", "json",
+                *args]
+        with open(self.log, "wb") as out:
+            self.proc = procs.start(argv, env=env, stderr=out)
+        if wait:
+            wait_until(lambda: server.status().get("nap", (0, 0, 0))[2] >= 1, 15, what="the worker")
+
+    def runs(self) -> list[str]:
+        return [line.split()[0] for line in self.record.read_text().splitlines()]
+
+    def children(self) -> list[int]:
+        kids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == self.proc.pid and fields[0] != "Z":
+                    kids.append(int(entry))
+        return kids
+
+    def log_records(self) -> list[dict]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"message": line})
+        return out
+
+
+def submit(server: Gearmand, *workloads: str, wait: bool = False) -> None:
+    lines = "".join(f"{w}\n" for w in workloads).encode()
+    args = ["client", "nap", "-n", "-q", "-s", server.address] + (["--wait"] if wait else [])
+    assert gearctl(*args, input=lines).returncode == 0
+
+
+def test_kill_9_of_a_child_mid_job_respawns_and_the_job_completes(gearmand: Gearmand, procs: Procs,
+                                                                  tmp_path: Path) -> None:
+    run = Run(procs, gearmand, tmp_path)
+    client = subprocess.Popen([*GEARCTL, "client", "nap", "--wait", "--data", "victim:2", "-s", gearmand.address],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_until(lambda: gearmand.status().get("nap", (0, 0, 0))[1] == 1, 10, what="the job to run")
+    (first,) = run.children()
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: run.children() and run.children() != [first], 15, what="a new child")
+    out, err = client.communicate(timeout=30)
+    assert client.returncode == 0, err
+    assert out == b"rested victim:2"
+    assert run.runs() == ["victim:2"]  # the killed run never recorded; the new child ran it once
+
+
+def test_sigterm_lets_the_running_job_finish_and_exits_0(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
+    run = Run(procs, gearmand, tmp_path)
+    client = subprocess.Popen([*GEARCTL, "client", "nap", "--wait", "--data", "last:2", "-s", gearmand.address],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_until(lambda: gearmand.status().get("nap", (0, 0, 0))[1] == 1, 10, what="the job to run")
+    os.kill(run.proc.pid, signal.SIGTERM)
+    assert run.proc.wait(20) == 0
+    out, _ = client.communicate(timeout=10)
+    assert client.returncode == 0 and out == b"rested last:2"
+    assert run.runs() == ["last:2"]
+    assert gearmand.status()["nap"][:2] == (0, 0)
+
+
+def test_max_jobs_recycles_children_and_every_job_completes(gearmand: Gearmand, procs: Procs,
+                                                            tmp_path: Path) -> None:
+    run = Run(procs, gearmand, tmp_path, "--max-jobs", "10", "--concurrency", "2")
+    submit(gearmand, *(f"j{i}:0" for i in range(50)))
+    wait_until(lambda: len(run.runs()) == 50, 60, what="50 jobs")
+    assert sorted(run.runs()) == sorted(f"j{i}:0" for i in range(50))
+    pids = {line.split()[1] for line in run.record.read_text().splitlines()}
+    assert len(pids) >= 5  # 50 jobs, at most 10 per process
+
+
+def test_burst_exits_0_once_the_queue_is_empty(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
+    submit(gearmand, *(f"b{i}:0.01" for i in range(30)))
+    run = Run(procs, gearmand, tmp_path, "--burst", "--concurrency", "2", wait=False)
+    assert run.proc.wait(60) == 0
+    assert sorted(run.runs()) == sorted(f"b{i}:0.01" for i in range(30))
+    assert gearmand.status()["nap"][:2] == (0, 0)
+
+
+def test_burst_with_no_server_exits_3(procs: Procs, tmp_path: Path, gearmand: Gearmand) -> None:
+    run = Run(procs, gearmand, tmp_path, "--burst", "--connect-timeout", "1", servers="127.0.0.1:1", wait=False)
+    assert run.proc.wait(60) == 3
+
+
+def test_sighup_picks_up_a_new_plugin_file(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
+    plugin_dir = tmp_path / "plugins"
+    shutil.copytree(PLUGINS, plugin_dir)
+    run = Run(procs, gearmand, tmp_path, "--concurrency", "2", "--id", "reloading", plugin_dir=plugin_dir)
+    (plugin_dir / "added.py").write_text("from gearctl import job\n\n@job\ndef added_later(j):\n    return b'new'\n")
+    os.kill(run.proc.pid, signal.SIGHUP)
+
+    def registered() -> bool:
+        workers = subprocess.run(["gearadmin", "-h", "127.0.0.1", "-p", str(gearmand.port), "--workers"],
+                                 capture_output=True, text=True, timeout=10).stdout
+        lines = [line for line in workers.splitlines() if " reloading " in line]
+        return len(lines) == 2 and all("added_later" in line for line in lines)
+
+    wait_until(registered, 30, what="both processes to serve added_later")
+    result = gearctl("client", "added_later", "--wait", "-s", gearmand.address)
+    assert result.stdout == b"new"
+
+
+def test_a_broken_reload_keeps_the_old_processes(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
+    plugin_dir = tmp_path / "plugins"
+    shutil.copytree(PLUGINS, plugin_dir)
+    run = Run(procs, gearmand, tmp_path, plugin_dir=plugin_dir)
+    before = run.children()
+    (plugin_dir / "record.py").write_text("raise RuntimeError('half-deployed')\n")
+    os.kill(run.proc.pid, signal.SIGHUP)
+    wait_until(lambda: any("reload failed" in r.get("message", "") for r in run.log_records()), 20,
+               what="the reload to fail")
+    assert run.children() == before
+    submit(gearmand, "still:0", wait=True)
+    assert run.runs() == ["still:0"]
+
+
+def test_outage_logs_few_lines_and_no_job_is_lost(gearmand_factory, procs: Procs, tmp_path: Path) -> None:
+    server = gearmand_factory("-q", "libsqlite3", "--libsqlite3-db", str(tmp_path / "queue.db"))
+    run = Run(procs, server, tmp_path, "--concurrency", "2")
+    submit(server, *(f"before{i}:0.05" for i in range(20)))
+    time.sleep(0.3)  # some run, some wait in the queue
+    lines_before = len(run.log.read_text().splitlines())
+    server.kill()
+    time.sleep(5)
+    outage_lines = len(run.log.read_text().splitlines()) - lines_before
+    server.start()
+    submit(server, *(f"after{i}:0" for i in range(20)))
+    expected = {f"before{i}:0.05" for i in range(20)} | {f"after{i}:0" for i in range(20)}
+    wait_until(lambda: set(run.runs()) >= expected, 60, what="every job to run")
+    assert outage_lines <= 10
+    runs = run.runs()
+    twice = [w for w in set(runs) if runs.count(w) > 1]
+    assert len(twice) <= 2  # only a job running at the kill (one per process) may run again
+
+
+@pytest.mark.parametrize("flag", ["--max-lifetime", "--max-memory"])
+def test_other_recycling_limits(gearmand: Gearmand, procs: Procs, tmp_path: Path, flag: str) -> None:
+    value = "1s" if flag == "--max-lifetime" else "1"  # 1 MB: every process is over it after one job
+    run = Run(procs, gearmand, tmp_path, flag, value)
+    first = run.children()
+    time.sleep(1.2)
+    submit(gearmand, "x:0", "y:0", wait=True)
+    wait_until(lambda: run.children() and run.children() != first, 15, what="a recycled process")
+    assert sorted(run.runs()) == ["x:0", "y:0"]
+
+
+def test_pidfile(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
+    pidfile = tmp_path / "worker.pid"
+    run = Run(procs, gearmand, tmp_path, "--pidfile", str(pidfile))
+    assert int(pidfile.read_text()) == run.proc.pid
+    second = gearctl("worker", "-p", str(PLUGINS), "--pidfile", str(pidfile), "-s", gearmand.address)
+    assert second.returncode == 2 and b"running" in second.stderr
+    os.kill(run.proc.pid, signal.SIGTERM)
+    assert run.proc.wait(20) == 0
+    assert not pidfile.exists()
+
+
+def test_a_second_signal_stops_at_once_and_the_job_goes_back(gearmand: Gearmand, procs: Procs,
+                                                             tmp_path: Path) -> None:
+    run = Run(procs, gearmand, tmp_path)
+    submit(gearmand, "long:30")
+    wait_until(lambda: gearmand.status().get("nap", (0, 0, 0))[1] == 1, 10, what="the job to run")
+    started = time.monotonic()
+    os.kill(run.proc.pid, signal.SIGTERM)
+    time.sleep(0.3)
+    os.kill(run.proc.pid, signal.SIGTERM)
+    assert run.proc.wait(10) == 0
+    assert time.monotonic() - started < 5
+    wait_until(lambda: gearmand.status()["nap"][:2] == (1, 0), 10, what="the job back in the queue")
+    assert run.runs() == []
