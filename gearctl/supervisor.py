@@ -473,11 +473,7 @@ def run_child(spec: WorkerSpec, status_fd: int) -> int:
                           for name, f in stats.functions.items()},
         })
 
-    def on_event(event: Any) -> None:
-        job_log(event)
-        report()
-
-    worker.on_event = on_event
+    worker.on_event = job_log  # the state goes to the parent on a heartbeat, not per job
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
