@@ -19,101 +19,32 @@ from typing import Annotated, BinaryIO
 
 import typer
 
-from . import __version__, codecs, logs, plugins, render
+from . import codecs, logs, plugins, render
+from .cliapp import (
+    ClickException,
+    ConnectTimeout,
+    EncodingChoice,
+    IoTimeout,
+    Out,
+    OutputClosed,
+    PriorityChoice,
+    Servers,
+    Tls,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    _state,
+    app,
+    make_client,
+    one_line,
+    read_payload,
+    write_out,
+)
 from .client import AsyncClient, Job
 from .connection import DEFAULT_SERVERS, TLSOptions, parse_servers
 from .errors import ExitCode, GearctlError, JobException, PayloadError, Timeout, UsageError
 from .lines import LineSource
 from .timeparse import parse_duration, parse_when
-
-app = typer.Typer(
-    name="gearctl",
-    help="A command-line tool for the Gearman job server: submit jobs, run workers, watch queues.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-# typer may vendor its own click: find its exception base through a public class.
-ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-
-_state = {"debug": os.environ.get("GEARCTL_DEBUG", "").lower() in ("1", "true", "yes", "on")}
-
-class PriorityChoice(str, Enum):
-    high = "high"
-    normal = "normal"
-    low = "low"
-
-
-class EncodingChoice(str, Enum):
-    raw = "raw"
-    json = "json"
-    php = "php"
-
-
-# -- options shared by every command that talks to a server ----------------------
-Servers = Annotated[str, typer.Option(
-    "--servers", "-s", envvar="GEARCTL_SERVERS", show_default=True, metavar="HOST[:PORT],...",
-    help="Job servers, comma-separated; IPv6 as [::1]:4730. Default port 4730.")]
-ConnectTimeout = Annotated[float, typer.Option(
-    "--connect-timeout", envvar="GEARCTL_CONNECT_TIMEOUT", min=0.01, metavar="SECONDS",
-    help="Give up on a server that does not accept the connection within this time.")]
-IoTimeout = Annotated[float, typer.Option(
-    "--io-timeout", envvar="GEARCTL_IO_TIMEOUT", min=0.01, metavar="SECONDS",
-    help="Drop a server that owes replies and sends nothing for this long (its requests fail over).")]
-Tls = Annotated[bool, typer.Option(
-    "--tls", envvar="GEARCTL_TLS", help="Connect with TLS (gearmand behind a TLS terminator).")]
-TlsCa = Annotated[str | None, typer.Option("--tls-ca", envvar="GEARCTL_TLS_CA", metavar="FILE",
-                                              help="CA certificates to verify the server with (implies --tls).")]
-TlsCert = Annotated[str | None, typer.Option("--tls-cert", envvar="GEARCTL_TLS_CERT", metavar="FILE",
-                                                help="Client certificate (implies --tls).")]
-TlsKey = Annotated[str | None, typer.Option("--tls-key", envvar="GEARCTL_TLS_KEY", metavar="FILE",
-                                               help="Key of the client certificate.")]
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"gearctl {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    debug: Annotated[bool, typer.Option("--debug", envvar="GEARCTL_DEBUG",
-                                        help="Show tracebacks for errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print gearctl's version and exit.")] = False,
-) -> None:
-    """gearctl: submit jobs, run workers and watch queues on Gearman job servers.
-
-    Exit codes: 0 ok, 1 job failed, 2 usage or bad input, 3 no server reachable,
-    4 timeout, 5 job raised an exception, 6 no worker for the function,
-    7 protocol error, 8 server refused the request.
-    """
-    _state["debug"] = _state["debug"] or debug
-
-
-def _client(servers: str, connect_timeout: float, io_timeout: float, tls: bool, tls_ca: str | None,
-            tls_cert: str | None, tls_key: str | None) -> AsyncClient:
-    return AsyncClient(parse_servers(servers), connect_timeout=connect_timeout, io_timeout=io_timeout,
-                       tls=TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key))
-
-
-def _read_payload(payload: str | None, data: str | None) -> bytes:
-    if data is not None and payload is not None:
-        raise UsageError("give the payload either as a file argument or with --data, not both")
-    if data is not None:
-        return data.encode("utf-8", "surrogateescape")
-    if payload is None:
-        return b""
-    if payload == "-":
-        return sys.stdin.buffer.read()
-    try:
-        with open(payload, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise UsageError(f"cannot read payload file {payload}: {e.strerror or e}") from e
 
 
 def _line_input(payload: str | None, data: str | None) -> tuple[BinaryIO | None, bytes | None]:
@@ -130,48 +61,6 @@ def _line_input(payload: str | None, data: str | None) -> tuple[BinaryIO | None,
         return open(payload, "rb"), None
     except OSError as e:
         raise UsageError(f"cannot read payload file {payload}: {e.strerror or e}") from e
-
-
-class OutputClosed(GearctlError):
-    """stdout went away (| head): stop like a process killed by SIGPIPE."""
-
-    exit_code = ExitCode.OUTPUT_CLOSED
-
-
-class _Out:
-    """stdout for results: bytes exactly as given; a closed pipe becomes
-    OutputClosed; no stdout at all (>&-) writes nothing."""
-
-    def __init__(self) -> None:
-        self.stream = sys.stdout.buffer if sys.stdout is not None else None
-        self._flush_pending = False
-
-    def write(self, data: bytes, flush: bool = True) -> None:
-        if self.stream is None:
-            return
-        try:
-            self.stream.write(data)
-            if flush:
-                self.stream.flush()
-        except BrokenPipeError:
-            raise OutputClosed("stdout was closed") from None
-
-    def line(self, text: str) -> None:
-        self.write(text.encode("utf-8", "surrogateescape") + b"\n")
-
-    def flush_soon(self) -> None:
-        """Flush once per event-loop turn, not once per job."""
-        if not self._flush_pending and self.stream is not None:
-            self._flush_pending = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_pending = False
-        self.write(b"", flush=True)
-
-
-def _write_out(data: bytes) -> None:
-    _Out().write(data)
 
 
 _HELP_TIMEOUT = "Give up after this long (30, 30s, 5m): on the result with --wait, else on JOB_CREATED. Exit 4."
@@ -225,7 +114,7 @@ def client(
     if each_line and unique:
         raise UsageError("--unique gives every job the same key; it cannot be combined with --each-line")
     seconds = parse_duration(timeout) if timeout is not None else None
-    gear = _client(servers, connect_timeout, io_timeout, tls, tls_ca, tls_cert, tls_key)
+    gear = make_client(servers, connect_timeout, io_timeout, tls, tls_ca, tls_cert, tls_key)
 
     def make_job(body: bytes, index: int | None = None) -> Job:
         return Job(function, body, unique=unique or "", background=not wait, priority=priority.value,
@@ -235,13 +124,13 @@ def client(
         stream, text = _line_input(payload, data)
         return asyncio.run(_submit_lines(gear, function, stream, text, make_job, encoding.value, inflight, seconds,
                                          as_json, quiet, require_workers, summary))
-    job = make_job(codecs.prepare_payload(_read_payload(payload, data), encoding.value))
+    job = make_job(codecs.prepare_payload(read_payload(payload, data), encoding.value))
     return asyncio.run(_submit_one(gear, job, seconds, as_json, quiet, require_workers))
 
 
 async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_json: bool, quiet: bool,
                       require_workers: bool) -> int:
-    out = _Out()
+    out = Out()
     progress = render.JobProgress(job.function, render.is_tty(sys.stderr) and not as_json and not job.background)
     if not as_json:
         # Set before submitting: WORK_* packets can arrive right behind JOB_CREATED.
@@ -286,7 +175,7 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
                         make_job: Callable[[bytes, int], Job], encoding: str, inflight: int, timeout: float | None,
                         as_json: bool, quiet: bool, require_workers: bool, summary: bool) -> int:
     stats = render.SubmitStats(background=make_job(b"", 0).background)
-    out = _Out()
+    out = Out()
     errors: dict[str, GearctlError] = {}
 
     def job_for(line: bytes, number: int) -> Job | None:
@@ -295,7 +184,7 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
         except PayloadError as e:
             stats.done("invalid")
             errors.setdefault("invalid", e)
-            sys.stderr.write(f"gearctl: line {number}: {_one_line(str(e))}; not submitted\n")
+            sys.stderr.write(f"gearctl: line {number}: {one_line(str(e))}; not submitted\n")
             return None
         stats.submitted += 1
         return make_job(body, number)
@@ -308,7 +197,7 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
         if job.error is not None:
             errors.setdefault(job.state, job.error)
         for warning in job.warnings if not as_json else ():
-            sys.stderr.write(f"gearctl: line {job.index}: warning: {_one_line(warning.decode('utf-8', 'replace'))}\n")
+            sys.stderr.write(f"gearctl: line {job.index}: warning: {one_line(warning.decode('utf-8', 'replace'))}\n")
         if as_json:
             out.write(render.json_line(job.to_dict()).encode() + b"\n", flush=False)
         elif job.state == "queued":
@@ -318,7 +207,7 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
             output = job.output
             out.write(output if output.endswith(b"\n") else output + b"\n", flush=False)
         else:
-            sys.stderr.write(f"gearctl: line {job.index}: {_one_line(job.error_text() or job.state)}\n")
+            sys.stderr.write(f"gearctl: line {job.index}: {one_line(job.error_text() or job.state)}\n")
         out.flush_soon()
 
     source = LineSource(stream, job_for, text=text)
@@ -359,7 +248,7 @@ def _load(plugin_dir: list[str] | None, *, quiet: bool = False) -> plugins.Regis
     registry = plugins.load_plugins(plugins.plugin_dirs(plugin_dir))
     if not quiet:
         for error in registry.errors:
-            sys.stderr.write(f"gearctl: plugin error: {_one_line(error)}\n")
+            sys.stderr.write(f"gearctl: plugin error: {one_line(error)}\n")
     return registry
 
 
@@ -478,7 +367,7 @@ def run_command(
 
     registry = _load(plugin_dir)
     fn = registry.select([function])[0]
-    body = codecs.prepare_payload(_read_payload(payload, data), encoding.value)
+    body = codecs.prepare_payload(read_payload(payload, data), encoding.value)
     sink = _LocalSink(stream=not as_json)
     job = WorkerJob(fn.name, "local:1", "", body, context=fn.context, encoding=fn.encoding, sink=sink)
     outcome = asyncio.run(execute(fn, job))
@@ -488,7 +377,7 @@ def run_command(
                   "warnings": sink.warnings, "progress": sink.progress, "seconds": round(outcome.seconds, 6)}
         print(json.dumps(record))
     elif outcome.state == "complete":
-        _write_out(outcome.result)
+        write_out(outcome.result)
     if outcome.traceback and not as_json:
         sys.stderr.write(outcome.traceback)
     if outcome.state == "exception":
@@ -510,7 +399,7 @@ class _LocalSink:
     def data(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
         if self.stream:
-            _write_out(chunk)
+            write_out(chunk)
 
     def warning(self, text: bytes) -> None:
         self.warnings.append(text.decode("utf-8", "replace"))
@@ -521,10 +410,6 @@ class _LocalSink:
         self.progress.append([numerator, denominator])
         if self.stream:
             sys.stderr.write(f"status: {numerator}/{denominator}\n")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _silence_stdout() -> None:
@@ -547,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     except GearctlError as e:
         if _state["debug"]:
             traceback.print_exc()
-        sys.stderr.write(f"gearctl: {_one_line(str(e))}\n")
+        sys.stderr.write(f"gearctl: {one_line(str(e))}\n")
         code = e.exit_code
     except ClickException as e:
         ctx = getattr(e, "ctx", None)
@@ -556,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
         if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
             sys.stderr.write(ctx.get_help() + "\n")
         else:
-            sys.stderr.write(f"{where}: {_one_line(message)} (see {where} --help)\n")
+            sys.stderr.write(f"{where}: {one_line(message)} (see {where} --help)\n")
         code = e.exit_code  # type: ignore[attr-defined]
     except typer.Abort:
         sys.stderr.write("gearctl: interrupted\n")

@@ -1,0 +1,153 @@
+"""What every gearctl command shares: the typer app, the server and TLS options,
+stdout handling and one-line error text. The commands live in cli.py (jobs and
+workers) and cli_status.py (status, admin and monitoring)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from . import __version__
+from .client import AsyncClient
+from .connection import TLSOptions, parse_servers
+from .errors import ExitCode, GearctlError, UsageError
+
+app = typer.Typer(
+    name="gearctl",
+    help="A command-line tool for the Gearman job server: submit jobs, run workers, watch queues.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# typer may vendor its own click: find its exception base through a public class.
+ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+_state = {"debug": os.environ.get("GEARCTL_DEBUG", "").lower() in ("1", "true", "yes", "on")}
+
+class PriorityChoice(str, Enum):
+    high = "high"
+    normal = "normal"
+    low = "low"
+
+
+class EncodingChoice(str, Enum):
+    raw = "raw"
+    json = "json"
+    php = "php"
+
+
+# -- options shared by every command that talks to a server ----------------------
+Servers = Annotated[str, typer.Option(
+    "--servers", "-s", envvar="GEARCTL_SERVERS", show_default=True, metavar="HOST[:PORT],...",
+    help="Job servers, comma-separated; IPv6 as [::1]:4730. Default port 4730.")]
+ConnectTimeout = Annotated[float, typer.Option(
+    "--connect-timeout", envvar="GEARCTL_CONNECT_TIMEOUT", min=0.01, metavar="SECONDS",
+    help="Give up on a server that does not accept the connection within this time.")]
+IoTimeout = Annotated[float, typer.Option(
+    "--io-timeout", envvar="GEARCTL_IO_TIMEOUT", min=0.01, metavar="SECONDS",
+    help="Drop a server that owes replies and sends nothing for this long (its requests fail over).")]
+Tls = Annotated[bool, typer.Option(
+    "--tls", envvar="GEARCTL_TLS", help="Connect with TLS (gearmand behind a TLS terminator).")]
+TlsCa = Annotated[str | None, typer.Option("--tls-ca", envvar="GEARCTL_TLS_CA", metavar="FILE",
+                                              help="CA certificates to verify the server with (implies --tls).")]
+TlsCert = Annotated[str | None, typer.Option("--tls-cert", envvar="GEARCTL_TLS_CERT", metavar="FILE",
+                                                help="Client certificate (implies --tls).")]
+TlsKey = Annotated[str | None, typer.Option("--tls-key", envvar="GEARCTL_TLS_KEY", metavar="FILE",
+                                               help="Key of the client certificate.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gearctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", envvar="GEARCTL_DEBUG",
+                                        help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print gearctl's version and exit.")] = False,
+) -> None:
+    """gearctl: submit jobs, run workers and watch queues on Gearman job servers.
+
+    Exit codes: 0 ok, 1 job failed, 2 usage or bad input, 3 no server reachable,
+    4 timeout, 5 job raised an exception, 6 no worker for the function,
+    7 protocol error, 8 server refused the request.
+    """
+    _state["debug"] = _state["debug"] or debug
+
+
+def make_client(servers: str, connect_timeout: float, io_timeout: float, tls: bool, tls_ca: str | None,
+            tls_cert: str | None, tls_key: str | None) -> AsyncClient:
+    return AsyncClient(parse_servers(servers), connect_timeout=connect_timeout, io_timeout=io_timeout,
+                       tls=TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key))
+
+
+def read_payload(payload: str | None, data: str | None) -> bytes:
+    if data is not None and payload is not None:
+        raise UsageError("give the payload either as a file argument or with --data, not both")
+    if data is not None:
+        return data.encode("utf-8", "surrogateescape")
+    if payload is None:
+        return b""
+    if payload == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(payload, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read payload file {payload}: {e.strerror or e}") from e
+
+
+class OutputClosed(GearctlError):
+    """stdout went away (| head): stop like a process killed by SIGPIPE."""
+
+    exit_code = ExitCode.OUTPUT_CLOSED
+
+
+class Out:
+    """stdout for results: bytes exactly as given; a closed pipe becomes
+    OutputClosed; no stdout at all (>&-) writes nothing."""
+
+    def __init__(self) -> None:
+        self.stream = sys.stdout.buffer if sys.stdout is not None else None
+        self._flush_pending = False
+
+    def write(self, data: bytes, flush: bool = True) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(data)
+            if flush:
+                self.stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed("stdout was closed") from None
+
+    def line(self, text: str) -> None:
+        self.write(text.encode("utf-8", "surrogateescape") + b"\n")
+
+    def flush_soon(self) -> None:
+        """Flush once per event-loop turn, not once per job."""
+        if not self._flush_pending and self.stream is not None:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        self.write(b"", flush=True)
+
+
+def write_out(data: bytes) -> None:
+    Out().write(data)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
