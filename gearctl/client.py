@@ -22,7 +22,7 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, TypeVar, Union
@@ -49,6 +49,7 @@ from .errors import (
     Timeout,
     UsageError,
 )
+from .pipeline import IterSource, JobSource, ManyRun, deadline_after, remaining
 from .protocol import SUBMIT_TYPES, Packet, PacketType, encode, encode_submit, parse_int
 
 P = PacketType
@@ -56,7 +57,6 @@ Priority = Literal["high", "normal", "low"]
 PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
 MAX_FUNCTION = 8191  # bytes; gearmand 1.1.20 drops the connection for a longer name
 DEFAULT_WINDOW = 10_000  # jobs in flight at once in submit_many
-_BATCH = 256  # submits written per write() in submit_many
 
 # Job states. A background job ends at "queued"; a foreground one at
 # "complete", "failed" or "exception". "error" and "timeout" are gearctl's own.
@@ -318,7 +318,7 @@ class AsyncClient:
         self._pool = ServerPool(_addresses(servers), connect_timeout=connect_timeout, tls=tls, io_timeout=io_timeout,
                                 on_packet=self._on_packet, on_close=self._on_close, on_drained=self._on_drained,
                                 on_callback_error=self._on_callback_error)
-        self._runs: set[_ManyRun] = set()  # submit_many calls under way
+        self._runs: set[ManyRun] = set()  # submit_many calls under way
         # Foreground jobs by connection and handle (coalesced jobs share a handle).
         self._waiting: dict[Connection, dict[bytes, list[Job]]] = {}
 
@@ -348,14 +348,14 @@ class AsyncClient:
     async def run(self, function: str, data: Union[bytes, str] = b"", *, priority: str = "normal",
                   unique: str = "", timeout: float | None = None) -> bytes:
         """Submit a foreground job and wait for its output."""
-        deadline = _deadline(timeout)
+        deadline = deadline_after(timeout)
         job = await self.submit(function, data, background=False, priority=priority, unique=unique,
                                 timeout=timeout)
-        return await job.wait(_remaining(deadline))
+        return await job.wait(remaining(deadline))
 
     async def submit_job(self, job: Job, timeout: float | None = None) -> Job:
         """Create `job` on the first server that takes it (see module docstring)."""
-        deadline = _deadline(timeout)
+        deadline = deadline_after(timeout)
         errors: list[GearctlError] = []
         for address in self._candidates(job):
             try:
@@ -400,8 +400,8 @@ class AsyncClient:
         written in batches, once per turn of the event loop, so there is no round
         trip per job and, with a window of 1, no idle turn between two jobs.
         """
-        source = jobs if isinstance(jobs, JobSource) else _IterSource(jobs)
-        run = _ManyRun(self, source, max(1, window), _deadline(timeout), on_created, on_done)
+        source = jobs if isinstance(jobs, JobSource) else IterSource(jobs)
+        run = ManyRun(self, source, max(1, window), deadline_after(timeout), on_created, on_done)
         await self._pool.connect_all(run.deadline)
         self._runs.add(run)
         try:
@@ -487,6 +487,9 @@ class AsyncClient:
             if ended and handles is not None:
                 del handles[packet.args[0]]
 
+    def _no_server_error(self) -> GearctlError:
+        return _best_error(list(self._pool.errors.values()), self._pool)
+
     def _on_drained(self) -> None:
         for run in self._runs:
             run.flush()
@@ -529,13 +532,13 @@ class AsyncClient:
             servers = self._pool.servers
         else:
             servers = [server if isinstance(server, ServerAddress) else parse_servers(server)[0]]
-        deadline = _deadline(timeout)
+        deadline = deadline_after(timeout)
         answer: JobStatus | None = None
         errors: list[GearctlError] = []
         for address in servers:
             try:
                 conn = await _within(self._pool.connect(address), deadline, f"connecting to {address}")
-                packet = await conn.call(request, _remaining(deadline))
+                packet = await conn.call(request, remaining(deadline))
             except (ConnectionFailed, Timeout) as e:
                 errors.append(e)
                 continue
@@ -585,177 +588,6 @@ class AsyncClient:
         return count
 
 
-class JobSource:
-    """Where submit_many takes jobs from. take() gives the next job, or None
-    when none is ready yet (more may come) or the source is exhausted."""
-
-    exhausted = False
-
-    def start(self, wake: Callable[[], None]) -> None:
-        """Begin; call `wake` whenever new jobs become ready."""
-
-    def take(self) -> Job | None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Stop producing (the run ended)."""
-
-
-class _IterSource(JobSource):
-    def __init__(self, jobs: Iterable[Job]) -> None:
-        self._jobs: Iterator[Job] = iter(jobs)
-
-    def take(self) -> Job | None:
-        try:
-            return next(self._jobs)
-        except StopIteration:
-            self.exhausted = True
-            return None
-
-
-class _ManyRun:
-    """The state of one submit_many() call. The window is refilled from reply
-    callbacks (pump), so no task wakes up per job."""
-
-    def __init__(self, client: AsyncClient, source: JobSource, window: int, deadline: float | None,
-                 on_created: Callable[[Job], None] | None, on_done: Callable[[Job], None] | None) -> None:
-        self.client = client
-        self.source = source
-        self.window = window
-        self.deadline = deadline
-        self.on_created = on_created
-        self.on_done = on_done
-        self.counts: dict[str, int] = {}
-        self.inflight: set[Job] = set()
-        self.all_done = asyncio.Event()
-        self.stopped = False  # no more jobs are taken (timeout, or a failed callback)
-        self.failure: BaseException | None = None
-        self.pumping = False
-        self.flush_scheduled = False
-        self.rotation = 0
-        self.batches: dict[Connection, list[Job]] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.loop = asyncio.get_running_loop()
-
-    def pump(self) -> None:
-        """Take jobs from the source until the window is full or none is ready."""
-        if self.pumping:
-            return
-        self.pumping = True
-        try:
-            while not self.stopped and len(self.inflight) < self.window:
-                job = self.source.take()
-                if job is None:
-                    break
-                self.place(job)
-        finally:
-            self.pumping = False
-        self.schedule_flush()
-        if (self.source.exhausted or self.stopped) and not self.inflight:
-            self.all_done.set()
-
-    def place(self, job: Job) -> None:
-        job._on_done = self.finished
-        self.inflight.add(job)
-        conn: Connection | None = None
-        if not job.unique:
-            live = self.client._pool.live()
-            if live:
-                conn = live[self.rotation % len(live)]
-                self.rotation += 1
-        else:
-            for address in self.client._candidates(job):
-                conn = self.client._pool.connected(address)
-                if conn is not None:
-                    break
-        if conn is None:
-            self.spawn(job, self.place_slowly(job))
-            return
-        batch = self.batches.get(conn)
-        if batch is None:
-            batch = self.batches[conn] = []
-        batch.append(job)
-        if len(batch) >= _BATCH:
-            self.flush()
-
-    async def place_slowly(self, job: Job) -> None:
-        """No open connection fits the job: connect (with failover) first."""
-        conn = await self.client._connection_for(job)
-        if conn is None:
-            job._finish("error", _best_error(list(self.client._pool.errors.values()), self.client._pool))
-            return
-        self.client._send(conn, [job], self.created)
-
-    def schedule_flush(self) -> None:
-        if not self.flush_scheduled and self.batches:
-            self.flush_scheduled = True
-            self.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Write the queued SUBMITs: at the end of a read (AsyncClient._on_drained)
-        or on the next loop turn, whichever comes first."""
-        self.flush_scheduled = False
-        if not self.batches:
-            return
-        batches, self.batches = self.batches, {}
-        for conn, batch in batches.items():
-            self.client._send(conn, batch, self.created)
-
-    def created(self, job: Job, error: GearctlError | None) -> None:
-        if error is not None:
-            self.spawn(job, self.resubmit(job))
-        elif self.on_created is not None:
-            self.on_created(job)
-
-    async def resubmit(self, job: Job) -> None:
-        """A pipelined submit was refused or its connection broke: fail over."""
-        job.state, job.handle, job.server = "new", None, None
-        await self.client.submit_job(job, timeout=_remaining(self.deadline))
-        if self.on_created is not None:
-            self.on_created(job)
-
-    def finished(self, job: Job) -> None:
-        self.inflight.discard(job)
-        self.counts[job.state] = self.counts.get(job.state, 0) + 1
-        if self.on_done is not None:
-            self.on_done(job)
-        self.pump()
-
-    def spawn(self, job: Job, coro: Coroutine[Any, Any, None]) -> None:
-        """Run `coro` for `job`; whatever it raises ends the job, never the run."""
-        async def guarded() -> None:
-            try:
-                await coro
-            except Timeout as e:
-                job._finish("timeout", e)
-            except GearctlError as e:
-                job._finish("error", e)
-            except Exception as e:
-                job._finish("error", GearctlError(f"{type(e).__name__}: {e}"))
-
-        task = asyncio.ensure_future(guarded())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    def expire(self, error: Timeout) -> None:
-        self.stopped = True  # what was not taken from the source is not submitted
-        for job in list(self.inflight):
-            job._finish("timeout", Timeout(f"job {job.handle or '(not created)'} ({job.function}): {error}"))
-
-    def fail(self, error: BaseException) -> None:
-        """A caller's callback failed: take no more jobs, stop waiting, re-raise it."""
-        if self.failure is None:
-            self.failure = error
-        self.stopped = True
-        self.on_done = self.on_created = None
-        self.all_done.set()
-
-    def close(self) -> None:
-        self.on_done = self.on_created = None  # nothing is reported once the run returned
-        for task in list(self.tasks):
-            task.cancel()
-
-
 def _addresses(servers: Union[str, Iterable[str], Iterable[ServerAddress], None]) -> list[ServerAddress]:
     if servers is None or isinstance(servers, str):
         return parse_servers(servers)
@@ -798,14 +630,6 @@ def _best_error(errors: list[GearctlError], pool: ServerPool) -> GearctlError:
     reasons = "; ".join(str(e) for e in errors) or "; ".join(str(e) for e in pool.errors.values())
     reasons = reasons or ", ".join(str(s) for s in pool.servers)
     return NoServerAvailable(f"no job server reachable: {reasons} (check --servers or GEARCTL_SERVERS)")
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
 
 async def _within(awaitable: Awaitable[T], deadline: float | None, what: str) -> T:

@@ -15,7 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
-from .client import Job, JobSource
+from .client import Job
+from .pipeline import JobSource
 
 CHUNK = 1 << 16
 MAX_BUFFERED = 8192  # lines read ahead of the submits

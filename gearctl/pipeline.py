@@ -1,0 +1,202 @@
+"""submit_many's machinery: where jobs come from, and one run's window.
+
+The window is refilled from reply callbacks (`pump`), so no task wakes up per
+job; SUBMITs queue per connection and are written once per read or loop turn.
+A job whose submit fails is handed to AsyncClient.submit_job for failover in a
+task of its own, and whatever that task raises ends the job, never the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .errors import GearctlError, Timeout
+
+if TYPE_CHECKING:
+    from .client import AsyncClient, Job
+    from .connection import Connection
+
+BATCH = 256  # submits written per write() at most
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+class JobSource:
+    """Where submit_many takes jobs from. take() gives the next job, or None
+    when none is ready yet (more may come) or the source is exhausted."""
+
+    exhausted = False
+
+    def start(self, wake: Callable[[], None]) -> None:
+        """Begin; call `wake` whenever new jobs become ready."""
+
+    def take(self) -> Job | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop producing (the run ended)."""
+
+
+class IterSource(JobSource):
+    def __init__(self, jobs: Iterable[Job]) -> None:
+        self._jobs: Iterator[Job] = iter(jobs)
+
+    def take(self) -> Job | None:
+        try:
+            return next(self._jobs)
+        except StopIteration:
+            self.exhausted = True
+            return None
+
+
+class ManyRun:
+    """The state of one submit_many() call. The window is refilled from reply
+    callbacks (pump), so no task wakes up per job."""
+
+    def __init__(self, client: AsyncClient, source: JobSource, window: int, deadline: float | None,
+                 on_created: Callable[[Job], None] | None, on_done: Callable[[Job], None] | None) -> None:
+        self.client = client
+        self.source = source
+        self.window = window
+        self.deadline = deadline
+        self.on_created = on_created
+        self.on_done = on_done
+        self.counts: dict[str, int] = {}
+        self.inflight: set[Job] = set()
+        self.all_done = asyncio.Event()
+        self.stopped = False  # no more jobs are taken (timeout, or a failed callback)
+        self.failure: BaseException | None = None
+        self.pumping = False
+        self.flush_scheduled = False
+        self.rotation = 0
+        self.batches: dict[Connection, list[Job]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.loop = asyncio.get_running_loop()
+
+    def pump(self) -> None:
+        """Take jobs from the source until the window is full or none is ready."""
+        if self.pumping:
+            return
+        self.pumping = True
+        try:
+            while not self.stopped and len(self.inflight) < self.window:
+                job = self.source.take()
+                if job is None:
+                    break
+                self.place(job)
+        finally:
+            self.pumping = False
+        self.schedule_flush()
+        if (self.source.exhausted or self.stopped) and not self.inflight:
+            self.all_done.set()
+
+    def place(self, job: Job) -> None:
+        job._on_done = self.finished
+        self.inflight.add(job)
+        conn: Connection | None = None
+        if not job.unique:
+            live = self.client._pool.live()
+            if live:
+                conn = live[self.rotation % len(live)]
+                self.rotation += 1
+        else:
+            for address in self.client._candidates(job):
+                conn = self.client._pool.connected(address)
+                if conn is not None:
+                    break
+        if conn is None:
+            self.spawn(job, self.place_slowly(job))
+            return
+        batch = self.batches.get(conn)
+        if batch is None:
+            batch = self.batches[conn] = []
+        batch.append(job)
+        if len(batch) >= BATCH:
+            self.flush()
+
+    async def place_slowly(self, job: Job) -> None:
+        """No open connection fits the job: connect (with failover) first."""
+        conn = await self.client._connection_for(job)
+        if conn is None:
+            job._finish("error", self.client._no_server_error())
+            return
+        self.client._send(conn, [job], self.created)
+
+    def schedule_flush(self) -> None:
+        if not self.flush_scheduled and self.batches:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the queued SUBMITs: at the end of a read (AsyncClient._on_drained)
+        or on the next loop turn, whichever comes first."""
+        self.flush_scheduled = False
+        if not self.batches:
+            return
+        batches, self.batches = self.batches, {}
+        for conn, batch in batches.items():
+            self.client._send(conn, batch, self.created)
+
+    def created(self, job: Job, error: GearctlError | None) -> None:
+        if error is not None:
+            self.spawn(job, self.resubmit(job))
+        elif self.on_created is not None:
+            self.on_created(job)
+
+    async def resubmit(self, job: Job) -> None:
+        """A pipelined submit was refused or its connection broke: fail over."""
+        job.state, job.handle, job.server = "new", None, None
+        await self.client.submit_job(job, timeout=remaining(self.deadline))
+        if self.on_created is not None:
+            self.on_created(job)
+
+    def finished(self, job: Job) -> None:
+        self.inflight.discard(job)
+        self.counts[job.state] = self.counts.get(job.state, 0) + 1
+        if self.on_done is not None:
+            self.on_done(job)
+        self.pump()
+
+    def spawn(self, job: Job, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` for `job`; whatever it raises ends the job, never the run."""
+        async def guarded() -> None:
+            try:
+                await coro
+            except Timeout as e:
+                job._finish("timeout", e)
+            except GearctlError as e:
+                job._finish("error", e)
+            except Exception as e:
+                job._finish("error", GearctlError(f"{type(e).__name__}: {e}"))
+
+        task = asyncio.ensure_future(guarded())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def expire(self, error: Timeout) -> None:
+        self.stopped = True  # what was not taken from the source is not submitted
+        for job in list(self.inflight):
+            job._finish("timeout", Timeout(f"job {job.handle or '(not created)'} ({job.function}): {error}"))
+
+    def fail(self, error: BaseException) -> None:
+        """A caller's callback failed: take no more jobs, stop waiting, re-raise it."""
+        if self.failure is None:
+            self.failure = error
+        self.stopped = True
+        self.on_done = self.on_created = None
+        self.all_done.set()
+
+    def close(self) -> None:
+        self.on_done = self.on_created = None  # nothing is reported once the run returned
+        for task in list(self.tasks):
+            task.cancel()
+
+
