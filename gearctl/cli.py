@@ -8,6 +8,7 @@ errors.ExitCode, documented in README).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -38,7 +39,6 @@ from .cliapp import (
     make_client,
     one_line,
     read_payload,
-    write_out,
 )
 from .client import AsyncClient, Job
 from .connection import DEFAULT_SERVERS, TLSOptions, parse_servers
@@ -298,7 +298,11 @@ def worker(
     from .worker import default_client_id
 
     registry = _load(plugin_dir)
-    names = [n.strip() for n in functions.split(",") if n.strip()] if functions else None
+    names = None
+    if functions is not None:
+        names = [n.strip() for n in functions.split(",") if n.strip()]
+        if not names:
+            raise UsageError("--functions is empty; name at least one function, or leave it out to serve all")
     chosen = registry.select(names)  # fail now (exit 2), not in every child
     tls_options = TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key)
     tls_options.context()  # bad TLS files: exit 2 now
@@ -368,16 +372,18 @@ def run_command(
     registry = _load(plugin_dir)
     fn = registry.select([function])[0]
     body = codecs.prepare_payload(read_payload(payload, data), encoding.value)
-    sink = _LocalSink(stream=not as_json)
+    out = Out()  # the real stdout, taken before the job's print()s are sent to stderr
+    sink = _LocalSink(out, stream=not as_json)
     job = WorkerJob(fn.name, "local:1", "", body, context=fn.context, encoding=fn.encoding, sink=sink)
-    outcome = asyncio.run(execute(fn, job))
+    with contextlib.redirect_stdout(sys.stderr):  # the job's print()s are not its result
+        outcome = asyncio.run(execute(fn, job))
     if as_json:
         record = {"function": fn.name, "status": outcome.state, "result": outcome.result.decode("utf-8", "replace"),
                   "error": outcome.message or None, "data": [c.decode("utf-8", "replace") for c in sink.chunks],
                   "warnings": sink.warnings, "progress": sink.progress, "seconds": round(outcome.seconds, 6)}
-        print(json.dumps(record))
+        out.line(json.dumps(record))
     elif outcome.state == "complete":
-        write_out(outcome.result)
+        out.write(outcome.result)
     if outcome.traceback and not as_json:
         sys.stderr.write(outcome.traceback)
     if outcome.state == "exception":
@@ -390,7 +396,8 @@ def run_command(
 class _LocalSink:
     """`gearctl run`: data to stdout as it comes, warnings and status to stderr."""
 
-    def __init__(self, stream: bool) -> None:
+    def __init__(self, out: Out, stream: bool) -> None:
+        self.out = out
         self.stream = stream
         self.chunks: list[bytes] = []
         self.warnings: list[str] = []
@@ -399,7 +406,7 @@ class _LocalSink:
     def data(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
         if self.stream:
-            write_out(chunk)
+            self.out.write(chunk)
 
     def warning(self, text: bytes) -> None:
         self.warnings.append(text.decode("utf-8", "replace"))
@@ -410,6 +417,9 @@ class _LocalSink:
         self.progress.append([numerator, denominator])
         if self.stream:
             sys.stderr.write(f"status: {numerator}/{denominator}\n")
+
+
+from . import cli_status  # noqa: E402,F401  (registers status, workers, jobs, ... on the app)
 
 
 def _silence_stdout() -> None:

@@ -71,7 +71,7 @@ class JsonCodec:
             raise PayloadError(f"invalid JSON: not UTF-8 at byte {e.start}", data) from e
         except json.JSONDecodeError as e:
             raise PayloadError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}", data) from e
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise PayloadError(f"invalid JSON: {e}", data) from e
 
 

@@ -15,6 +15,7 @@ matched in order with no per-job round trip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -486,11 +487,21 @@ class ServerPool:
             await asyncio.wait([asyncio.ensure_future(c.wait_transport_closed()) for c in conns], timeout=timeout)
 
 
-async def admin_request(address: ServerAddress, command: str, *args: str,
-                        timeout: float = DEFAULT_CONNECT_TIMEOUT, tls: ssl.SSLContext | None = None) -> list[str]:
-    """Run one text admin command on a fresh connection; the response lines."""
-    line = admin.command_line(command, *args)
-    reader_framer = admin.ResponseReader(command)
+ADMIN_CLIENT_ID = f"gearctl-admin-{os.getpid()}"  # so `workers` can leave our own connection out
+
+
+async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]], *,
+                        timeout: float = DEFAULT_CONNECT_TIMEOUT, tls: ssl.SSLContext | None = None,
+                        client_id: str = ADMIN_CLIENT_ID) -> list[list[str] | ServerError]:
+    """Run text admin commands one after another on one fresh connection.
+
+    gearmand tells text from binary by each request's first byte, so a binary
+    SET_CLIENT_ID goes first: our connection then shows in `workers` under
+    `client_id`. An ERR answer is returned in the command's place, not raised.
+    Raises ConnectionFailed / Timeout for the connection itself."""
+    from .protocol import PacketType, encode
+
+    deadline = time.monotonic() + timeout
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(address.host, address.port, ssl=tls,
@@ -499,26 +510,45 @@ async def admin_request(address: ServerAddress, command: str, *args: str,
         raise ConnectionFailed(f"{address}: no answer within {timeout:g}s") from None
     except OSError as e:  # ssl.SSLError is an OSError
         raise ConnectionFailed(f"{address}: {_reason(e)}") from e
+    results: list[list[str] | ServerError] = []
     try:
-        writer.write(line)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Timeout(f"{address}: no answer to {command!r} within {timeout:g}s")
-            try:
-                chunk = await asyncio.wait_for(reader.read(65536), remaining)
-            except asyncio.TimeoutError:
-                raise Timeout(f"{address}: no answer to {command!r} within {timeout:g}s") from None
-            except OSError as e:
-                raise ConnectionFailed(f"{address}: {e}") from e
-            if not chunk:
-                raise ConnectionFailed(f"{address}: connection closed during {command!r}")
-            try:
-                lines = reader_framer.feed(chunk)
-            except ServerError as e:
-                raise ServerError(e.code, e.text, str(address)) from e
-            if lines is not None:
-                return lines
+        if client_id:
+            writer.write(encode(PacketType.SET_CLIENT_ID, client_id))
+        for command, *args in commands:
+            framer = admin.ResponseReader(command)
+            writer.write(admin.command_line(command, *args))
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Timeout(f"{address}: no answer to {command!r} within {timeout:g}s")
+                try:
+                    chunk = await asyncio.wait_for(reader.read(65536), left)
+                except asyncio.TimeoutError:
+                    raise Timeout(f"{address}: no answer to {command!r} within {timeout:g}s") from None
+                except OSError as e:
+                    raise ConnectionFailed(f"{address}: {_reason(e)}") from e
+                if not chunk:
+                    raise ConnectionFailed(f"{address}: connection closed during {command!r}")
+                try:
+                    lines = framer.feed(chunk)
+                except ServerError as e:
+                    results.append(ServerError(e.code, e.text, str(address)))
+                    break
+                if lines is not None:
+                    results.append(lines)
+                    break
     finally:
         writer.close()
+        with contextlib.suppress(OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 1)
+    return results
+
+
+async def admin_request(address: ServerAddress, command: str, *args: str,
+                        timeout: float = DEFAULT_CONNECT_TIMEOUT, tls: ssl.SSLContext | None = None) -> list[str]:
+    """Run one text admin command on a fresh connection; the response lines.
+    Raises ServerError for an ERR answer."""
+    (result,) = await admin_session(address, [(command, *args)], timeout=timeout, tls=tls)
+    if isinstance(result, ServerError):
+        raise result
+    return result

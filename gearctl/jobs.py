@@ -5,17 +5,22 @@ function (plain, async, or a command), enforces the function's timeout, turns
 the return value into result bytes, and reports the end as an `Outcome`. It
 never raises for what the job function did: a worker must not die on a job.
 
-Timeouts: async functions are cancelled; commands are killed; plain functions
-run on the worker's main thread and are interrupted by SIGALRM (an exception
-raised inside them), the way rq's death penalty works. Code stuck in C that
-ignores signals cannot be interrupted; the server's CAN_DO_TIMEOUT is the
-backstop there.
+Timeouts: async functions are cancelled; commands are killed with their whole
+process group; plain functions run on the worker's main thread and are
+interrupted by SIGALRM (JobTimeout, a BaseException, so `except Exception` in
+a plugin cannot swallow it), the way rq's death penalty works. A function that
+blocks where neither reaches (an async function calling time.sleep, C code
+ignoring signals) cannot be interrupted; it is still failed as timed out when
+it returns late. Whatever a function raises, SystemExit and KeyboardInterrupt
+included, ends its job, never the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import os
 import signal
 import threading
 import time
@@ -110,8 +115,9 @@ class Outcome:
     seconds: float = 0.0
 
 
-class JobTimeout(Exception):
-    """Raised inside a plain job function when its timeout passes."""
+class JobTimeout(BaseException):
+    """Raised inside a plain job function when its timeout passes. A
+    BaseException, so a plugin's `except Exception` does not swallow it."""
 
 
 def encode_result(value: Any, encoding: str) -> bytes:
@@ -129,27 +135,68 @@ def encode_result(value: Any, encoding: str) -> bytes:
 async def execute(fn: JobFunction, job: WorkerJob) -> Outcome:
     """Run `fn` on `job`; never raises for what the function does."""
     started = time.monotonic()
+
+    def took() -> float:
+        return time.monotonic() - started
+
+    timed_out = Outcome("timeout", message=f"timed out after {fn.timeout or 0:g}s")
     try:
         if fn.command is not None:
             result = await _run_command(fn, job)
-        elif fn.is_async:
-            assert fn.function is not None
-            result = await asyncio.wait_for(fn.function(job), fn.timeout)
         else:
             assert fn.function is not None
-            with _alarm(fn.timeout):
-                result = fn.function(job)
-            if inspect.isawaitable(result):  # a plain function that returned a coroutine
-                result = await asyncio.wait_for(result, fn.timeout)
+            if fn.is_async:
+                result = await _run_async(fn.function(job), fn.timeout)
+            else:
+                with _alarm(fn.timeout):
+                    result = fn.function(job)
+                if inspect.isawaitable(result):  # a plain function that returned a coroutine
+                    result = await _run_async(result, fn.timeout)
+        if fn.timeout and took() > fn.timeout:
+            return _with_time(timed_out, took())  # it blocked where it could not be interrupted
         body = encode_result(result, fn.encoding)
-    except (JobTimeout, asyncio.TimeoutError):
-        return Outcome("timeout", message=f"timed out after {fn.timeout:g}s", seconds=time.monotonic() - started)
+    except (JobTimeout, _OurTimeout):
+        return _with_time(timed_out, took())
     except CommandFailed as e:
-        return Outcome("exception", message=str(e), seconds=time.monotonic() - started)
-    except Exception as e:
-        return Outcome("exception", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(),
-                       seconds=time.monotonic() - started)
-    return Outcome("complete", result=body, seconds=time.monotonic() - started)
+        return Outcome("exception", message=str(e), seconds=took())
+    except asyncio.CancelledError:
+        if _cancelling():
+            raise  # the worker itself is being cancelled
+        return Outcome("exception", message="CancelledError: the job's task was cancelled",
+                       traceback=traceback.format_exc(), seconds=took())
+    except BaseException as e:  # a job must never take the worker down
+        return Outcome("exception", message=f"{type(e).__name__}: {e}".rstrip(": "),
+                       traceback=traceback.format_exc(), seconds=took())
+    return Outcome("complete", result=body, seconds=took())
+
+
+class _OurTimeout(Exception):
+    """gearctl's own timeout fired (as opposed to a TimeoutError the job raised)."""
+
+
+def _with_time(outcome: Outcome, seconds: float) -> Outcome:
+    return Outcome(outcome.state, outcome.result, outcome.message, outcome.traceback, seconds)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and getattr(task, "cancelling", lambda: 1)() > 0
+
+
+async def _run_async(awaitable: Any, timeout: float | None) -> Any:
+    """Await the job's coroutine in a task of its own, so that its TimeoutError
+    or CancelledError is the job's, and only ours means a timeout."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise _OurTimeout()
+    return task.result()
+
+
+STDERR_KEPT = 4096  # bytes of a failed command's stderr sent as its exception text
 
 
 class CommandFailed(Exception):
@@ -159,19 +206,25 @@ class CommandFailed(Exception):
 async def _run_command(fn: JobFunction, job: WorkerJob) -> bytes:
     assert fn.command is not None
     try:
+        # A session of its own: on a timeout the whole group goes, grandchildren
+        # included (they would otherwise hold the pipes open). SIGINT back to default.
         proc = await asyncio.create_subprocess_exec(
             *fn.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+            stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     except OSError as e:
         raise CommandFailed(f"cannot run {fn.command[0]}: {e.strerror or e}") from e
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(job.workload()), fn.timeout)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
+    talk = asyncio.ensure_future(proc.communicate(job.workload()))
+    done, _ = await asyncio.wait({talk}, timeout=fn.timeout)
+    if not done:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(BaseException):
+            await talk
+        raise _OurTimeout()
+    out, err = talk.result()
     if proc.returncode != 0:
-        text = err.decode("utf-8", "replace").strip() or f"exited with status {proc.returncode}"
+        text = err[-STDERR_KEPT:].decode("utf-8", "replace").strip() or f"exited with status {proc.returncode}"
         raise CommandFailed(f"{fn.command[0]}: {text}")
     return out
 

@@ -22,6 +22,7 @@ Loading returns a fresh Registry every time, so a reload is a second call.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
@@ -149,7 +150,8 @@ class Registry:
         if existing is None:
             self.functions[fn.name] = fn
             return
-        if existing.function is not None and existing.function is fn.function:
+        if existing.function is not None and existing.function is fn.function and (
+                existing.timeout, existing.encoding, existing.context) == (fn.timeout, fn.encoding, fn.context):
             return  # the same function object seen twice (imported into a second plugin)
         del self.functions[fn.name]
         self.conflicts[fn.name] = [existing.where, fn.where]
@@ -175,11 +177,11 @@ class Registry:
 
 
 def plugin_dirs(cli_dirs: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> list[Path]:
-    """--plugin-dir values, then GEARCTL_PLUGIN_PATH entries; when neither is
-    given, ./gearctl_plugins."""
+    """--plugin-dir values; else GEARCTL_PLUGIN_PATH entries; else ./gearctl_plugins."""
+    if cli_dirs:
+        return [Path(d) for d in cli_dirs]
     environ: Mapping[str, str] = os.environ if env is None else env
-    dirs = [Path(d) for d in cli_dirs or []]
-    dirs += [Path(p) for p in environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
+    dirs = [Path(p) for p in environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
     return dirs or [Path(DEFAULT_PLUGIN_DIR)]
 
 
@@ -270,7 +272,10 @@ def _import(path: Path) -> Any:
         sys.path.insert(0, directory)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        # A plugin's print() at import goes to stderr: stdout may be carrying
+        # `gearctl functions --json` or a job's result.
+        with contextlib.redirect_stdout(sys.stderr):
+            spec.loader.exec_module(module)
     except BaseException:
         sys.modules.pop(name, None)
         raise

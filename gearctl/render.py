@@ -220,3 +220,45 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+# -- status, workers, jobs --------------------------------------------------------------
+
+def status_renderable(reports: list[Any], rows: list[Any], title: str = "gearman status") -> Any:
+    """Functions with queued (waiting), running and available workers, per server
+    when there are several, summed; jobs waiting with no worker in red; down servers last."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    several = len(reports) > 1
+    table = Table(title=title, title_justify="left")
+    table.add_column("function")
+    if several:
+        table.add_column("server")
+    for name in ("queued", "running", "workers"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        style = "bold red" if row.stuck else None
+        if several:
+            for address, fs in sorted(row.by_server.items()):
+                table.add_row(row.function, address, str(fs.queued), str(fs.running), str(fs.workers),
+                              style="red" if fs.queued and not fs.workers and style else None)
+            table.add_row(row.function, "all", str(row.queued), str(row.running), str(row.workers),
+                          style=style or "bold", end_section=True)
+        else:
+            table.add_row(row.function, str(row.queued), str(row.running), str(row.workers), style=style)
+    down = [Text(f"{r.address}: down ({r.error})", style="bold red") for r in reports if not r.up]
+    return Group(table, *down)
+
+
+def status_lines(rows: list[Any]) -> str:
+    out = ["function\tqueued\trunning\tworkers"]
+    out += [f"{r.function}\t{r.queued}\t{r.running}\t{r.workers}" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def print_renderable(renderable: Any, stream: IO[str] | None = None) -> None:
+    from rich.console import Console
+
+    Console(file=stream or sys.stdout).print(renderable)

@@ -388,6 +388,17 @@ class Supervisor:
             pass
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM when the supervisor dies."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere the heartbeat's parent check does it
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -448,7 +459,10 @@ def run_child(spec: WorkerSpec, status_fd: int) -> int:
     reporter = StatusReporter(status_fd)
     logs.setup(spec.log_format, spec.log_level,
                sink=(lambda line: reporter.send({"log": line})) if spec.logs_to_pipe else None)
+    _die_with_parent()
     registry = plugins.load_plugins(plugins.plugin_dirs(spec.plugin_dirs))
+    for error in registry.errors:
+        logs.log.error("plugin error: %s", error)
     try:
         chosen = registry.select(spec.functions)
     except GearctlError as e:
@@ -475,23 +489,29 @@ def run_child(spec: WorkerSpec, status_fd: int) -> int:
 
     worker.on_event = job_log  # the state goes to the parent on a heartbeat, not per job
 
+    parent = os.getppid()
+    terms = 0
+
+    def on_term(_signum: int, _frame: Any) -> None:
+        # A Python-level handler, not the loop's: it runs between two bytecodes
+        # even while a plain job blocks the loop, so prefetched jobs are not
+        # started after a SIGTERM. A second one leaves at once: closing the
+        # sockets hands every held job back to gearmand.
+        nonlocal terms
+        terms += 1
+        if terms == 1:
+            worker.stop()
+        else:
+            os._exit(RECYCLED)
+
+    signal.signal(signal.SIGTERM, on_term)
+
     async def serve() -> None:
-        loop = asyncio.get_running_loop()
-        count = 0
-
-        def on_term() -> None:
-            nonlocal count
-            count += 1
-            if count == 1:
-                worker.stop()
-            else:
-                worker.abort()
-
-        loop.add_signal_handler(signal.SIGTERM, on_term)
-
         async def heartbeat() -> None:
             while True:
                 report()
+                if os.getppid() != parent:  # the supervisor is gone (kill -9): stop too
+                    worker.stop("supervisor gone")
                 await asyncio.sleep(0.25)
 
         beat = asyncio.ensure_future(heartbeat())

@@ -23,6 +23,7 @@ be mistaken for the answer to a grab.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -41,6 +42,7 @@ from .protocol import Packet, PacketType, encode
 
 P = PacketType
 log = logging.getLogger("gearctl.worker")
+STABLE = 10.0  # seconds a connection must last before a loss starts the back-off afresh
 
 GRAB = encode(P.GRAB_JOB_UNIQ)
 PRE_SLEEP = encode(P.PRE_SLEEP)
@@ -127,7 +129,8 @@ class _Sink:
         self.handle = handle
 
     def _send(self, data: bytes) -> None:
-        if not self.conn.closed:
+        # A lost server: drop the update; the server hands the job out again.
+        with contextlib.suppress(ConnectionFailed):
             self.conn.send(data)
 
     def data(self, chunk: bytes) -> None:
@@ -226,6 +229,11 @@ class Worker:
         reconnect with exponential back-off and jitter, logging sparingly."""
         delay = 0.5
         while not self._stopping:
+            if link.failures:  # after a failure or a loss: back off before the next try
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.max_backoff)
+                if self._stopping:
+                    break
             self.stats.servers[str(link.address)] = "connecting"
             try:
                 conn = await Connection.open(link.address, timeout=self.connect_timeout,
@@ -238,27 +246,31 @@ class Worker:
                         other.failures for other in self.links):
                     self.stop("no server")  # a cron drain with nothing to drain from
                     break
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.max_backoff)
                 continue
-            if link.failures:
-                log.warning("%s: connected again after %d failed attempt(s)", link.address, link.failures)
-            link.failures, delay = 0, 0.5
             link.conn, link.grabs, link.held, link.sleeping, link.dry = conn, 0, 0, False, False
-            self.stats.servers[str(link.address)] = "up"
-            conn.send(self._registration)
-            self._grab(link, self.prefetch)
+            try:
+                conn.send(self._registration)
+                self._grab(link, self.prefetch)
+            except ConnectionFailed:
+                pass  # closed at once: counted as a loss below
+            connected = time.monotonic()
+            if not conn.closed:
+                self.stats.servers[str(link.address)] = "up"
+                if link.failures:
+                    log.warning("%s: connected again after %d failed attempt(s)", link.address, link.failures)
             await conn.wait_closed()
             link.conn = None
             if self._stopping:
                 break
+            if time.monotonic() - connected >= STABLE:
+                link.failures, delay = 0, 0.5  # it was up a while: start the back-off afresh
             self.stats.servers[str(link.address)] = "down"
             self._warn_down(link, str(conn.error) if conn.error else f"{link.address}: connection lost")
 
     def _warn_down(self, link: _Link, reason: str) -> None:
         link.failures += 1
         now = time.monotonic()
-        if link.failures == 1 or now - link.last_warned >= 60:
+        if now - link.last_warned >= 60:
             log.warning("%s; retrying with back-off (attempt %d)", reason, link.failures)
             link.last_warned = now
         else:
@@ -297,6 +309,8 @@ class Worker:
                 link.dry = False
                 self._grab(link, self.prefetch - link.held)
         elif kind is P.ERROR:
+            # Not an answer to a grab (those are NO_JOB or JOB_ASSIGN): about a job
+            # the server no longer knows. Logged, nothing else changes.
             log.warning("%s: server error %s: %s", link.address, packet.args[0].decode(errors="replace"),
                         packet.args[1].decode(errors="replace"))
 
@@ -320,8 +334,7 @@ class Worker:
                 await self._wake.wait()
                 continue
             link, conn, packet = ready.popleft()
-            if conn.closed:
-                link.held = max(link.held - 1, 0)
+            if conn.closed or conn is not link.conn:
                 continue  # the server is gone and will hand the job out again
             await self._run_one(link, conn, packet)
 
@@ -376,7 +389,8 @@ class Worker:
 
     def _finish(self, link: _Link, conn: Connection, handle: bytes, outcome: Outcome) -> None:
         """Send how the job ended and, in the same write, ask for the next one."""
-        link.held = max(link.held - 1, 0)
+        if conn is link.conn:  # a job from a connection since replaced counts against nothing
+            link.held = max(link.held - 1, 0)
         if outcome.state == "complete":
             reply = encode(P.WORK_COMPLETE, handle, outcome.result)
         elif outcome.state == "exception":
@@ -389,7 +403,7 @@ class Worker:
             reply = encode(P.WORK_WARNING, handle, note) + encode(P.WORK_FAIL, handle)
         else:
             reply = encode(P.WORK_FAIL, handle)
-        if conn.closed or conn is not link.conn:
+        if conn.closed or conn is not link.conn or conn.transport is None or conn.transport.is_closing():
             log.warning("%s: connection lost before job %s could be reported; the server will run it again",
                         link.address, handle.decode(errors="replace"))
             return
@@ -399,4 +413,5 @@ class Worker:
         if more > 0:
             link.grabs += more
             reply += GRAB * more
-        conn.send(reply)
+        with contextlib.suppress(ConnectionFailed):  # lost meanwhile: the server runs the job again
+            conn.send(reply)

@@ -147,8 +147,15 @@ class Procs:
         return proc
 
     def stop_all(self) -> None:
+        """SIGTERM first (a gearctl worker supervisor then stops its children),
+        SIGKILL what is still there after 5 s."""
         for proc in self.procs:
             if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(5)
 

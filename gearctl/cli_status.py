@@ -1,0 +1,459 @@
+"""Status, admin and monitoring commands: status, workers, jobs, job, cancel, drop,
+version, ping, check, exporter. Thin: monitor.py gathers, render.py draws."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from . import __version__, monitor, render
+from .cliapp import ConnectTimeout, Out, Servers, Tls, TlsCa, TlsCert, TlsKey, app, make_client
+from .client import AsyncClient, JobStatus
+from .connection import DEFAULT_SERVERS, ServerAddress, TLSOptions, admin_request, parse_servers
+from .errors import ExitCode, GearctlError, NoServerAvailable, ServerError, UsageError
+
+AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")]
+
+
+def _servers_tls(servers: str, tls: bool, tls_ca: str | None, tls_cert: str | None,
+                 tls_key: str | None) -> tuple[list[ServerAddress], Any]:
+    return parse_servers(servers), TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key).context()
+
+
+def _gather(servers: list[ServerAddress], ctx: Any, timeout: float, **parts: bool) -> list[monitor.ServerReport]:
+    reports = asyncio.run(monitor.collect(servers, timeout=timeout, tls=ctx, **parts))
+    if not any(r.up for r in reports):
+        raise NoServerAvailable("no job server answered: " + "; ".join(str(r.error) for r in reports))
+    return reports
+
+
+def _warn_down(reports: list[monitor.ServerReport]) -> None:
+    for r in reports:
+        if not r.up:
+            sys.stderr.write(f"gearctl: {r.address} is down: {r.error}\n")
+
+
+@app.command()
+def status(
+    patterns: Annotated[list[str] | None, typer.Argument(
+        metavar="[PATTERN]...", help="Only functions matching these shell patterns (resize_*).")] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option("--interval", "-i", min=0.1, metavar="SECONDS",
+                                            help="With --watch: seconds between redraws.")] = 1.0,
+    sort: Annotated[str, typer.Option("--sort", metavar="KEY",
+                                      help="function, queued, running or workers (largest first).")] = "function",
+    as_json: AsJson = False,
+    servers: Servers = DEFAULT_SERVERS,
+    connect_timeout: ConnectTimeout = 5.0,
+    tls: Tls = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+) -> int:
+    """Queued, running and available workers per function, per server and summed."""
+    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
+    wanted = patterns or []
+    monitor.totals([], sort=sort)  # check --sort before touching the network
+    if watch:
+        return _watch_status(addresses, ctx, connect_timeout, wanted, sort, interval)
+    reports = _gather(addresses, ctx, connect_timeout)
+    if as_json:
+        Out().line(json.dumps(monitor.status_document(reports, wanted, sort), indent=2))
+        return ExitCode.OK
+    rows = monitor.totals(reports, wanted, sort)
+    if render.is_tty(sys.stdout):
+        render.print_renderable(render.status_renderable(reports, rows))
+    else:
+        _warn_down(reports)
+        Out().write(render.status_lines(rows).encode())
+    return ExitCode.OK
+
+
+def _watch_status(addresses: list[ServerAddress], ctx: Any, timeout: float, patterns: list[str], sort: str,
+                  interval: float) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+
+    async def loop() -> None:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                reports = await monitor.collect(addresses, timeout=min(timeout, max(interval, 1.0)), tls=ctx)
+                rows = monitor.totals(reports, patterns, sort)
+                stamp = time.strftime("%H:%M:%S")
+                live.update(render.status_renderable(reports, rows, f"gearman status {stamp} (Ctrl-C to stop)"))
+                await asyncio.sleep(interval)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(loop())
+    return ExitCode.OK
+
+
+@app.command()
+def workers(
+    as_json: AsJson = False,
+    servers: Servers = DEFAULT_SERVERS,
+    connect_timeout: ConnectTimeout = 5.0,
+    tls: Tls = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+) -> int:
+    """Connections per server: fd, address, client id and registered functions."""
+    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
+    reports = _gather(addresses, ctx, connect_timeout, status=False, workers=True)
+    if as_json:
+        doc = {"servers": [{"address": r.address, "up": r.up, "error": r.error,
+                            "workers": [{"fd": w.fd, "address": w.address, "client_id": w.client_id,
+                                         "functions": list(w.functions)} for w in r.workers]} for r in reports]}
+        Out().line(json.dumps(doc, indent=2))
+        return ExitCode.OK
+    _warn_down(reports)
+    rows = [[r.address, str(w.fd), w.address, w.client_id, " ".join(w.functions)]
+            for r in reports for w in r.workers]
+    render.print_table("gearman workers", ["server", "fd", "address", "client id", "functions"], rows)
+    return ExitCode.OK
+
+
+@app.command()
+def jobs(
+    unique: Annotated[bool, typer.Option("--unique", help="The unique keys of the jobs instead (show unique jobs).")
+                      ] = False,
+    as_json: AsJson = False,
+    servers: Servers = DEFAULT_SERVERS,
+    connect_timeout: ConnectTimeout = 5.0,
+    tls: Tls = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+) -> int:
+    """The jobs each server holds (show jobs): handle, retries, ignored, queued."""
+    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
+    reports = _gather(addresses, ctx, connect_timeout, status=False, jobs=not unique, uniques=unique)
+    out = Out()
+    if as_json:
+        doc: dict[str, Any] = {"servers": []}
+        for r in reports:
+            entry: dict[str, Any] = {"address": r.address, "up": r.up, "error": r.error}
+            if unique:
+                entry["uniques"] = list(r.uniques)
+            else:
+                entry["jobs"] = [{"handle": j.handle, "retries": j.retries, "ignored": j.ignore,
+                                  "queued": j.queued} for j in r.jobs]
+            doc["servers"].append(entry)
+        out.line(json.dumps(doc, indent=2))
+        return ExitCode.OK
+    _warn_down(reports)
+    if unique:
+        render.print_table("gearman unique jobs", ["server", "unique"],
+                           [[r.address, u] for r in reports for u in r.uniques])
+    else:
+        render.print_table("gearman jobs", ["server", "handle", "retries", "ignored", "queued"],
+                           [[r.address, j.handle, str(j.retries), "yes" if j.ignore else "no",
+                             "yes" if j.queued else "no"] for r in reports for j in r.jobs])
+    return ExitCode.OK
+
+
+def _status_record(s: JobStatus) -> dict[str, Any]:
+    return {"handle": s.handle, "unique": s.unique, "server": s.server, "known": s.known, "running": s.running,
+            "numerator": s.numerator, "denominator": s.denominator,
+            "percent": None if s.percent is None else round(s.percent, 2), "waiting": s.waiting}
+
+
+@app.command()
+def job(
+    handles: Annotated[list[str] | None, typer.Argument(metavar="[HANDLE]...", help="Job handles (H:host:N).")] = None,
+    unique: Annotated[str | None, typer.Option("--unique", "-u", metavar="KEY", help="Look the job up by unique key.")
+                      ] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Progress bars until the jobs finish.")] = False,
+    interval: Annotated[float, typer.Option("--interval", "-i", min=0.05, metavar="SECONDS")] = 0.5,
+    as_json: AsJson = False,
+    servers: Servers = DEFAULT_SERVERS,
+    connect_timeout: ConnectTimeout = 5.0,
+    tls: Tls = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+) -> int:
+    """Known, running and progress of jobs (GET_STATUS; GET_STATUS_UNIQUE with --unique)."""
+    if not handles and unique is None:
+        raise UsageError("give one or more job handles, or --unique KEY")
+    gear = make_client(servers, connect_timeout, 30.0, tls, tls_ca, tls_cert, tls_key)
+    keys = [("unique", unique)] if unique is not None else [("handle", h) for h in handles or []]
+
+    async def ask(client: AsyncClient) -> list[JobStatus]:
+        return [await (client.status_unique(k) if kind == "unique" else client.status(k)) for kind, k in keys]
+
+    if watch:
+        return asyncio.run(_watch_jobs(gear, ask, interval))
+
+    async def once() -> list[JobStatus]:
+        async with gear:
+            return await ask(gear)
+
+    answers = asyncio.run(once())
+    if as_json:
+        Out().line(json.dumps([_status_record(s) for s in answers], indent=2))
+    else:
+        rows = [[s.handle or s.unique or "", s.server, "yes" if s.known else "no", "yes" if s.running else "no",
+                 f"{s.numerator}/{s.denominator}" if s.denominator else "-",
+                 f"{s.percent:.0f}%" if s.percent is not None else "-",
+                 "-" if s.waiting is None else str(s.waiting)] for s in answers]
+        render.print_table("gearman jobs", ["job", "server", "known", "running", "progress", "percent", "waiting"],
+                           rows)
+    return ExitCode.OK
+
+
+async def _watch_jobs(gear: AsyncClient, ask: Any, interval: float) -> int:
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                        TextColumn("{task.fields[state]}"))
+    tasks: dict[str, Any] = {}
+    async with gear:
+        with progress:
+            while True:
+                answers = await ask(gear)
+                for s in answers:
+                    key = s.handle or s.unique or "?"
+                    if key not in tasks:
+                        tasks[key] = progress.add_task(key, total=None, state="")
+                    state = "running" if s.running else ("queued" if s.known else "done")
+                    if s.known and s.denominator:
+                        progress.update(tasks[key], total=s.denominator, completed=s.numerator, state=state)
+                    elif not s.known:
+                        total = progress.tasks[tasks[key]].total or 1
+                        progress.update(tasks[key], total=total, completed=total, state=state)
+                    else:
+                        progress.update(tasks[key], state=state)
+                if all(not s.known for s in answers):
+                    return ExitCode.OK
+                await asyncio.sleep(interval)
+
+
+def _admin_all(servers: list[ServerAddress], ctx: Any, timeout: float, command: str,
+               *args: str) -> list[tuple[ServerAddress, list[str] | GearctlError]]:
+    async def run() -> list[tuple[ServerAddress, list[str] | GearctlError]]:
+        async def one(address: ServerAddress) -> tuple[ServerAddress, list[str] | GearctlError]:
+            try:
+                return address, await admin_request(address, command, *args, timeout=timeout, tls=ctx)
+            except GearctlError as e:
+                return address, e
+        return list(await asyncio.gather(*(one(a) for a in servers)))
+
+    return asyncio.run(run())
+
+
+@app.command()
+def cancel(
+    handle: Annotated[str, typer.Argument(help="Handle of a queued background job.", show_default=False)],
+    servers: Servers = DEFAULT_SERVERS,
+    connect_timeout: ConnectTimeout = 5.0,
+    tls: Tls = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+) -> int:
+    """Cancel a queued job (admin `cancel job`). Exit 8 when no server knows it."""
+    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
+    results = _admin_all(addresses, ctx, connect_timeout, "cancel job", handle)
+    done = [str(a) for a, r in results if isinstance(r, list)]
+    if done:
+        Out().line(f"cancelled {handle} on {', '.join(done)}")
+        return ExitCode.OK
+    errors = [r for _, r in results if isinstance(r, GearctlError)]
+    if all(isinstance(e, ServerError) for e in errors):
+        raise ServerError("UNKNOWN_JOB", f"no server has a queued job {handle} (running or finished jobs cannot "
+                          "be cancelled)")
+    raise NoServerAvailable("; ".join(str(e) for e in errors))
+
+
+@app.command()
+def drop(
+    function: Annotated[str, typer.Argument(help="Function to remove from the servers.", show_default=False)],
+    force: Annotated[bool, typer.Option("--force", help="Drop it even with jobs queued (they are orphaned).")
+                     ] = False,
+    servers: Servers = DEFAULT_SERVERS,
+    connect_timeout: ConnectTimeout = 5.0,
+    tls: Tls = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+) -> int:
+    """Remove a function from the servers' status (admin `drop function`)."""
+    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
+    reports = _gather(addresses, ctx, connect_timeout)
+    queued = sum(fs.total for r in reports for fs in r.status if fs.function == function)
+    if queued and not force:
+        raise UsageError(f"{function} has {queued} job(s) queued or running; gearmand would keep them but no worker "
+                         "would ever get them. Let them drain, or use --force")
+    results = _admin_all(addresses, ctx, connect_timeout, "drop function", function)
+    dropped, refused = [], []
+    for address, result in results:
+        if isinstance(result, list):
+            dropped.append(str(address))
+        elif isinstance(result, ServerError) and "workers" in result.text:
+            refused.append(f"{address}: workers are still connected for {function} (or clients wait on its jobs);"
+                           " stop them first")
+        elif isinstance(result, ServerError) and "not found" in result.text:
+            continue
+        else:
+            refused.append(str(result))
+    if dropped:
+        Out().line(f"dropped {function} on {', '.join(dropped)}")
+    for line in refused:
+        sys.stderr.write(f"gearctl: {line}\n")
+    if refused:
+        return ExitCode.SERVER_REFUSED
+    if not dropped:
+        raise ServerError("ERR", f"no server knows the function {function}")
+    return ExitCode.OK
+
+
+@app.command()
+def version(
+    servers: Servers = DEFAULT_SERVERS,
+    connect_timeout: ConnectTimeout = 5.0,
+    tls: Tls = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+) -> int:
+    """gearctl's version and each server's."""
+    out = Out()
+    out.line(f"gearctl {__version__}")
+    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
+    reports = asyncio.run(monitor.collect(addresses, status=False, version=True, timeout=connect_timeout, tls=ctx))
+    for r in reports:
+        out.line(f"{r.address}\t{r.version if r.up else 'down: ' + str(r.error)}")
+    return ExitCode.OK if all(r.up for r in reports) else ExitCode.NO_SERVER
+
+
+@app.command()
+def ping(
+    servers: Servers = DEFAULT_SERVERS,
+    connect_timeout: ConnectTimeout = 5.0,
+    tls: Tls = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+) -> int:
+    """Exit 0 when every server answers (ECHO round trip), 3 otherwise."""
+    from .protocol import PacketType, encode
+
+    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
+
+    async def run() -> list[tuple[ServerAddress, float | GearctlError]]:
+        from .connection import Connection
+
+        async def one(address: ServerAddress) -> tuple[ServerAddress, float | GearctlError]:
+            try:
+                conn = await Connection.open(address, timeout=connect_timeout, tls=ctx)
+            except GearctlError as e:
+                return address, e
+            try:
+                started = time.perf_counter()
+                reply = await conn.call(encode(PacketType.ECHO_REQ, b"gearctl ping"), connect_timeout)
+                if reply.args[0] != b"gearctl ping":
+                    return address, GearctlError(f"{address}: echo came back altered")
+                return address, time.perf_counter() - started
+            except GearctlError as e:
+                return address, e
+            finally:
+                conn.close()
+                await conn.wait_transport_closed()
+
+        return list(await asyncio.gather(*(one(a) for a in addresses)))
+
+    out = Out()
+    bad = 0
+    for address, result in asyncio.run(run()):
+        if isinstance(result, float):
+            out.line(f"{address}\tok\t{result * 1000:.2f} ms")
+        else:
+            bad += 1
+            out.line(f"{address}\tdown\t{result}")
+    return ExitCode.NO_SERVER if bad else ExitCode.OK
+
+
+@app.command()
+def check(
+    max_queued: Annotated[list[str] | None, typer.Option(
+        "--max-queued", metavar="F=[WARN,]CRIT", help="Alert when function F (a pattern) has more jobs waiting.")
+    ] = None,
+    min_workers: Annotated[list[str] | None, typer.Option(
+        "--min-workers", metavar="F=[WARN,]CRIT", help="Alert when function F (a pattern) has fewer workers.")
+    ] = None,
+    servers: Servers = DEFAULT_SERVERS,
+    connect_timeout: ConnectTimeout = 5.0,
+    tls: Tls = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+) -> int:
+    """A Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; one line with perfdata."""
+    out = Out()
+    try:
+        queued = [monitor.Threshold.parse(t, "--max-queued") for t in max_queued or []]
+        workers_ = [monitor.Threshold.parse(t, "--min-workers") for t in min_workers or []]
+        addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
+        reports = asyncio.run(monitor.collect(addresses, timeout=connect_timeout, tls=ctx))
+    except GearctlError as e:  # the plugin could not check: UNKNOWN, whatever the cause
+        out.line(f"GEARMAN UNKNOWN - {e}")
+        return monitor.UNKNOWN
+    state, line = monitor.check(reports, queued, workers_)
+    out.line(line)
+    return state
+
+
+@app.command()
+def exporter(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve /metrics on.")] = 9731,
+    address: Annotated[str, typer.Option("--address", help="Address to listen on (0.0.0.0 for every interface).")
+                       ] = "127.0.0.1",
+    servers: Servers = DEFAULT_SERVERS,
+    connect_timeout: ConnectTimeout = 5.0,
+    tls: Tls = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+) -> int:
+    """Serve Prometheus metrics: queued, running and workers per server and function, and server up."""
+    from prometheus_client.core import REGISTRY, GaugeMetricFamily
+    from prometheus_client.exposition import start_http_server
+    from prometheus_client.registry import Collector
+
+    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
+    helps = {"gearman_up": "1 when the server answered the admin protocol",
+             "gearman_queued": "jobs waiting for a worker (total minus running)",
+             "gearman_running": "jobs being run by a worker",
+             "gearman_workers": "workers registered for the function"}
+
+    class GearmanCollector(Collector):
+        def collect(self) -> Any:
+            reports = asyncio.run(monitor.collect(addresses, timeout=connect_timeout, tls=ctx))
+            for name, samples in monitor.prometheus_samples(reports).items():
+                labels = ["server"] if name == "gearman_up" else ["server", "function"]
+                family = GaugeMetricFamily(name, helps[name], labels=labels)
+                for sample_labels, value in samples:
+                    family.add_metric([sample_labels[label] for label in labels], value)
+                yield family
+
+    REGISTRY.register(GearmanCollector())
+    try:
+        start_http_server(port, addr=address)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {address}:{port}: {e.strerror or e}") from e
+    sys.stderr.write(f"gearctl: serving metrics on http://{address}:{port}/metrics\n")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return ExitCode.OK

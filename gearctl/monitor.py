@@ -1,0 +1,228 @@
+"""What the servers say about themselves, gathered across servers. No printing.
+
+`collect()` asks every server at once, over the text admin protocol, for the
+parts wanted (status, workers, jobs, unique jobs, version), one connection per
+server; a server that does not answer is reported as down, with the reason,
+instead of failing the whole view. The rest turns reports into totals, a JSON
+document, Nagios check results and Prometheus samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import admin
+from .admin import FunctionStatus, JobInfo, WorkerInfo
+from .connection import ADMIN_CLIENT_ID, ServerAddress, admin_session
+from .errors import GearctlError, ServerError, UsageError
+
+DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    address: str
+    up: bool
+    error: str | None = None
+    status: tuple[FunctionStatus, ...] = ()
+    workers: tuple[WorkerInfo, ...] = ()
+    jobs: tuple[JobInfo, ...] = ()
+    uniques: tuple[str, ...] = ()
+    version: str | None = None
+    seconds: float = 0.0  # how long the server took to answer
+
+
+async def collect(servers: Sequence[ServerAddress], *, status: bool = True, workers: bool = False,
+                  jobs: bool = False, uniques: bool = False, version: bool = False,
+                  timeout: float = DEFAULT_TIMEOUT, tls: Any = None) -> list[ServerReport]:
+    """One report per server, in the order given."""
+    wanted = [name for name, on in (("status", status), ("workers", workers), ("show jobs", jobs),
+                                    ("show unique jobs", uniques), ("version", version)) if on]
+
+    async def one(address: ServerAddress) -> ServerReport:
+        started = time.monotonic()
+        try:
+            results = await admin_session(address, [(c,) for c in wanted], timeout=timeout, tls=tls)
+        except GearctlError as e:
+            return ServerReport(str(address), False, str(e), seconds=time.monotonic() - started)
+        parts: dict[str, Any] = {}
+        for name, result in zip(wanted, results, strict=True):
+            if isinstance(result, ServerError):
+                return ServerReport(str(address), False, str(result))
+            parts[name] = result
+        try:
+            return ServerReport(
+                str(address), True,
+                status=tuple(admin.parse_status(parts["status"])) if "status" in parts else (),
+                workers=tuple(w for w in admin.parse_workers(parts["workers"]) if w.client_id != ADMIN_CLIENT_ID)
+                if "workers" in parts else (),
+                jobs=tuple(admin.parse_jobs(parts["show jobs"])) if "show jobs" in parts else (),
+                uniques=tuple(admin.parse_unique_jobs(parts["show unique jobs"]))
+                if "show unique jobs" in parts else (),
+                version=admin.parse_version(parts["version"]) if "version" in parts else None,
+                seconds=time.monotonic() - started)
+        except GearctlError as e:
+            return ServerReport(str(address), False, str(e))
+
+    return list(await asyncio.gather(*(one(a) for a in servers)))
+
+
+def matches(function: str, patterns: Sequence[str]) -> bool:
+    """No patterns: everything; else any shell-style pattern (resize_*) matches."""
+    return not patterns or any(fnmatch.fnmatchcase(function, p) for p in patterns)
+
+
+@dataclass
+class Totals:
+    """One function summed over the servers that answered."""
+
+    function: str
+    queued: int = 0
+    running: int = 0
+    workers: int = 0
+    by_server: dict[str, FunctionStatus] = field(default_factory=dict)
+
+    @property
+    def stuck(self) -> bool:
+        """Jobs wait and nobody can run them."""
+        return self.queued > 0 and self.workers == 0
+
+
+SORT_KEYS = ("function", "queued", "running", "workers")
+
+
+def totals(reports: Iterable[ServerReport], patterns: Sequence[str] = (), sort: str = "function") -> list[Totals]:
+    if sort not in SORT_KEYS:
+        raise UsageError(f"--sort takes one of {', '.join(SORT_KEYS)}, not {sort!r}")
+    rows: dict[str, Totals] = {}
+    for report in reports:
+        for fs in report.status:
+            if not matches(fs.function, patterns):
+                continue
+            row = rows.setdefault(fs.function, Totals(fs.function))
+            row.queued += fs.queued
+            row.running += fs.running
+            row.workers += fs.workers
+            row.by_server[report.address] = fs
+    ordered = sorted(rows.values(), key=lambda r: r.function)
+    if sort != "function":
+        ordered.sort(key=lambda r: getattr(r, sort), reverse=True)
+    return ordered
+
+
+def status_document(reports: Sequence[ServerReport], patterns: Sequence[str] = (),
+                    sort: str = "function") -> dict[str, Any]:
+    """`gearctl status --json` (schema in README)."""
+    def row(fs: FunctionStatus) -> dict[str, Any]:
+        return {"function": fs.function, "queued": fs.queued, "running": fs.running, "workers": fs.workers,
+                "total": fs.total}
+
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "servers": [{"address": r.address, "up": r.up, "error": r.error,
+                     "functions": [row(fs) for fs in r.status if matches(fs.function, patterns)]}
+                    for r in reports],
+        "functions": [{"function": t.function, "queued": t.queued, "running": t.running, "workers": t.workers}
+                      for t in totals(reports, patterns, sort)],
+    }
+
+
+# -- Nagios / Icinga ------------------------------------------------------------------
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """'PATTERN=CRIT' or 'PATTERN=WARN,CRIT' for one function pattern."""
+
+    pattern: str
+    warning: int | None
+    critical: int
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> Threshold:
+        pattern, sep, numbers = text.partition("=")
+        parts = numbers.split(",")
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            values = []
+        if not sep or not pattern or len(values) not in (1, 2):
+            raise UsageError(f"{flag} takes FUNCTION=CRIT or FUNCTION=WARN,CRIT (numbers), not {text!r}")
+        return cls(pattern, values[0] if len(values) == 2 else None, values[-1])
+
+
+def check(reports: Sequence[ServerReport], max_queued: Sequence[Threshold],
+          min_workers: Sequence[Threshold]) -> tuple[int, str]:
+    """The plugin result: (exit state, one status line with perfdata)."""
+    problems: list[tuple[int, str]] = []
+    down = [r for r in reports if not r.up]
+    for r in down:
+        problems.append((CRITICAL, f"{r.address} down ({r.error})"))
+    rows = totals([r for r in reports if r.up])
+    by_name = {t.function: t for t in rows}
+    for th in max_queued:
+        names = [n for n in by_name if fnmatch.fnmatchcase(n, th.pattern)] or [th.pattern]
+        for name in names:
+            queued = by_name[name].queued if name in by_name else 0
+            if queued > th.critical:
+                problems.append((CRITICAL, f"{name} has {queued} queued (> {th.critical})"))
+            elif th.warning is not None and queued > th.warning:
+                problems.append((WARNING, f"{name} has {queued} queued (> {th.warning})"))
+    for th in min_workers:
+        names = [n for n in by_name if fnmatch.fnmatchcase(n, th.pattern)] or [th.pattern]
+        for name in names:
+            count = by_name[name].workers if name in by_name else 0
+            if count < th.critical:
+                problems.append((CRITICAL, f"{name} has {count} workers (< {th.critical})"))
+            elif th.warning is not None and count < th.warning:
+                problems.append((WARNING, f"{name} has {count} workers (< {th.warning})"))
+    state = max((p[0] for p in problems), default=OK)
+    if down and len(down) == len(reports):
+        state = CRITICAL
+    queued = sum(t.queued for t in rows)
+    workers = sum(t.workers for t in rows)
+    summary = "; ".join(text for level, text in sorted(problems, key=lambda p: -p[0])) or (
+        f"{len(rows)} functions, {queued} queued, {sum(t.running for t in rows)} running, {workers} workers on "
+        f"{len(reports) - len(down)}/{len(reports)} servers")
+    perf = [f"servers_up={len(reports) - len(down)};;;0;{len(reports)}"]
+    for t in rows:
+        qw = _limits(max_queued, t.function)
+        ww = _limits(min_workers, t.function)
+        perf.append(f"'{_perf_name(t.function)}_queued'={t.queued};{qw}")
+        perf.append(f"'{_perf_name(t.function)}_workers'={t.workers};{ww}")
+    return state, f"GEARMAN {STATE_NAMES[state]} - {summary} | {' '.join(perf)}"
+
+
+def _limits(thresholds: Sequence[Threshold], function: str) -> str:
+    for th in thresholds:
+        if fnmatch.fnmatchcase(function, th.pattern):
+            return f"{'' if th.warning is None else th.warning};{th.critical}"
+    return ";"
+
+
+def _perf_name(function: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-." else "_" for c in function)
+
+
+# -- Prometheus ----------------------------------------------------------------------
+
+def prometheus_samples(reports: Sequence[ServerReport]) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """metric name -> [(labels, value)], for the exporter."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {
+        "gearman_up": [], "gearman_queued": [], "gearman_running": [], "gearman_workers": []}
+    for r in reports:
+        out["gearman_up"].append(({"server": r.address}, 1.0 if r.up else 0.0))
+        for fs in r.status:
+            labels = {"server": r.address, "function": fs.function}
+            out["gearman_queued"].append((labels, float(fs.queued)))
+            out["gearman_running"].append((labels, float(fs.running)))
+            out["gearman_workers"].append((labels, float(fs.workers)))
+    return out
