@@ -1,0 +1,201 @@
+"""status, workers, jobs, job, cancel, drop, version, ping, check and exporter
+against real gearmand servers, compared with the C gearadmin tool."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from conftest import Gearmand, Procs, c_worker, free_port, gearctl, php_worker, wait_until
+
+GEARCTL = [sys.executable, "-m", "gearctl"]
+TAB = "fn\twith tab"
+
+
+def gearadmin(server: Gearmand, flag: str) -> list[str]:
+    out = subprocess.run(["gearadmin", "-h", "127.0.0.1", "-p", str(server.port), flag],
+                         capture_output=True, text=True, timeout=10).stdout
+    return [line for line in out.splitlines() if line and line != "."]
+
+
+def fill(server: Gearmand, function: str, count: int) -> None:
+    lines = b"".join(b"%d\n" % i for i in range(count))
+    assert gearctl("client", function, "-n", "-q", "-s", server.address, input=lines).returncode == 0
+
+
+def test_status_agrees_with_gearadmin_on_two_servers(gearmand_factory, procs: Procs) -> None:
+    one, two = gearmand_factory(), gearmand_factory()
+    fill(one, TAB, 3)
+    fill(one, "plain", 2)
+    fill(two, "plain", 5)
+    c_worker(procs, two, "served", "cat")
+    doc = json.loads(gearctl("status", "--json", "-s", f"{one.address},{two.address}").stdout)
+    for server, entry in zip((one, two), doc["servers"], strict=True):
+        assert entry["address"] == server.address and entry["up"]
+        theirs = {}
+        for line in gearadmin(server, "--status"):
+            name, total, running, workers = line.rsplit("\t", 3)
+            theirs[name] = (int(total), int(running), int(workers))
+        ours = {f["function"]: (f["total"], f["running"], f["workers"]) for f in entry["functions"]}
+        assert ours == theirs
+    totals = {f["function"]: f for f in doc["functions"]}
+    assert totals[TAB]["queued"] == 3 and totals["plain"]["queued"] == 7 and totals["served"]["workers"] == 1
+    plain = gearctl("status", "-s", f"{one.address},{two.address}").stdout.decode().splitlines()
+    assert plain[0] == "function\tqueued\trunning\tworkers" and "plain\t7\t0\t0" in plain
+
+
+def test_workers_and_jobs_agree_with_gearadmin(gearmand: Gearmand, procs: Procs) -> None:
+    c_worker(procs, gearmand, "served", "cat")
+    fill(gearmand, "queued_up", 4)
+    ours = json.loads(gearctl("workers", "--json", "-s", gearmand.address).stdout)["servers"][0]["workers"]
+    theirs = [line for line in gearadmin(gearmand, "--workers") if not line.endswith(":")]
+    assert sorted(f"{w['fd']} {w['address']} {w['client_id']} : {' '.join(w['functions'])}"
+                  for w in ours if w["functions"]) == sorted(theirs)
+    assert not any(w["client_id"].startswith("gearctl-admin") for w in ours)  # our own connection is left out
+    jobs = json.loads(gearctl("jobs", "--json", "-s", gearmand.address).stdout)["servers"][0]["jobs"]
+    assert sorted(j["handle"] for j in jobs) == sorted(line.split("\t")[0] for line in gearadmin(gearmand,
+                                                                                                   "--show-jobs"))
+    uniques = json.loads(gearctl("jobs", "--unique", "--json", "-s", gearmand.address).stdout)
+    assert len(uniques["servers"][0]["uniques"]) == 4
+
+
+def _read_pty(master: int, until: bytes, timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and until not in seen:
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:
+                break
+    return seen
+
+
+def test_status_watch_follows_changes_and_exits_0_on_ctrl_c(gearmand_factory, procs: Procs) -> None:
+    one, two = gearmand_factory(), gearmand_factory()
+    fill(one, "watched", 2)
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    env.update(COLUMNS="120", LINES="40", TERM="xterm")
+    proc = subprocess.Popen([*GEARCTL, "status", "--watch", "--interval", "0.2", "-s", f"{one.address},{two.address}"],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    try:
+        assert b"watched" in _read_pty(master, b"watched", 15)
+        fill(one, "watched", 5)
+        assert b"7" in _read_pty(master, b" 7 ", 15)
+        two.stop()
+        assert b"down" in _read_pty(master, b"down", 15)
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+def test_job_watch_follows_a_job_to_completion(gearmand: Gearmand, procs: Procs) -> None:
+    php_worker(procs, gearmand, "php_status")
+    handle = gearctl("client", "php_status", "-s", gearmand.address).stdout.decode().strip()
+    wait_until(lambda: json.loads(gearctl("job", handle, "--json", "-s", gearmand.address).stdout)[0]["denominator"]
+               == 4, 10, interval=0.05, what="progress")
+    started = time.monotonic()
+    watched = gearctl("job", handle, "--watch", "--interval", "0.1", "-s", gearmand.address, timeout=30)
+    assert watched.returncode == 0
+    assert time.monotonic() - started > 0.1
+    final = json.loads(gearctl("job", handle, "--json", "-s", gearmand.address).stdout)[0]
+    assert final["known"] is False
+
+
+def test_job_by_unique_key(gearmand: Gearmand) -> None:
+    assert gearctl("client", "later", "--unique", "report-7", "-s", gearmand.address).returncode == 0
+    (status,) = json.loads(gearctl("job", "--unique", "report-7", "--json", "-s", gearmand.address).stdout)
+    assert status["known"] and not status["running"] and status["unique"] == "report-7"
+
+
+def test_cancel_and_drop(gearmand: Gearmand, procs: Procs) -> None:
+    handle = gearctl("client", "doomed", "-s", gearmand.address).stdout.decode().strip()
+    assert gearctl("cancel", handle, "-s", gearmand.address).returncode == 0
+    missing = gearctl("cancel", "H:nowhere:1", "-s", gearmand.address)
+    assert missing.returncode == 8 and b"no server has a queued job" in missing.stderr
+    fill(gearmand, "busy", 2)
+    refused = gearctl("drop", "busy", "-s", gearmand.address)
+    assert refused.returncode == 2 and b"--force" in refused.stderr
+    c_worker(procs, gearmand, "staffed", "cat")
+    staffed = gearctl("drop", "staffed", "-s", gearmand.address)
+    assert staffed.returncode == 8 and b"stop them first" in staffed.stderr
+    fill(gearmand, "idle", 1)
+    c_worker(procs, gearmand, "idle", "cat", count=1, registered=False).wait(10)
+    wait_until(lambda: gearmand.status().get("idle", (1, 0, 1)) == (0, 0, 0), 10, what="idle to be idle")
+    assert gearctl("drop", "idle", "-s", gearmand.address).returncode == 0
+    assert "idle" not in gearmand.status()
+
+
+def test_version_and_ping(gearmand: Gearmand) -> None:
+    version = gearctl("version", "-s", gearmand.address)
+    assert version.returncode == 0 and b"1.1." in version.stdout
+    assert gearctl("ping", "-s", gearmand.address).returncode == 0
+    down = gearctl("ping", "-s", f"{gearmand.address},127.0.0.1:{free_port()}", "--connect-timeout", "2")
+    assert down.returncode == 3 and b"\tok\t" in down.stdout and b"\tdown\t" in down.stdout
+
+
+def test_check_exit_codes(gearmand: Gearmand, procs: Procs) -> None:
+    fill(gearmand, "mail", 5)
+    c_worker(procs, gearmand, "mail_slow", "cat")
+    ok = gearctl("check", "--max-queued", "mail=10,20", "--min-workers", "mail_slow=1", "-s", gearmand.address)
+    assert ok.returncode == 0 and ok.stdout.startswith(b"GEARMAN OK") and b"'mail_queued'=5;10;20" in ok.stdout
+    warning = gearctl("check", "--max-queued", "mail=3,20", "-s", gearmand.address)
+    assert warning.returncode == 1 and warning.stdout.startswith(b"GEARMAN WARNING")
+    critical = gearctl("check", "--max-queued", "mail=1,2", "--min-workers", "mail_slow=2,1", "-s", gearmand.address)
+    assert critical.returncode == 2 and critical.stdout.startswith(b"GEARMAN CRITICAL")
+    no_workers = gearctl("check", "--min-workers", "mail=1", "-s", gearmand.address)
+    assert no_workers.returncode == 2 and b"mail has 0 workers" in no_workers.stdout
+    down = gearctl("check", "-s", f"127.0.0.1:{free_port()}", "--connect-timeout", "2")
+    assert down.returncode == 2 and b"down" in down.stdout
+    unknown = gearctl("check", "--max-queued", "mail=lots", "-s", gearmand.address)
+    assert unknown.returncode == 3 and unknown.stdout.startswith(b"GEARMAN UNKNOWN")
+    assert len(ok.stdout.strip().splitlines()) == 1
+
+
+def test_exporter_matches_status_json(gearmand_factory, procs: Procs) -> None:
+    one, two = gearmand_factory(), gearmand_factory()
+    fill(one, "exported", 3)
+    fill(two, "exported", 4)
+    c_worker(procs, two, "exported", "sleep", "60")
+    port = free_port()
+    servers = f"{one.address},{two.address},127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    procs.start([*GEARCTL, "exporter", "--port", str(port), "--address", "127.0.0.1", "-s", servers,
+                 "--connect-timeout", "2"], env=env)
+
+    def scrape() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                return response.read().decode()
+        except OSError:
+            return None
+
+    text = wait_until(scrape, 15, what="the exporter")
+    doc = json.loads(gearctl("status", "--json", "-s", servers, "--connect-timeout", "2").stdout)
+    samples = {}
+    for line in text.splitlines():
+        if match := re.fullmatch(r"(gearman_\w+)\{(.*)\} (\S+)", line):
+            labels = frozenset(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
+            samples[(match.group(1), labels)] = float(match.group(3))
+    assert samples
+    for server in doc["servers"]:
+        up = samples[("gearman_up", frozenset({("server", server["address"])}))]
+        assert up == (1.0 if server["up"] else 0.0)
+        for f in server["functions"]:
+            labels = frozenset({("server", server["address"]), ("function", f["function"])})
+            assert samples[("gearman_queued", labels)] == f["queued"]
+            assert samples[("gearman_running", labels)] == f["running"]
+            assert samples[("gearman_workers", labels)] == f["workers"]
