@@ -194,6 +194,7 @@ def test_live_table_on_a_terminal(gearmand: Gearmand, procs: Procs) -> None:
             if select.select([master], [], [], 0.2)[0]:
                 seen += os.read(master, 65536)
         assert b"tty-worker" in seen and b"reverse" in seen and b"done" in seen
+        assert all(column in seen for column in (b"pid", b"state", b"memory", b"uptime", b" MB"))
         assert b"cannot handle x" in seen  # the last error column (and the error log line)
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(15) == 0
