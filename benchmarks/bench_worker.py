@@ -83,18 +83,21 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="gearctl-bench-"))
     jobs = tmp / "jobs.txt"
     jobs.write_bytes(b"".join(b"job-%d\n" % i for i in range(args.jobs)))
-    server = Server(tmp)
-    c_times, g_times, g1_times = [], [], []
+    c_times: list[float] = []
+    g_times: list[float] = []
+    g1_times: list[float] = []
     try:
-        for run in range(args.repeat):
-            fill(server.port, f"c_{run}", jobs, args.jobs)
-            c_times.append(drain_c(server.port, f"c_{run}", args.jobs))
-            fill(server.port, f"g_{run}", jobs, args.jobs)
-            g_times.append(drain_gearctl(server.port, f"g_{run}", args.prefetch))
-            fill(server.port, f"g1_{run}", jobs, args.jobs)
-            g1_times.append(drain_gearctl(server.port, f"g1_{run}", 1))
+        for _ in range(args.repeat):
+            for times, drain in ((c_times, lambda port: drain_c(port, "f", args.jobs)),
+                                 (g_times, lambda port: drain_gearctl(port, "f", args.prefetch)),
+                                 (g1_times, lambda port: drain_gearctl(port, "f", 1))):
+                server = Server(tmp)  # a fresh gearmand for every run: the same start for each tool
+                try:
+                    fill(server.port, "f", jobs, args.jobs)
+                    times.append(drain(server.port))
+                finally:
+                    server.stop()
     finally:
-        server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     c_rate, g_rate, g1_rate = (args.jobs / min(t) for t in (c_times, g_times, g1_times))
     print(f"worker drain of {args.jobs} queued jobs, no-op function ({os.cpu_count()} cores, best of {args.repeat},"
