@@ -148,7 +148,10 @@ async def execute(fn: JobFunction, job: WorkerJob) -> Outcome:
             if fn.is_async:
                 result = await _run_async(fn.function(job), fn.timeout)
             else:
-                with _alarm(fn.timeout):
+                if fn.timeout:
+                    with _alarm(fn.timeout):
+                        result = fn.function(job)
+                else:
                     result = fn.function(job)
                 if inspect.isawaitable(result):  # a plain function that returned a coroutine
                     result = await _run_async(result, fn.timeout)

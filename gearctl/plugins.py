@@ -23,6 +23,7 @@ Loading returns a fresh Registry every time, so a reload is a second call.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -63,7 +64,7 @@ class JobFunction:
     source: str = ""  # file the function was declared in
     line: int = 0
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
         return self.function is not None and inspect.iscoroutinefunction(self.function)
 

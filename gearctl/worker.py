@@ -43,6 +43,8 @@ from .protocol import Packet, PacketType, encode
 P = PacketType
 log = logging.getLogger("gearctl.worker")
 STABLE = 10.0  # seconds a connection must last before a loss starts the back-off afresh
+OUTBOX_JOBS = 64  # finished jobs' replies written together at most
+OUTBOX_SECONDS = 0.05  # ... and never held longer than this
 
 GRAB = encode(P.GRAB_JOB_UNIQ)
 PRE_SLEEP = encode(P.PRE_SLEEP)
@@ -117,6 +119,9 @@ class _Link:
         self.dry = False  # the last answer was NO_JOB: grab one at a time
         self.failures = 0
         self.last_warned = 0.0
+        self.outbox: list[bytes] = []  # finished jobs' replies not yet written
+        self.unsent = 0
+        self.outbox_since = 0.0
 
 
 class _Sink:
@@ -248,6 +253,8 @@ class Worker:
                     break
                 continue
             link.conn, link.grabs, link.held, link.sleeping, link.dry = conn, 0, 0, False, False
+            link.outbox.clear()  # replies for the old connection's jobs: that server re-runs them
+            link.unsent = 0
             try:
                 conn.send(self._registration)
                 self._grab(link, self.prefetch)
@@ -337,6 +344,8 @@ class Worker:
             if conn.closed or conn is not link.conn:
                 continue  # the server is gone and will hand the job out again
             await self._run_one(link, conn, packet)
+            if not ready or link.unsent >= OUTBOX_JOBS or time.monotonic() - link.outbox_since > OUTBOX_SECONDS:
+                self._flush()
 
     async def _run_one(self, link: _Link, conn: Connection, packet: Packet) -> None:
         args = packet.args
@@ -413,5 +422,21 @@ class Worker:
         if more > 0:
             link.grabs += more
             reply += GRAB * more
-        with contextlib.suppress(ConnectionFailed):  # lost meanwhile: the server runs the job again
-            conn.send(reply)
+        # Results wait in an outbox while more prefetched jobs are ready to run, so
+        # a run of short jobs goes out in one write, not one send() each; the
+        # execute loop flushes when it runs dry, after OUTBOX_JOBS, or after
+        # OUTBOX_SECONDS, so a slow job's neighbours are not held back.
+        if not link.outbox:
+            link.outbox_since = time.monotonic()
+        link.outbox.append(reply)
+        link.unsent += 1
+
+    def _flush(self) -> None:
+        for link in self.links:
+            if link.outbox:
+                data = b"".join(link.outbox)
+                link.outbox.clear()
+                link.unsent = 0
+                if link.conn is not None:
+                    with contextlib.suppress(ConnectionFailed):  # lost: the server runs those jobs again
+                        link.conn.send(data)
