@@ -36,6 +36,7 @@ from .cliapp import (
     TlsKey,
     _state,
     app,
+    complete_functions,
     make_client,
     one_line,
     read_payload,
@@ -69,7 +70,8 @@ _HELP_ENCODING = "raw: bytes as given. json: checked to be JSON. php: JSON in, P
 
 @app.command(no_args_is_help=True)
 def client(
-    function: Annotated[str, typer.Argument(help="Function to run.", show_default=False)],
+    function: Annotated[str, typer.Argument(help="Function to run.", show_default=False,
+                                            autocompletion=complete_functions)],
     payload: Annotated[str | None, typer.Argument(
         metavar="[PAYLOAD]", help="File holding the workload, or - for stdin. None: an empty workload.")] = None,
     data: Annotated[str | None, typer.Option("--data", "-d", metavar="TEXT", help="The workload, inline.")] = None,
@@ -357,7 +359,8 @@ def functions_command(
 
 @app.command("run", no_args_is_help=True)
 def run_command(
-    function: Annotated[str, typer.Argument(help="Function to run.", show_default=False)],
+    function: Annotated[str, typer.Argument(help="Function to run.", show_default=False,
+                                            autocompletion=complete_functions)],
     payload: Annotated[str | None, typer.Argument(
         metavar="[PAYLOAD]", help="File holding the workload, or - for stdin. None: an empty workload.")] = None,
     data: Annotated[str | None, typer.Option("--data", "-d", metavar="TEXT", help="The workload, inline.")] = None,
@@ -432,6 +435,12 @@ def _silence_stdout() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run a command, map every error to one stderr line and an exit code."""
     command = typer.main.get_command(app)
+    if any(key.startswith("_GEARCTL_COMPLETE") for key in os.environ):
+        # Shell completion is asking (see completions/): typer's classes answer.
+        with contextlib.suppress(ImportError):
+            from typer._completion_classes import completion_init
+
+            completion_init()
     try:
         code = command.main(args=argv, prog_name="gearctl", standalone_mode=False)
         if code == 130:  # typer turned Ctrl-C into exit 130, silently

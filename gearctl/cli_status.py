@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from . import __version__, monitor, render
-from .cliapp import ConnectTimeout, Out, Servers, Tls, TlsCa, TlsCert, TlsKey, app, make_client
+from .cliapp import ConnectTimeout, Out, Servers, Tls, TlsCa, TlsCert, TlsKey, app, complete_functions, make_client
 from .client import AsyncClient, JobStatus
 from .connection import DEFAULT_SERVERS, ServerAddress, TLSOptions, admin_request, parse_servers
 from .errors import ExitCode, GearctlError, NoServerAvailable, ServerError, UsageError
@@ -277,7 +277,8 @@ def cancel(
 
 @app.command()
 def drop(
-    function: Annotated[str, typer.Argument(help="Function to remove from the servers.", show_default=False)],
+    function: Annotated[str, typer.Argument(help="Function to remove from the servers.", show_default=False,
+                                            autocompletion=complete_functions)],
     force: Annotated[bool, typer.Option("--force", help="Drop it even with jobs queued (they are orphaned).")
                      ] = False,
     servers: Servers = DEFAULT_SERVERS,

@@ -151,3 +151,22 @@ def write_out(data: bytes) -> None:
 
 def one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def complete_functions(incomplete: str) -> list[str]:
+    """Shell completion for FUNCTION: the plugin directories' functions, and the
+    functions the servers in GEARCTL_SERVERS know (asked with a short timeout)."""
+    import contextlib
+    import io
+
+    from . import monitor, plugins
+
+    names: set[str] = set()
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.suppress(Exception):
+            names.update(plugins.load_plugins(plugins.plugin_dirs()).functions)
+        with contextlib.suppress(Exception):
+            servers = parse_servers(os.environ.get("GEARCTL_SERVERS") or None)
+            for report in asyncio.run(monitor.collect(servers, timeout=0.5)):
+                names.update(fs.function for fs in report.status)
+    return sorted(n for n in names if n.startswith(incomplete) and "\t" not in n)

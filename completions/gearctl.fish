@@ -1,0 +1,1 @@
+complete --command gearctl --no-files --arguments "(env _GEARCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) gearctl)" --condition "env _GEARCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) gearctl"
