@@ -17,6 +17,8 @@ from urllib.parse import unquote_plus
 
 from .errors import LocalProtocolError, RemoteProtocolError, ServerError
 
+MAX_LINE = 1 << 20  # bytes; a longer line is not an admin reply (a peer streaming garbage)
+
 # Commands whose answer is a list ended by a "." line.
 LIST_COMMANDS = frozenset({"status", "workers", "show jobs", "show unique jobs", "prioritystatus"})
 
@@ -101,6 +103,8 @@ class ResponseReader:
         while True:
             nl = self._buf.find(b"\n")
             if nl < 0:
+                if len(self._buf) > MAX_LINE:
+                    raise RemoteProtocolError(f"an admin reply line longer than {MAX_LINE} bytes: not gearmand")
                 return None
             raw = bytes(self._buf[:nl]).lstrip(b"\0")
             del self._buf[: nl + 1]

@@ -455,6 +455,10 @@ def main(argv: list[str] | None = None) -> None:
         code = e.exit_code
     except ClickException as e:
         ctx = getattr(e, "ctx", None)
+        if ctx is not None and ctx.info_name == "check":
+            # A monitoring plugin: a bad argument is UNKNOWN (3) with one status line.
+            sys.stdout.write(f"GEARMAN UNKNOWN - {one_line(e.format_message())}\n")  # type: ignore[attr-defined]
+            sys.exit(3)
         where = ctx.command_path if ctx is not None else "gearctl"
         message = e.format_message()  # type: ignore[attr-defined]
         if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:

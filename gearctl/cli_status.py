@@ -61,31 +61,44 @@ def status(
     wanted = patterns or []
     monitor.totals([], sort=sort)  # check --sort before touching the network
     if watch:
-        return _watch_status(addresses, ctx, connect_timeout, wanted, sort, interval)
+        return _watch_status(addresses, ctx, connect_timeout, wanted, sort, interval, as_json)
     reports = _gather(addresses, ctx, connect_timeout)
+    _print_status(reports, wanted, sort, as_json)
+    return ExitCode.OK
+
+
+def _print_status(reports: list[monitor.ServerReport], patterns: list[str], sort: str, as_json: bool,
+                  indent: int | None = 2) -> None:
     if as_json:
-        Out().line(json.dumps(monitor.status_document(reports, wanted, sort), indent=2))
-        return ExitCode.OK
-    rows = monitor.totals(reports, wanted, sort)
+        Out().line(json.dumps(monitor.status_document(reports, patterns, sort), indent=indent))
+        return
+    rows = monitor.totals(reports, patterns, sort)
     if render.is_tty(sys.stdout):
         render.print_renderable(render.status_renderable(reports, rows))
     else:
         _warn_down(reports)
-        Out().write(render.status_lines(rows).encode())
-    return ExitCode.OK
+        Out().write(render.status_lines(reports, rows))
 
 
 def _watch_status(addresses: list[ServerAddress], ctx: Any, timeout: float, patterns: list[str], sort: str,
-                  interval: float) -> int:
-    from rich.console import Console
-    from rich.live import Live
-
-    console = Console()
-
+                  interval: float, as_json: bool) -> int:
+    """On a terminal a table redrawn in place; otherwise (or with --json) one
+    snapshot per interval: tab-separated lines after a '# time' line, or one JSON
+    document per line. Ctrl-C ends it with exit 0."""
     async def loop() -> None:
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
+        if as_json or not render.is_tty(sys.stdout):
             while True:
-                reports = await monitor.collect(addresses, timeout=min(timeout, max(interval, 1.0)), tls=ctx)
+                reports = await monitor.collect(addresses, timeout=timeout, tls=ctx)
+                if not as_json:
+                    Out().line(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')}")
+                _print_status(reports, patterns, sort, as_json, indent=None)
+                await asyncio.sleep(interval)
+        from rich.console import Console
+        from rich.live import Live
+
+        with Live(console=Console(), refresh_per_second=4, transient=False) as live:
+            while True:
+                reports = await monitor.collect(addresses, timeout=timeout, tls=ctx)
                 rows = monitor.totals(reports, patterns, sort)
                 stamp = time.strftime("%H:%M:%S")
                 live.update(render.status_renderable(reports, rows, f"gearman status {stamp} (Ctrl-C to stop)"))
@@ -189,10 +202,15 @@ def job(
     keys = [("unique", unique)] if unique is not None else [("handle", h) for h in handles or []]
 
     async def ask(client: AsyncClient) -> list[JobStatus]:
-        return [await (client.status_unique(k) if kind == "unique" else client.status(k)) for kind, k in keys]
+        return list(await asyncio.gather(*(
+            client.status_unique(k, timeout=connect_timeout) if kind == "unique"
+            else client.status(k, timeout=connect_timeout) for kind, k in keys)))
 
     if watch:
-        return asyncio.run(_watch_jobs(gear, ask, interval))
+        try:
+            return asyncio.run(_watch_jobs(gear, ask, interval))
+        except KeyboardInterrupt:
+            return ExitCode.OK
 
     async def once() -> list[JobStatus]:
         async with gear:
@@ -218,6 +236,10 @@ async def _watch_jobs(gear: AsyncClient, ask: Any, interval: float) -> int:
                         TextColumn("{task.fields[state]}"))
     tasks: dict[str, Any] = {}
     async with gear:
+        first = await ask(gear)
+        unknown = [s.handle or s.unique or "?" for s in first if not s.known]
+        if unknown:
+            raise ServerError("UNKNOWN_JOB", f"no server knows {', '.join(unknown)} (finished, or never submitted)")
         with progress:
             while True:
                 answers = await ask(gear)
@@ -263,16 +285,30 @@ def cancel(
 ) -> int:
     """Cancel a queued job (admin `cancel job`). Exit 8 when no server knows it."""
     addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
-    results = _admin_all(addresses, ctx, connect_timeout, "cancel job", handle)
-    done = [str(a) for a, r in results if isinstance(r, list)]
-    if done:
-        Out().line(f"cancelled {handle} on {', '.join(done)}")
+    reports = _gather(addresses, ctx, connect_timeout, status=False, jobs=True)
+    holders = [(r, j) for r in reports for j in r.jobs if j.handle == handle]
+    if not holders:
+        raise ServerError("UNKNOWN_JOB", f"no server has a job {handle} (finished jobs cannot be cancelled)")
+    if len(holders) > 1:
+        where = ", ".join(r.address for r, _ in holders)
+        raise UsageError(f"{handle} names a job on each of {where} (handles repeat across servers on one host); "
+                         "pick one with -s")
+    report, held = holders[0]
+    if held.ignore:
+        Out().line(f"{handle} on {report.address} was already cancelled")
         return ExitCode.OK
-    errors = [r for _, r in results if isinstance(r, GearctlError)]
-    if all(isinstance(e, ServerError) for e in errors):
-        raise ServerError("UNKNOWN_JOB", f"no server has a queued job {handle} (running or finished jobs cannot "
-                          "be cancelled)")
-    raise NoServerAvailable("; ".join(str(e) for e in errors))
+    address = next(a for a in addresses if str(a) == report.address)
+
+    async def running() -> bool:  # `show jobs` does not say; GET_STATUS does
+        options = TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key)
+        async with AsyncClient([address], connect_timeout=connect_timeout, tls=options) as gear:
+            return (await gear.status(handle, timeout=connect_timeout)).running
+
+    if not held.queued or asyncio.run(running()):
+        raise ServerError("RUNNING", f"{handle} is running on {report.address}; gearmand cannot stop a running job")
+    asyncio.run(admin_request(address, "cancel job", handle, timeout=connect_timeout, tls=ctx))
+    Out().line(f"cancelled {handle} on {report.address}")
+    return ExitCode.OK
 
 
 @app.command()
@@ -297,9 +333,12 @@ def drop(
                          "would ever get them. Let them drain, or use --force")
     results = _admin_all(addresses, ctx, connect_timeout, "drop function", function)
     dropped, refused = [], []
+    down = []
     for address, result in results:
         if isinstance(result, list):
             dropped.append(str(address))
+        elif not isinstance(result, ServerError):
+            down.append(f"{address} is down: {result}")
         elif isinstance(result, ServerError) and "workers" in result.text:
             refused.append(f"{address}: workers are still connected for {function} (or clients wait on its jobs);"
                            " stop them first")
@@ -309,7 +348,7 @@ def drop(
             refused.append(str(result))
     if dropped:
         Out().line(f"dropped {function} on {', '.join(dropped)}")
-    for line in refused:
+    for line in refused + down:
         sys.stderr.write(f"gearctl: {line}\n")
     if refused:
         return ExitCode.SERVER_REFUSED
@@ -334,7 +373,7 @@ def version(
     reports = asyncio.run(monitor.collect(addresses, status=False, version=True, timeout=connect_timeout, tls=ctx))
     for r in reports:
         out.line(f"{r.address}\t{r.version if r.up else 'down: ' + str(r.error)}")
-    return ExitCode.OK if all(r.up for r in reports) else ExitCode.NO_SERVER
+    return ExitCode.OK if any(r.up for r in reports) else ExitCode.NO_SERVER
 
 
 @app.command()
@@ -438,6 +477,9 @@ def exporter(
              "gearman_workers": "workers registered for the function"}
 
     class GearmanCollector(Collector):
+        def describe(self) -> Any:
+            return []  # so registering does not scrape the servers before the port is open
+
         def collect(self) -> Any:
             reports = asyncio.run(monitor.collect(addresses, timeout=connect_timeout, tls=ctx))
             for name, samples in monitor.prometheus_samples(reports).items():

@@ -528,29 +528,32 @@ class AsyncClient:
 
     async def _ask_status(self, request: bytes, server: Union[str, ServerAddress, None],
                           timeout: float | None) -> JobStatus:
+        """Ask every server at once (each bounded by `timeout`); the first that
+        knows the job answers, else the first that answered at all."""
         if server is None:
             servers = self._pool.servers
         else:
             servers = [server if isinstance(server, ServerAddress) else parse_servers(server)[0]]
-        deadline = deadline_after(timeout)
-        answer: JobStatus | None = None
-        errors: list[GearctlError] = []
-        for address in servers:
+
+        async def one(address: ServerAddress) -> JobStatus | GearctlError:
+            deadline = deadline_after(timeout)
             try:
                 conn = await _within(self._pool.connect(address), deadline, f"connecting to {address}")
                 packet = await conn.call(request, remaining(deadline))
             except (ConnectionFailed, Timeout) as e:
-                errors.append(e)
-                continue
+                return e
             if packet.type is P.ERROR:
-                errors.append(ServerError(_text(packet.args[0]), _text(packet.args[1]), str(address)))
-                continue
-            answer = _status_from(packet, str(address))
-            if answer.known:
-                return answer
-        if answer is None:
-            raise _best_error(errors, self._pool)
-        return answer
+                return ServerError(_text(packet.args[0]), _text(packet.args[1]), str(address))
+            return _status_from(packet, str(address))
+
+        answers = await asyncio.gather(*(one(a) for a in servers))
+        statuses = [a for a in answers if isinstance(a, JobStatus)]
+        for status in statuses:
+            if status.known:
+                return status
+        if statuses:
+            return statuses[0]
+        raise _best_error([a for a in answers if isinstance(a, GearctlError)], self._pool)
 
     async def admin(self, command: str, *args: str,
                     timeout: float = 5.0) -> dict[ServerAddress, Union[list[str], GearctlError]]:

@@ -89,8 +89,9 @@ class Totals:
 
     @property
     def stuck(self) -> bool:
-        """Jobs wait and nobody can run them."""
-        return self.queued > 0 and self.workers == 0
+        """Jobs wait on a server with no worker for them (gearmand does not move
+        jobs between servers, so workers elsewhere do not help)."""
+        return any(fs.queued > 0 and fs.workers == 0 for fs in self.by_server.values())
 
 
 SORT_KEYS = ("function", "queued", "running", "workers")
@@ -127,8 +128,8 @@ def status_document(reports: Sequence[ServerReport], patterns: Sequence[str] = (
         "servers": [{"address": r.address, "up": r.up, "error": r.error,
                      "functions": [row(fs) for fs in r.status if matches(fs.function, patterns)]}
                     for r in reports],
-        "functions": [{"function": t.function, "queued": t.queued, "running": t.running, "workers": t.workers}
-                      for t in totals(reports, patterns, sort)],
+        "functions": [{"function": t.function, "queued": t.queued, "running": t.running, "workers": t.workers,
+                       "stuck": t.stuck} for t in totals(reports, patterns, sort)],
     }
 
 
@@ -189,27 +190,38 @@ def check(reports: Sequence[ServerReport], max_queued: Sequence[Threshold],
         state = CRITICAL
     queued = sum(t.queued for t in rows)
     workers = sum(t.workers for t in rows)
-    summary = "; ".join(text for level, text in sorted(problems, key=lambda p: -p[0])) or (
+    ordered = sorted(problems, key=lambda p: -p[0])
+    summary = "; ".join(_printable(text).replace("|", "/") for _, text in ordered) or (
         f"{len(rows)} functions, {queued} queued, {sum(t.running for t in rows)} running, {workers} workers on "
         f"{len(reports) - len(down)}/{len(reports)} servers")
     perf = [f"servers_up={len(reports) - len(down)};;;0;{len(reports)}"]
     for t in rows:
         qw = _limits(max_queued, t.function)
-        ww = _limits(min_workers, t.function)
+        ww = _limits(min_workers, t.function, minimum=True)
         perf.append(f"'{_perf_name(t.function)}_queued'={t.queued};{qw}")
         perf.append(f"'{_perf_name(t.function)}_workers'={t.workers};{ww}")
     return state, f"GEARMAN {STATE_NAMES[state]} - {summary} | {' '.join(perf)}"
 
 
-def _limits(thresholds: Sequence[Threshold], function: str) -> str:
+def _limits(thresholds: Sequence[Threshold], function: str, minimum: bool = False) -> str:
+    """warn;crit in Nagios range syntax: N alerts above N, N: alerts below N."""
     for th in thresholds:
         if fnmatch.fnmatchcase(function, th.pattern):
-            return f"{'' if th.warning is None else th.warning};{th.critical}"
+            tail = ":" if minimum else ""
+            warning = "" if th.warning is None else f"{th.warning}{tail}"
+            return f"{warning};{th.critical}{tail}"
     return ";"
 
 
 def _perf_name(function: str) -> str:
-    return "".join(c if c.isalnum() or c in "_-." else "_" for c in function)
+    """A perfdata label: quoted, so only ' and = (and | , which ends the status
+    text) are replaced."""
+    return "".join("_" if c in "'=|" else c for c in _printable(function))
+
+
+def _printable(text: str) -> str:
+    """Bytes that are not UTF-8 as U+FFFD: monitoring systems want valid text."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 # -- Prometheus ----------------------------------------------------------------------
@@ -221,7 +233,7 @@ def prometheus_samples(reports: Sequence[ServerReport]) -> dict[str, list[tuple[
     for r in reports:
         out["gearman_up"].append(({"server": r.address}, 1.0 if r.up else 0.0))
         for fs in r.status:
-            labels = {"server": r.address, "function": fs.function}
+            labels = {"server": r.address, "function": _printable(fs.function)}
             out["gearman_queued"].append((labels, float(fs.queued)))
             out["gearman_running"].append((labels, float(fs.running)))
             out["gearman_workers"].append((labels, float(fs.workers)))

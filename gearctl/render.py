@@ -145,12 +145,18 @@ def print_table(title: str, columns: list[str], rows: list[list[str]], stream: I
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(shown(cell) for cell in row))
         Console(file=out).print(table)
         return
-    out.write("\t".join(columns) + "\n")
-    for row in rows:
-        out.write("\t".join(row) + "\n")
+    lines = ["\t".join(columns)] + ["\t".join(row) for row in rows]
+    data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+    buffer = getattr(out, "buffer", None)
+    if buffer is not None:
+        out.flush()
+        buffer.write(data)
+        buffer.flush()
+    else:
+        out.write(data.decode("utf-8", "replace"))
 
 
 class SupervisorView:
@@ -197,7 +203,7 @@ class SupervisorView:
             procs.add_column(name, justify="right" if name in ("pid", "done", "failed", "memory", "uptime") else "left")
         totals: dict[str, list[Any]] = {}
         for c in sorted(self._children, key=lambda c: c.slot):
-            procs.add_row(str(c.pid), c.state, c.current or "-", str(c.done), str(c.failed),
+            procs.add_row(str(c.pid), c.state, shown(c.current or "-"), str(c.done), str(c.failed),
                           f"{c.memory_mb:.0f} MB", _duration(now - c.started))
             for name, (done, failed, running, last_error) in getattr(c, "functions", {}).items():
                 row = totals.setdefault(name, [0, 0, 0, ""])
@@ -209,7 +215,8 @@ class SupervisorView:
         for name in ("function", "done", "failed", "running", "last error"):
             funcs.add_column(name, justify="left" if name in ("function", "last error") else "right")
         for name, (done, failed, running, last_error) in sorted(totals.items()):
-            funcs.add_row(name, str(done), f"[red]{failed}[/]" if failed else "0", str(running), last_error[:60])
+            funcs.add_row(shown(name), str(done), f"[red]{failed}[/]" if failed else "0", str(running),
+                          shown(last_error[:60]))
         return Group(procs, funcs)
 
 
@@ -224,9 +231,19 @@ def _duration(seconds: float) -> str:
 
 # -- status, workers, jobs --------------------------------------------------------------
 
+def shown(text: str) -> Any:
+    """Text from a server or a plugin, for a rich table: never read as markup,
+    and bytes that are not UTF-8 shown as \ufffd rather than crashing the terminal."""
+    from rich.text import Text
+
+    return Text(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+
+
 def status_renderable(reports: list[Any], rows: list[Any], title: str = "gearman status") -> Any:
     """Functions with queued (waiting), running and available workers, per server
-    when there are several, summed; jobs waiting with no worker in red; down servers last."""
+    when there are several, summed. A server's row is red when it holds jobs and
+    no worker for them (gearmand does not move jobs between servers). Down
+    servers first, so a table taller than the screen cannot hide them."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -239,23 +256,31 @@ def status_renderable(reports: list[Any], rows: list[Any], title: str = "gearman
     for name in ("queued", "running", "workers"):
         table.add_column(name, justify="right")
     for row in rows:
-        style = "bold red" if row.stuck else None
         if several:
             for address, fs in sorted(row.by_server.items()):
-                table.add_row(row.function, address, str(fs.queued), str(fs.running), str(fs.workers),
-                              style="red" if fs.queued and not fs.workers and style else None)
-            table.add_row(row.function, "all", str(row.queued), str(row.running), str(row.workers),
-                          style=style or "bold", end_section=True)
+                table.add_row(shown(row.function), address, str(fs.queued), str(fs.running), str(fs.workers),
+                              style="bold red" if fs.queued and not fs.workers else None)
+            table.add_row(shown(row.function), "all", str(row.queued), str(row.running), str(row.workers),
+                          style="bold", end_section=True)
         else:
-            table.add_row(row.function, str(row.queued), str(row.running), str(row.workers), style=style)
+            table.add_row(shown(row.function), str(row.queued), str(row.running), str(row.workers),
+                          style="bold red" if row.stuck else None)
     down = [Text(f"{r.address}: down ({r.error})", style="bold red") for r in reports if not r.up]
-    return Group(table, *down)
+    return Group(*down, table)
 
 
-def status_lines(rows: list[Any]) -> str:
-    out = ["function\tqueued\trunning\tworkers"]
-    out += [f"{r.function}\t{r.queued}\t{r.running}\t{r.workers}" for r in rows]
-    return "\n".join(out) + "\n"
+def status_lines(reports: list[Any], rows: list[Any]) -> bytes:
+    """Tab-separated lines with a header: per server, and an "all" row per function
+    when there are several servers. Names go out as the server sent them."""
+    several = len(reports) > 1
+    out = ["function\tserver\tqueued\trunning\tworkers"]
+    for r in rows:
+        if several:
+            out += [f"{r.function}\t{address}\t{fs.queued}\t{fs.running}\t{fs.workers}"
+                    for address, fs in sorted(r.by_server.items())]
+        out.append(f"{r.function}\t{'all' if several else next(iter(r.by_server))}\t{r.queued}\t{r.running}"
+                   f"\t{r.workers}")
+    return ("\n".join(out) + "\n").encode("utf-8", "surrogateescape")
 
 
 def print_renderable(renderable: Any, stream: IO[str] | None = None) -> None:

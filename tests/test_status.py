@@ -49,7 +49,8 @@ def test_status_agrees_with_gearadmin_on_two_servers(gearmand_factory, procs: Pr
     totals = {f["function"]: f for f in doc["functions"]}
     assert totals[TAB]["queued"] == 3 and totals["plain"]["queued"] == 7 and totals["served"]["workers"] == 1
     plain = gearctl("status", "-s", f"{one.address},{two.address}").stdout.decode().splitlines()
-    assert plain[0] == "function\tqueued\trunning\tworkers" and "plain\t7\t0\t0" in plain
+    assert plain[0] == "function\tserver\tqueued\trunning\tworkers" and "plain\tall\t7\t0\t0" in plain
+    assert f"plain\t{two.address}\t5\t0\t0" in plain
 
 
 def test_workers_and_jobs_agree_with_gearadmin(gearmand: Gearmand, procs: Procs) -> None:
@@ -125,7 +126,7 @@ def test_cancel_and_drop(gearmand: Gearmand, procs: Procs) -> None:
     handle = gearctl("client", "doomed", "-s", gearmand.address).stdout.decode().strip()
     assert gearctl("cancel", handle, "-s", gearmand.address).returncode == 0
     missing = gearctl("cancel", "H:nowhere:1", "-s", gearmand.address)
-    assert missing.returncode == 8 and b"no server has a queued job" in missing.stderr
+    assert missing.returncode == 8 and b"no server has a job H:nowhere:1" in missing.stderr
     fill(gearmand, "busy", 2)
     refused = gearctl("drop", "busy", "-s", gearmand.address)
     assert refused.returncode == 2 and b"--force" in refused.stderr
@@ -199,3 +200,134 @@ def test_exporter_matches_status_json(gearmand_factory, procs: Procs) -> None:
             assert samples[("gearman_queued", labels)] == f["queued"]
             assert samples[("gearman_running", labels)] == f["running"]
             assert samples[("gearman_workers", labels)] == f["workers"]
+
+
+def _pty_run(argv: list[str], timeout: float = 30) -> tuple[int, bytes]:
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    env.update(COLUMNS="150", LINES="50", TERM="xterm")
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:
+                break
+    code = proc.wait(10)
+    os.close(master)
+    return code, seen
+
+
+def _submit_raw(server: Gearmand, function: bytes) -> None:
+    import socket
+
+    from gearctl.protocol import Decoder, Magic, PacketType, encode
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(encode(PacketType.SUBMIT_JOB_BG, function, b"", b"x"))
+        decoder = Decoder(expect=Magic.RES)
+        while (packet := decoder.next()) is None:
+            decoder.feed(sock.recv(4096))
+        assert packet.type is PacketType.JOB_CREATED
+
+
+def test_odd_function_names_do_not_break_the_views(gearmand: Gearmand, procs: Procs) -> None:
+    for name in (b"bad\xff\xfe", b"a[/]b", b"[red]x", b"pipe|name"):
+        _submit_raw(gearmand, name)
+    plain = gearctl("status", "-s", gearmand.address)
+    assert plain.returncode == 0 and b"bad\xff\xfe\t" in plain.stdout and b"a[/]b\t" in plain.stdout
+    code, screen = _pty_run([*GEARCTL, "status", "-s", gearmand.address])
+    assert code == 0 and b"a[/]b" in screen and b"[red]x" in screen
+    checked = gearctl("check", "--max-queued", "pipe*=0", "-s", gearmand.address)
+    status_text, _, perfdata = checked.stdout.decode().partition(" | ")
+    assert checked.returncode == 2 and "|" not in status_text and "pipe_name" in perfdata
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    procs.start([*GEARCTL, "exporter", "--port", str(port), "-s", gearmand.address], env=env)
+
+    def scrape() -> bytes | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                return response.read()
+        except OSError:
+            return None
+
+    assert b'gearman_up{server="' in wait_until(scrape, 15, what="the exporter")
+
+
+def test_jobs_stuck_on_one_server_are_flagged(gearmand_factory, procs: Procs) -> None:
+    one, two = gearmand_factory(), gearmand_factory()
+    fill(one, "split", 4)
+    c_worker(procs, two, "split", "cat")
+    doc = json.loads(gearctl("status", "--json", "-s", f"{one.address},{two.address}").stdout)
+    (row,) = [f for f in doc["functions"] if f["function"] == "split"]
+    assert row["stuck"] and row["workers"] == 1
+
+
+def test_perfdata_uses_nagios_ranges(gearmand: Gearmand, procs: Procs) -> None:
+    c_worker(procs, gearmand, "mail", "cat")
+    result = gearctl("check", "--min-workers", "mail=3,1", "-s", gearmand.address)
+    assert result.returncode == 1
+    assert "'mail_workers'=1;3:;1:" in result.stdout.decode()
+
+
+def test_check_usage_errors_are_unknown() -> None:
+    result = gearctl("check", "--no-such-flag")
+    assert result.returncode == 3 and result.stdout.startswith(b"GEARMAN UNKNOWN")
+
+
+def test_job_asks_servers_at_once(gearmand: Gearmand) -> None:
+    import socket
+
+    handle = gearctl("client", "waiting", "-s", gearmand.address).stdout.decode().strip()
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        started = time.monotonic()
+        result = gearctl("job", handle, "--json", "--connect-timeout", "2",
+                         "-s", f"127.0.0.1:{silent.getsockname()[1]},{gearmand.address}")
+        assert result.returncode == 0 and json.loads(result.stdout)[0]["known"]
+        assert time.monotonic() - started < 6
+    finally:
+        silent.close()
+
+
+def test_job_watch_of_an_unknown_handle_is_an_error(gearmand: Gearmand) -> None:
+    result = gearctl("job", "H:nowhere:1", "--watch", "-s", gearmand.address)
+    assert result.returncode == 8 and b"no server knows H:nowhere:1" in result.stderr
+
+
+def test_cancel_refuses_running_and_ambiguous_jobs(gearmand_factory, procs: Procs) -> None:
+    one, two = gearmand_factory(), gearmand_factory()
+    c_worker(procs, one, "long", "sleep", "60")
+    running = gearctl("client", "long", "-s", one.address).stdout.decode().strip()
+    wait_until(lambda: one.status()["long"][1] == 1, 10, what="the job to run")
+    refused = gearctl("cancel", running, "-s", one.address)
+    assert refused.returncode == 8 and b"running" in refused.stderr
+    a = gearctl("client", "twin", "-s", one.address).stdout.decode().strip()
+    b = gearctl("client", "twin", "-s", two.address).stdout.decode().strip()
+    if a == b:  # the same handle on two servers (both gearmands on this host)
+        ambiguous = gearctl("cancel", a, "-s", f"{one.address},{two.address}")
+        assert ambiguous.returncode == 2 and b"pick one with -s" in ambiguous.stderr
+    assert gearctl("cancel", b, "-s", two.address).returncode == 0
+
+
+def test_watch_off_a_terminal_prints_snapshots(gearmand: Gearmand) -> None:
+    fill(gearmand, "snap", 1)
+    for flags, marker in ((["--json"], b'"functions"'), ([], b"# ")):
+        proc = subprocess.Popen([*GEARCTL, "status", "--watch", "--interval", "0.2", *flags, "-s", gearmand.address],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=15)
+        assert proc.returncode == 0
+        assert out.count(marker) >= 2
+        if flags:
+            assert all(json.loads(line)["servers"] for line in out.splitlines())
+
+
+def test_version_with_one_server_down_still_succeeds(gearmand: Gearmand) -> None:
+    result = gearctl("version", "-s", f"{gearmand.address},127.0.0.1:{free_port()}", "--connect-timeout", "2")
+    assert result.returncode == 0 and b"down" in result.stdout
