@@ -145,10 +145,6 @@ class Out:
         self.write(b"", flush=True)
 
 
-def write_out(data: bytes) -> None:
-    Out().write(data)
-
-
 def one_line(text: str) -> str:
     return " ".join(text.split())
 

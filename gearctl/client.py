@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, TypeVar, Union
 
 from . import admin
 from .connection import (
@@ -53,7 +53,6 @@ from .pipeline import IterSource, JobSource, ManyRun, deadline_after, remaining
 from .protocol import SUBMIT_TYPES, Packet, PacketType, encode, encode_submit, parse_int
 
 P = PacketType
-Priority = Literal["high", "normal", "low"]
 PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
 MAX_FUNCTION = 8191  # bytes; gearmand 1.1.20 drops the connection for a longer name
 DEFAULT_WINDOW = 10_000  # jobs in flight at once in submit_many

@@ -29,10 +29,6 @@ class Codec(Protocol):
     def decode(self, data: bytes) -> Any: ...
 
 
-def _excerpt(data: bytes) -> str:
-    return repr(data[:40]) + ("..." if len(data) > 40 else "")
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 

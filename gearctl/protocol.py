@@ -27,7 +27,6 @@ HEADER = struct.Struct(">4sII")
 HEADER_SIZE = HEADER.size  # 12
 _unpack_header = HEADER.unpack_from
 DEFAULT_MAX_PACKET = 1 << 30  # refuse a declared size above 1 GiB: a broken or hostile peer
-MAX_HANDLE = 63  # PROTOCOL: handles are at most 64 bytes including the NUL
 
 
 class Magic(bytes, Enum):
@@ -147,8 +146,6 @@ SUBMIT_TYPES: dict[tuple[bool, str], PacketType] = {
     (True, "low"): P.SUBMIT_JOB_LOW_BG,
 }
 
-# Packets that end a foreground job at the client.
-TERMINAL = frozenset({P.WORK_COMPLETE, P.WORK_FAIL, P.WORK_EXCEPTION})
 
 # Types whose last argument is opaque data (may hold NUL bytes). In the others a
 # trailing NUL is a terminator some servers add, and the decoder drops it.

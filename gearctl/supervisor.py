@@ -416,7 +416,6 @@ class StatusReporter:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         os.set_blocking(fd, False)
-        self.last = 0.0
 
     def send(self, message: dict[str, Any]) -> None:
         with contextlib.suppress(BlockingIOError, BrokenPipeError):
