@@ -22,27 +22,21 @@ import typer
 
 from . import codecs, logs, plugins, render
 from .cliapp import (
+    NO_SERVER_OPTIONS,
     ClickException,
-    ConnectTimeout,
     EncodingChoice,
-    IoTimeout,
     Out,
     OutputClosed,
     PriorityChoice,
-    Servers,
-    Tls,
-    TlsCa,
-    TlsCert,
-    TlsKey,
+    ServerOptions,
     _state,
     app,
     complete_functions,
-    make_client,
     one_line,
     read_payload,
+    with_servers,
 )
 from .client import AsyncClient, Job
-from .connection import DEFAULT_SERVERS, TLSOptions, parse_servers
 from .errors import ExitCode, GearctlError, JobException, PayloadError, Timeout, UsageError
 from .lines import LineSource
 from .timeparse import parse_duration, parse_when
@@ -69,6 +63,7 @@ _HELP_ENCODING = "raw: bytes as given. json: checked to be JSON. php: JSON in, P
 
 
 @app.command(no_args_is_help=True)
+@with_servers()
 def client(
     function: Annotated[str, typer.Argument(help="Function to run.", show_default=False,
                                             autocompletion=complete_functions)],
@@ -97,13 +92,7 @@ def client(
         "--quiet", "-q", help="Print nothing on success (results still print with --wait).")] = False,
     require_workers: Annotated[bool, typer.Option(
         "--require-workers", help="Fail (exit 6) before submitting when no worker has registered FUNCTION.")] = False,
-    servers: Servers = DEFAULT_SERVERS,
-    connect_timeout: ConnectTimeout = 5.0,
-    io_timeout: IoTimeout = 30.0,
-    tls: Tls = False,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
+    server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Submit a job to FUNCTION: in the background (prints the job handle), or with --wait in the foreground."""
     if at is not None and in_ is not None:
@@ -116,7 +105,7 @@ def client(
     if each_line and unique:
         raise UsageError("--unique gives every job the same key; it cannot be combined with --each-line")
     seconds = parse_duration(timeout) if timeout is not None else None
-    gear = make_client(servers, connect_timeout, io_timeout, tls, tls_ca, tls_cert, tls_key)
+    gear = server.client()
 
     def make_job(body: bytes, index: int | None = None) -> Job:
         return Job(function, body, unique=unique or "", background=not wait, priority=priority.value,
@@ -255,6 +244,7 @@ def _load(plugin_dir: list[str] | None, *, quiet: bool = False) -> plugins.Regis
 
 
 @app.command()
+@with_servers(io_timeout=False)
 def worker(
     functions: Annotated[str | None, typer.Option(
         "--functions", "-f", metavar="NAME,...", help="Functions to register (comma-separated). Default: all.")] = None,
@@ -286,12 +276,7 @@ def worker(
     log_format: Annotated[LogFormat, typer.Option("--log-format", help="Log lines as text or JSON.")] = LogFormat.text,
     log_level: Annotated[str, typer.Option(
         "--log-level", metavar="LEVEL", help="debug, info (one line per job), warning, error.")] = "info",
-    servers: Servers = DEFAULT_SERVERS,
-    connect_timeout: ConnectTimeout = 5.0,
-    tls: Tls = False,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
+    server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Serve job functions from the plugin directory until SIGTERM or Ctrl-C.
 
@@ -306,12 +291,13 @@ def worker(
         if not names:
             raise UsageError("--functions is empty; name at least one function, or leave it out to serve all")
     chosen = registry.select(names)  # fail now (exit 2), not in every child
-    tls_options = TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key)
+    tls_options = server.tls_options()
     tls_options.context()  # bad TLS files: exit 2 now
     live = render.is_tty(sys.stderr) and log_format is LogFormat.text
     logs.setup(log_format.value, log_level)
-    spec = WorkerSpec(plugin_dirs=plugin_dir, functions=names, servers=parse_servers(servers),
-                      client_id=client_id or "", prefetch=prefetch, connect_timeout=connect_timeout, tls=tls_options,
+    spec = WorkerSpec(plugin_dirs=plugin_dir, functions=names, servers=server.addresses(),
+                      client_id=client_id or "", prefetch=prefetch, connect_timeout=server.connect_timeout,
+                      tls=tls_options,
                       poll_interval=poll_interval, max_jobs=max_jobs,
                       max_lifetime=parse_duration(max_lifetime) if max_lifetime else None,
                       max_memory_mb=max_memory, burst=burst, log_format=log_format.value, log_level=log_level,
@@ -323,11 +309,11 @@ def worker(
 
     options = SupervisorOptions(concurrency=concurrency, graceful_timeout=parse_duration(graceful_timeout),
                                 pidfile=pidfile, burst=burst)
-    view = render.SupervisorView(client_id or "", servers, live)
+    view = render.SupervisorView(client_id or "", server.servers, live)
     with view:
         if live:
             logs.setup(log_format.value, log_level, console=view.console)
-        logs.log.info("serving %s on %s with %d process(es)", ", ".join(f.name for f in chosen), servers,
+        logs.log.info("serving %s on %s with %d process(es)", ", ".join(f.name for f in chosen), server.servers,
                       concurrency)
         supervisor = Supervisor(child, options, on_change=view.update, on_log=view.print_line)
         return supervisor.run()

@@ -13,17 +13,12 @@ from typing import Annotated, Any
 import typer
 
 from . import __version__, monitor, render
-from .cliapp import ConnectTimeout, Out, Servers, Tls, TlsCa, TlsCert, TlsKey, app, complete_functions, make_client
+from .cliapp import NO_SERVER_OPTIONS, Out, ServerOptions, app, complete_functions, with_servers
 from .client import AsyncClient, JobStatus
-from .connection import DEFAULT_SERVERS, ServerAddress, TLSOptions, admin_request, parse_servers
+from .connection import ServerAddress, admin_request
 from .errors import ExitCode, GearctlError, NoServerAvailable, ServerError, UsageError
 
 AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")]
-
-
-def _servers_tls(servers: str, tls: bool, tls_ca: str | None, tls_cert: str | None,
-                 tls_key: str | None) -> tuple[list[ServerAddress], Any]:
-    return parse_servers(servers), TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key).context()
 
 
 def _gather(servers: list[ServerAddress], ctx: Any, timeout: float, **parts: bool) -> list[monitor.ServerReport]:
@@ -40,6 +35,7 @@ def _warn_down(reports: list[monitor.ServerReport]) -> None:
 
 
 @app.command()
+@with_servers()
 def status(
     patterns: Annotated[list[str] | None, typer.Argument(
         metavar="[PATTERN]...", help="Only functions matching these shell patterns (resize_*).")] = None,
@@ -49,20 +45,15 @@ def status(
     sort: Annotated[str, typer.Option("--sort", metavar="KEY",
                                       help="function, queued, running or workers (largest first).")] = "function",
     as_json: AsJson = False,
-    servers: Servers = DEFAULT_SERVERS,
-    connect_timeout: ConnectTimeout = 5.0,
-    tls: Tls = False,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
+    server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Queued, running and available workers per function, per server and summed."""
-    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
+    addresses, ctx = server.addresses(), server.ssl_context()
     wanted = patterns or []
     monitor.totals([], sort=sort)  # check --sort before touching the network
     if watch:
-        return _watch_status(addresses, ctx, connect_timeout, wanted, sort, interval, as_json)
-    reports = _gather(addresses, ctx, connect_timeout)
+        return _watch_status(addresses, ctx, server.connect_timeout, wanted, sort, interval, as_json)
+    reports = _gather(addresses, ctx, server.connect_timeout)
     _print_status(reports, wanted, sort, as_json)
     return ExitCode.OK
 
@@ -110,18 +101,14 @@ def _watch_status(addresses: list[ServerAddress], ctx: Any, timeout: float, patt
 
 
 @app.command()
+@with_servers()
 def workers(
     as_json: AsJson = False,
-    servers: Servers = DEFAULT_SERVERS,
-    connect_timeout: ConnectTimeout = 5.0,
-    tls: Tls = False,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
+    server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Connections per server: fd, address, client id and registered functions."""
-    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
-    reports = _gather(addresses, ctx, connect_timeout, status=False, workers=True)
+    addresses, ctx = server.addresses(), server.ssl_context()
+    reports = _gather(addresses, ctx, server.connect_timeout, status=False, workers=True)
     if as_json:
         doc = {"servers": [{"address": r.address, "up": r.up, "error": r.error,
                             "workers": [{"fd": w.fd, "address": w.address, "client_id": w.client_id,
@@ -136,20 +123,16 @@ def workers(
 
 
 @app.command()
+@with_servers()
 def jobs(
     unique: Annotated[bool, typer.Option("--unique", help="The unique keys of the jobs instead (show unique jobs).")
                       ] = False,
     as_json: AsJson = False,
-    servers: Servers = DEFAULT_SERVERS,
-    connect_timeout: ConnectTimeout = 5.0,
-    tls: Tls = False,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
+    server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """The jobs each server holds (show jobs): handle, retries, ignored, queued."""
-    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
-    reports = _gather(addresses, ctx, connect_timeout, status=False, jobs=not unique, uniques=unique)
+    addresses, ctx = server.addresses(), server.ssl_context()
+    reports = _gather(addresses, ctx, server.connect_timeout, status=False, jobs=not unique, uniques=unique)
     out = Out()
     if as_json:
         doc: dict[str, Any] = {"servers": []}
@@ -181,6 +164,7 @@ def _status_record(s: JobStatus) -> dict[str, Any]:
 
 
 @app.command()
+@with_servers()
 def job(
     handles: Annotated[list[str] | None, typer.Argument(metavar="[HANDLE]...", help="Job handles (H:host:N).")] = None,
     unique: Annotated[str | None, typer.Option("--unique", "-u", metavar="KEY", help="Look the job up by unique key.")
@@ -188,23 +172,18 @@ def job(
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Progress bars until the jobs finish.")] = False,
     interval: Annotated[float, typer.Option("--interval", "-i", min=0.05, metavar="SECONDS")] = 0.5,
     as_json: AsJson = False,
-    servers: Servers = DEFAULT_SERVERS,
-    connect_timeout: ConnectTimeout = 5.0,
-    tls: Tls = False,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
+    server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Known, running and progress of jobs (GET_STATUS; GET_STATUS_UNIQUE with --unique)."""
     if not handles and unique is None:
         raise UsageError("give one or more job handles, or --unique KEY")
-    gear = make_client(servers, connect_timeout, 30.0, tls, tls_ca, tls_cert, tls_key)
+    gear = server.client()
     keys = [("unique", unique)] if unique is not None else [("handle", h) for h in handles or []]
 
     async def ask(client: AsyncClient) -> list[JobStatus]:
         return list(await asyncio.gather(*(
-            client.status_unique(k, timeout=connect_timeout) if kind == "unique"
-            else client.status(k, timeout=connect_timeout) for kind, k in keys)))
+            client.status_unique(k, timeout=server.connect_timeout) if kind == "unique"
+            else client.status(k, timeout=server.connect_timeout) for kind, k in keys)))
 
     if watch:
         try:
@@ -274,18 +253,14 @@ def _admin_all(servers: list[ServerAddress], ctx: Any, timeout: float, command: 
 
 
 @app.command()
+@with_servers()
 def cancel(
     handle: Annotated[str, typer.Argument(help="Handle of a queued background job.", show_default=False)],
-    servers: Servers = DEFAULT_SERVERS,
-    connect_timeout: ConnectTimeout = 5.0,
-    tls: Tls = False,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
+    server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Cancel a queued job (admin `cancel job`). Exit 8 when no server knows it."""
-    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
-    reports = _gather(addresses, ctx, connect_timeout, status=False, jobs=True)
+    addresses, ctx = server.addresses(), server.ssl_context()
+    reports = _gather(addresses, ctx, server.connect_timeout, status=False, jobs=True)
     holders = [(r, j) for r in reports for j in r.jobs if j.handle == handle]
     if not holders:
         raise ServerError("UNKNOWN_JOB", f"no server has a job {handle} (finished jobs cannot be cancelled)")
@@ -300,38 +275,33 @@ def cancel(
     address = next(a for a in addresses if str(a) == report.address)
 
     async def running() -> bool:  # `show jobs` does not say; GET_STATUS does
-        options = TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key)
-        async with AsyncClient([address], connect_timeout=connect_timeout, tls=options) as gear:
-            return (await gear.status(handle, timeout=connect_timeout)).running
+        async with AsyncClient([address], connect_timeout=server.connect_timeout, tls=server.tls_options()) as gear:
+            return (await gear.status(handle, timeout=server.connect_timeout)).running
 
     if not held.queued or asyncio.run(running()):
         raise ServerError("RUNNING", f"{handle} is running on {report.address}; gearmand cannot stop a running job")
-    asyncio.run(admin_request(address, "cancel job", handle, timeout=connect_timeout, tls=ctx))
+    asyncio.run(admin_request(address, "cancel job", handle, timeout=server.connect_timeout, tls=ctx))
     Out().line(f"cancelled {handle} on {report.address}")
     return ExitCode.OK
 
 
 @app.command()
+@with_servers()
 def drop(
     function: Annotated[str, typer.Argument(help="Function to remove from the servers.", show_default=False,
                                             autocompletion=complete_functions)],
     force: Annotated[bool, typer.Option("--force", help="Drop it even with jobs queued (they are orphaned).")
                      ] = False,
-    servers: Servers = DEFAULT_SERVERS,
-    connect_timeout: ConnectTimeout = 5.0,
-    tls: Tls = False,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
+    server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Remove a function from the servers' status (admin `drop function`)."""
-    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
-    reports = _gather(addresses, ctx, connect_timeout)
+    addresses, ctx = server.addresses(), server.ssl_context()
+    reports = _gather(addresses, ctx, server.connect_timeout)
     queued = sum(fs.total for r in reports for fs in r.status if fs.function == function)
     if queued and not force:
         raise UsageError(f"{function} has {queued} job(s) queued or running; gearmand would keep them but no worker "
                          "would ever get them. Let them drain, or use --force")
-    results = _admin_all(addresses, ctx, connect_timeout, "drop function", function)
+    results = _admin_all(addresses, ctx, server.connect_timeout, "drop function", function)
     dropped, refused = [], []
     down = []
     for address, result in results:
@@ -358,49 +328,42 @@ def drop(
 
 
 @app.command()
+@with_servers()
 def version(
-    servers: Servers = DEFAULT_SERVERS,
-    connect_timeout: ConnectTimeout = 5.0,
-    tls: Tls = False,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
+    server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """gearctl's version and each server's."""
     out = Out()
     out.line(f"gearctl {__version__}")
-    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
-    reports = asyncio.run(monitor.collect(addresses, status=False, version=True, timeout=connect_timeout, tls=ctx))
+    addresses, ctx = server.addresses(), server.ssl_context()
+    reports = asyncio.run(monitor.collect(addresses, status=False, version=True, timeout=server.connect_timeout,
+                                          tls=ctx))
     for r in reports:
         out.line(f"{r.address}\t{r.version if r.up else 'down: ' + str(r.error)}")
     return ExitCode.OK if any(r.up for r in reports) else ExitCode.NO_SERVER
 
 
 @app.command()
+@with_servers()
 def ping(
-    servers: Servers = DEFAULT_SERVERS,
-    connect_timeout: ConnectTimeout = 5.0,
-    tls: Tls = False,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
+    server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Exit 0 when every server answers (ECHO round trip), 3 otherwise."""
     from .protocol import PacketType, encode
 
-    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
+    addresses, ctx = server.addresses(), server.ssl_context()
 
     async def run() -> list[tuple[ServerAddress, float | GearctlError]]:
         from .connection import Connection
 
         async def one(address: ServerAddress) -> tuple[ServerAddress, float | GearctlError]:
             try:
-                conn = await Connection.open(address, timeout=connect_timeout, tls=ctx)
+                conn = await Connection.open(address, timeout=server.connect_timeout, tls=ctx)
             except GearctlError as e:
                 return address, e
             try:
                 started = time.perf_counter()
-                reply = await conn.call(encode(PacketType.ECHO_REQ, b"gearctl ping"), connect_timeout)
+                reply = await conn.call(encode(PacketType.ECHO_REQ, b"gearctl ping"), server.connect_timeout)
                 if reply.args[0] != b"gearctl ping":
                     return address, GearctlError(f"{address}: echo came back altered")
                 return address, time.perf_counter() - started
@@ -424,6 +387,7 @@ def ping(
 
 
 @app.command()
+@with_servers()
 def check(
     max_queued: Annotated[list[str] | None, typer.Option(
         "--max-queued", metavar="F=[WARN,]CRIT", help="Alert when function F (a pattern) has more jobs waiting.")
@@ -431,20 +395,15 @@ def check(
     min_workers: Annotated[list[str] | None, typer.Option(
         "--min-workers", metavar="F=[WARN,]CRIT", help="Alert when function F (a pattern) has fewer workers.")
     ] = None,
-    servers: Servers = DEFAULT_SERVERS,
-    connect_timeout: ConnectTimeout = 5.0,
-    tls: Tls = False,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
+    server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """A Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; one line with perfdata."""
     out = Out()
     try:
         queued = [monitor.Threshold.parse(t, "--max-queued") for t in max_queued or []]
         workers_ = [monitor.Threshold.parse(t, "--min-workers") for t in min_workers or []]
-        addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
-        reports = asyncio.run(monitor.collect(addresses, timeout=connect_timeout, tls=ctx))
+        addresses, ctx = server.addresses(), server.ssl_context()
+        reports = asyncio.run(monitor.collect(addresses, timeout=server.connect_timeout, tls=ctx))
     except GearctlError as e:  # the plugin could not check: UNKNOWN, whatever the cause
         out.line(f"GEARMAN UNKNOWN - {e}")
         return monitor.UNKNOWN
@@ -454,23 +413,19 @@ def check(
 
 
 @app.command()
+@with_servers()
 def exporter(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve /metrics on.")] = 9731,
     address: Annotated[str, typer.Option("--address", help="Address to listen on (0.0.0.0 for every interface).")
                        ] = "127.0.0.1",
-    servers: Servers = DEFAULT_SERVERS,
-    connect_timeout: ConnectTimeout = 5.0,
-    tls: Tls = False,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
+    server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Serve Prometheus metrics: queued, running and workers per server and function, and server up."""
     from prometheus_client.core import REGISTRY, GaugeMetricFamily
     from prometheus_client.exposition import start_http_server
     from prometheus_client.registry import Collector
 
-    addresses, ctx = _servers_tls(servers, tls, tls_ca, tls_cert, tls_key)
+    addresses, ctx = server.addresses(), server.ssl_context()
     helps = {"gearman_up": "1 when the server answered the admin protocol",
              "gearman_queued": "jobs waiting for a worker (total minus running)",
              "gearman_running": "jobs being run by a worker",
@@ -481,7 +436,7 @@ def exporter(
             return []  # so registering does not scrape the servers before the port is open
 
         def collect(self) -> Any:
-            reports = asyncio.run(monitor.collect(addresses, timeout=connect_timeout, tls=ctx))
+            reports = asyncio.run(monitor.collect(addresses, timeout=server.connect_timeout, tls=ctx))
             for name, samples in monitor.prometheus_samples(reports).items():
                 labels = ["server"] if name == "gearman_up" else ["server", "function"]
                 family = GaugeMetricFamily(name, helps[name], labels=labels)

@@ -5,17 +5,23 @@ workers) and cli_status.py (status, admin and monitoring)."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from . import __version__
 from .client import AsyncClient
-from .connection import TLSOptions, parse_servers
+from .connection import DEFAULT_SERVERS, ServerAddress, TLSOptions, parse_servers
 from .errors import ExitCode, GearctlError, UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="gearctl",
@@ -85,10 +91,61 @@ def _root(
     _state["debug"] = _state["debug"] or debug
 
 
-def make_client(servers: str, connect_timeout: float, io_timeout: float, tls: bool, tls_ca: str | None,
-            tls_cert: str | None, tls_key: str | None) -> AsyncClient:
-    return AsyncClient(parse_servers(servers), connect_timeout=connect_timeout, io_timeout=io_timeout,
-                       tls=TLSOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key))
+@dataclass(frozen=True)
+class ServerOptions:
+    """--servers, the timeouts and the TLS flags, as one value (see with_servers)."""
+
+    servers: str = DEFAULT_SERVERS
+    connect_timeout: float = 5.0
+    io_timeout: float = 30.0
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    def addresses(self) -> list[ServerAddress]:
+        return parse_servers(self.servers)
+
+    def tls_options(self) -> TLSOptions:
+        return TLSOptions(enabled=self.tls, ca=self.tls_ca, cert=self.tls_cert, key=self.tls_key)
+
+    def ssl_context(self) -> Any:
+        return self.tls_options().context()
+
+    def client(self) -> AsyncClient:
+        return AsyncClient(self.addresses(), connect_timeout=self.connect_timeout, io_timeout=self.io_timeout,
+                           tls=self.tls_options())
+
+
+NO_SERVER_OPTIONS = ServerOptions()  # the placeholder default; with_servers passes the real one
+
+
+def with_servers(*, io_timeout: bool = True) -> Callable[[F], F]:
+    """Give a command the server and TLS flags as one `server: ServerOptions`
+    argument: the flags are declared here once, not in every command."""
+    flags: list[tuple[str, Any, Any]] = [("servers", Servers, DEFAULT_SERVERS),
+                                         ("connect_timeout", ConnectTimeout, 5.0)]
+    if io_timeout:
+        flags.append(("io_timeout", IoTimeout, 30.0))
+    flags += [("tls", Tls, False), ("tls_ca", TlsCa, None), ("tls_cert", TlsCert, None), ("tls_key", TlsKey, None)]
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn, eval_str=True)
+        kept = [p for p in signature.parameters.values() if p.name != "server"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                 for name, annotation, default in flags]
+
+        @functools.wraps(fn)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            server = ServerOptions(**{name: kwargs.pop(name) for name, _, _ in flags})
+            return fn(*args, server=server, **kwargs)
+
+        params = kept + added
+        command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command  # type: ignore[return-value]
+
+    return decorate
 
 
 def read_payload(payload: str | None, data: str | None) -> bytes:
