@@ -169,6 +169,7 @@ class SupervisorView:
         self.console: Any = None
         self._live: Any = None
         self._children: list[Any] = []
+        self._retired: dict[str, list[int]] = {}
 
     def __enter__(self) -> SupervisorView:
         if self.enabled:
@@ -186,6 +187,7 @@ class SupervisorView:
 
     def update(self, supervisor: Any) -> None:
         self._children = list(supervisor.children.values())
+        self._retired = dict(supervisor.retired)
 
     def print_line(self, line: str) -> None:
         if self.console is not None:
@@ -201,7 +203,7 @@ class SupervisorView:
         procs = Table(title=f"gearctl worker {self.client_id} on {self.servers}", title_justify="left")
         for name in ("pid", "state", "current job", "done", "failed", "memory", "uptime"):
             procs.add_column(name, justify="right" if name in ("pid", "done", "failed", "memory", "uptime") else "left")
-        totals: dict[str, list[Any]] = {}
+        totals: dict[str, list[Any]] = {name: [done, failed, 0, ""] for name, (done, failed) in self._retired.items()}
         for c in sorted(self._children, key=lambda c: c.slot):
             procs.add_row(str(c.pid), c.state, shown(c.current or "-"), str(c.done), str(c.failed),
                           f"{c.memory_mb:.0f} MB", _duration(now - c.started))

@@ -97,6 +97,9 @@ class Supervisor:
         self._reload_queue: list[int] = []  # pids of old children to replace
         self._reload_new: int | None = None  # pid of the replacement we wait to be ready
         self._stop_deadline: float | None = None
+        # done/failed per function of the processes that have exited, so the live
+        # table's totals survive recycling
+        self.retired: dict[str, list[int]] = {}
         self._signals: list[int] = []
         self._wake_r = self._wake_w = -1
 
@@ -263,6 +266,10 @@ class Supervisor:
             if child.status_fd >= 0:
                 os.close(child.status_fd)
             code = os.waitstatus_to_exitcode(status)
+            for name, (done, failed, *_rest) in child.functions.items():
+                totals = self.retired.setdefault(name, [0, 0])
+                totals[0] += done
+                totals[1] += failed
             self._exited(child, code)
             self._changed()
 
