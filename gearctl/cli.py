@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -39,6 +40,7 @@ from .cliapp import (
 from .client import AsyncClient, Job
 from .errors import ExitCode, GearctlError, JobException, PayloadError, Timeout, UsageError
 from .lines import LineSource
+from .pipeline import deadline_after, remaining
 from .timeparse import parse_duration, parse_when
 
 
@@ -129,8 +131,7 @@ async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_jso
         job.on_warning = lambda _job, text: progress.print_warning(text.decode("utf-8", "replace"))
         job.on_status = lambda _job, num, den: progress.update(num, den)
     async with gear:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = deadline_after(timeout)
         with progress:
             try:
                 if require_workers:
@@ -142,7 +143,7 @@ async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_jso
                     elif not quiet:
                         out.line(job.handle or "")
                     return ExitCode.OK
-                await job.wait(None if deadline is None else max(deadline - loop.time(), 0))
+                await job.wait(remaining(deadline))
             except GearctlError as e:
                 if as_json and not isinstance(e, OutputClosed):
                     if not job.done:
@@ -213,6 +214,9 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
         if stream is not None and stream is not sys.stdin.buffer:
             stream.close()
     out.write(b"")
+    if source.error is not None:
+        sys.stderr.write(f"gearctl: reading the input failed after line {source.number}: {source.error}\n")
+        return ExitCode.USAGE
     if stats.by_state.get("timeout") and not source.exhausted:
         sys.stderr.write(f"gearctl: timed out; input from line {source.number + 1} on was not submitted\n")
     if view.enabled or stats.failed or summary:
@@ -282,7 +286,6 @@ def worker(
 
     SIGHUP reloads the plugins (the processes are replaced one at a time)."""
     from .supervisor import Supervisor, SupervisorOptions, WorkerSpec, run_child
-    from .worker import default_client_id
 
     registry = _load(plugin_dir)
     names = None
@@ -294,7 +297,6 @@ def worker(
     tls_options = server.tls_options()
     tls_options.context()  # bad TLS files: exit 2 now
     live = render.is_tty(sys.stderr) and log_format is LogFormat.text
-    logs.setup(log_format.value, log_level)
     spec = WorkerSpec(plugin_dirs=plugin_dir, functions=names, servers=server.addresses(),
                       client_id=client_id or "", prefetch=prefetch, connect_timeout=server.connect_timeout,
                       tls=tls_options,
@@ -303,19 +305,15 @@ def worker(
                       max_memory_mb=max_memory, burst=burst, log_format=log_format.value, log_level=log_level,
                       logs_to_pipe=live)
 
-    def child(status_fd: int) -> int:
-        spec.client_id = client_id or default_client_id()
-        return run_child(spec, status_fd)
-
     options = SupervisorOptions(concurrency=concurrency, graceful_timeout=parse_duration(graceful_timeout),
                                 pidfile=pidfile, burst=burst)
     view = render.SupervisorView(client_id or "", server.servers, live)
     with view:
-        if live:
-            logs.setup(log_format.value, log_level, console=view.console)
+        logs.setup(log_format.value, log_level, console=view.console)
         logs.log.info("serving %s on %s with %d process(es)", ", ".join(f.name for f in chosen), server.servers,
                       concurrency)
-        supervisor = Supervisor(child, options, on_change=view.update, on_log=view.print_line)
+        supervisor = Supervisor(functools.partial(run_child, spec), options, on_change=view.update,
+                                on_log=view.print_line)
         return supervisor.run()
 
 
@@ -429,9 +427,9 @@ def main(argv: list[str] | None = None) -> None:
             completion_init()
     try:
         code = command.main(args=argv, prog_name="gearctl", standalone_mode=False)
-        if code == 130:  # typer turned Ctrl-C into exit 130, silently
+        if code == ExitCode.INTERRUPTED:  # typer turned Ctrl-C into exit 130, silently
             sys.stderr.write("gearctl: interrupted\n")
-    except OutputClosed:
+    except (OutputClosed, BrokenPipeError):
         _silence_stdout()
         code = ExitCode.OUTPUT_CLOSED
     except GearctlError as e:
@@ -452,13 +450,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             sys.stderr.write(f"{where}: {one_line(message)} (see {where} --help)\n")
         code = e.exit_code  # type: ignore[attr-defined]
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("gearctl: interrupted\n")
-        code = 130
-    except KeyboardInterrupt:
-        sys.stderr.write("gearctl: interrupted\n")
-        code = 130
-    except BrokenPipeError:
-        _silence_stdout()
-        code = ExitCode.OUTPUT_CLOSED
+        code = ExitCode.INTERRUPTED
     sys.exit(int(code or 0))

@@ -50,7 +50,8 @@ def status(
     """Queued, running and available workers per function, per server and summed."""
     addresses, ctx = server.addresses(), server.ssl_context()
     wanted = patterns or []
-    monitor.totals([], sort=sort)  # check --sort before touching the network
+    if sort not in monitor.SORT_KEYS:
+        raise UsageError(f"--sort takes one of {', '.join(monitor.SORT_KEYS)}, not {sort!r}")
     if watch:
         return _watch_status(addresses, ctx, server.connect_timeout, wanted, sort, interval, as_json)
     reports = _gather(addresses, ctx, server.connect_timeout)
@@ -239,19 +240,6 @@ async def _watch_jobs(gear: AsyncClient, ask: Any, interval: float) -> int:
                 await asyncio.sleep(interval)
 
 
-def _admin_all(servers: list[ServerAddress], ctx: Any, timeout: float, command: str,
-               *args: str) -> list[tuple[ServerAddress, list[str] | GearctlError]]:
-    async def run() -> list[tuple[ServerAddress, list[str] | GearctlError]]:
-        async def one(address: ServerAddress) -> tuple[ServerAddress, list[str] | GearctlError]:
-            try:
-                return address, await admin_request(address, command, *args, timeout=timeout, tls=ctx)
-            except GearctlError as e:
-                return address, e
-        return list(await asyncio.gather(*(one(a) for a in servers)))
-
-    return asyncio.run(run())
-
-
 @app.command()
 @with_servers()
 def cancel(
@@ -301,7 +289,7 @@ def drop(
     if queued and not force:
         raise UsageError(f"{function} has {queued} job(s) queued or running; gearmand would keep them but no worker "
                          "would ever get them. Let them drain, or use --force")
-    results = _admin_all(addresses, ctx, server.connect_timeout, "drop function", function)
+    results = asyncio.run(server.client().admin("drop function", function, timeout=server.connect_timeout)).items()
     dropped, refused = [], []
     down = []
     for address, result in results:

@@ -18,7 +18,14 @@ import typer
 
 from . import __version__
 from .client import AsyncClient
-from .connection import DEFAULT_SERVERS, ServerAddress, TLSOptions, parse_servers
+from .connection import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_IO_TIMEOUT,
+    DEFAULT_SERVERS,
+    ServerAddress,
+    TLSOptions,
+    parse_servers,
+)
 from .errors import ExitCode, GearctlError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -96,8 +103,8 @@ class ServerOptions:
     """--servers, the timeouts and the TLS flags, as one value (see with_servers)."""
 
     servers: str = DEFAULT_SERVERS
-    connect_timeout: float = 5.0
-    io_timeout: float = 30.0
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    io_timeout: float = DEFAULT_IO_TIMEOUT
     tls: bool = False
     tls_ca: str | None = None
     tls_cert: str | None = None
@@ -124,9 +131,9 @@ def with_servers(*, io_timeout: bool = True) -> Callable[[F], F]:
     """Give a command the server and TLS flags as one `server: ServerOptions`
     argument: the flags are declared here once, not in every command."""
     flags: list[tuple[str, Any, Any]] = [("servers", Servers, DEFAULT_SERVERS),
-                                         ("connect_timeout", ConnectTimeout, 5.0)]
+                                         ("connect_timeout", ConnectTimeout, DEFAULT_CONNECT_TIMEOUT)]
     if io_timeout:
-        flags.append(("io_timeout", IoTimeout, 30.0))
+        flags.append(("io_timeout", IoTimeout, DEFAULT_IO_TIMEOUT))
     flags += [("tls", Tls, False), ("tls_ca", TlsCa, None), ("tls_cert", TlsCert, None), ("tls_key", TlsKey, None)]
 
     def decorate(fn: F) -> F:

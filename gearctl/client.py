@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from .errors import (
     UsageError,
 )
 from .pipeline import IterSource, JobSource, ManyRun, deadline_after, remaining
-from .protocol import SUBMIT_TYPES, Packet, PacketType, encode, encode_submit, parse_int
+from .protocol import SUBMIT_TYPES, WORK_PACKETS, Packet, PacketType, encode, encode_submit, parse_int
 
 P = PacketType
 PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
@@ -379,10 +378,8 @@ class AsyncClient:
         raise error
 
     def _candidates(self, job: Job) -> list[ServerAddress]:
-        """Servers to try, up ones first; all of them when none is known up."""
-        ordered = self._pool.order(job._wire_unique)
-        up = [s for s in ordered if not self._pool.is_down(s)]
-        return up or ordered
+        """Servers to try: the ones not known down, or all of them when none is up."""
+        return self._pool.order(job._wire_unique if job.unique else b"")  # a generated key: rotate
 
     # -- many jobs -------------------------------------------------------------
     async def submit_many(self, jobs: Iterable[Job] | JobSource, *, window: int = DEFAULT_WINDOW,
@@ -475,7 +472,7 @@ class AsyncClient:
 
     def _on_packet(self, conn: Connection, packet: Packet) -> None:
         kind = packet.type
-        if kind in (P.WORK_DATA, P.WORK_WARNING, P.WORK_STATUS, P.WORK_COMPLETE, P.WORK_FAIL, P.WORK_EXCEPTION):
+        if kind in WORK_PACKETS:
             handles = self._waiting.get(conn)
             jobs = handles.get(packet.args[0]) if handles else None
             if not jobs:
@@ -637,9 +634,8 @@ def _best_error(errors: list[GearctlError], pool: ServerPool) -> GearctlError:
 async def _within(awaitable: Awaitable[T], deadline: float | None, what: str) -> T:
     if deadline is None:
         return await awaitable
-    remaining = deadline - time.monotonic()
     try:
-        return await asyncio.wait_for(awaitable, max(remaining, 0.0))
+        return await asyncio.wait_for(awaitable, remaining(deadline))
     except asyncio.TimeoutError:
         raise Timeout(f"timed out {what}") from None
 

@@ -118,11 +118,11 @@ class AutoCodec:
 
     def encode(self, value: Any) -> bytes:
         if isinstance(value, (bytes, bytearray, memoryview, str)):
-            return RawCodec().encode(value)
-        return JsonCodec().encode(value)
+            return _RAW.encode(value)
+        return _JSON.encode(value)
 
     def decode(self, data: bytes) -> Any:
-        for codec in (JsonCodec(), PhpCodec()):
+        for codec in (_JSON, _PHP):
             try:
                 return codec.decode(data)
             except PayloadError:
@@ -130,7 +130,8 @@ class AutoCodec:
         return data
 
 
-CODECS: dict[str, Codec] = {c.name: c for c in (RawCodec(), JsonCodec(), PhpCodec(), AutoCodec())}
+_RAW, _JSON, _PHP = RawCodec(), JsonCodec(), PhpCodec()
+CODECS: dict[str, Codec] = {c.name: c for c in (_RAW, _JSON, _PHP, AutoCodec())}
 
 
 def resolve(name: str) -> Codec:

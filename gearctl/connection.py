@@ -3,11 +3,12 @@
 This is the only module that touches the network. A `Connection` is an
 asyncio.Protocol around one socket: it encodes nothing itself, it writes bytes
 it is given and feeds what it reads to a protocol.Decoder. Gearman servers
-answer the requests of one connection in order, so every request that expects
-a reply (SUBMIT_JOB* -> JOB_CREATED, GET_STATUS -> STATUS_RES, GRAB_JOB ->
-JOB_ASSIGN/NO_JOB, ...) queues a callback in a FIFO and each reply, or an ERROR
-in its place, goes to the oldest one. Everything else (WORK_* for foreground
-jobs, NOOP) goes to the connection's owner. This is what makes pipelining
+answer the requests of one connection in order, so every request sent with
+request() (SUBMIT_JOB* -> JOB_CREATED, GET_STATUS -> STATUS_RES, OPTION_REQ,
+ECHO_REQ, ...) queues a callback in a FIFO and each reply, or an ERROR in its
+place, goes to the oldest one. Everything else goes to the connection's owner:
+WORK_* for foreground jobs, NOOP, and the answers to requests sent with send()
+(the worker counts its grabs instead of matching them). This is what makes pipelining
 cheap: thousands of submits go out in one write and their JOB_CREATEDs are
 matched in order with no per-job round trip.
 """
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Union
 
 from . import admin
 from .errors import ConfigError, ConnectionFailed, GearctlError, RemoteProtocolError, ServerError, Timeout
-from .protocol import Decoder, Magic, Packet, PacketType
+from .protocol import RESPONSES, Decoder, Magic, Packet, PacketType, encode
 
 if TYPE_CHECKING:  # ssl costs start-up time; it is imported when TLS is used
     import ssl
@@ -39,11 +40,8 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_IO_TIMEOUT = 30.0  # a server owing replies that stays silent this long is dropped
 
 P = PacketType
-# Packets that answer a request (matched FIFO); the rest are unsolicited.
-REPLIES = frozenset(
-    {P.JOB_CREATED, P.ERROR, P.STATUS_RES, P.STATUS_RES_UNIQUE, P.OPTION_RES, P.ECHO_RES,
-     P.NO_JOB, P.JOB_ASSIGN, P.JOB_ASSIGN_UNIQ, P.JOB_ASSIGN_ALL}
-)
+# Packets that answer a request (matched FIFO while requests wait); NOOP never does.
+REPLIES = RESPONSES - {P.NOOP}
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,11 +314,6 @@ class Connection(asyncio.Protocol):
         except asyncio.TimeoutError:
             raise Timeout(f"{self.address}: no reply within {timeout:g}s") from None
 
-    @property
-    def outstanding(self) -> int:
-        """Requests sent whose replies have not arrived."""
-        return len(self._waiting)
-
     # -- receiving -----------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         if self.io_timeout is not None:
@@ -391,7 +384,7 @@ class ServerPool:
     def order(self, key: bytes = b"") -> list[ServerAddress]:
         """Servers in the order to try: a unique key always starts at the same
         server (so gearmand can coalesce it); other jobs rotate. Servers marked
-        down go last."""
+        down are left out, unless all are (then each gets another try)."""
         n = len(self.servers)
         if key:
             start = zlib.crc32(key) % n
@@ -402,7 +395,7 @@ class ServerPool:
             ordered = self.servers[start:] + self.servers[:start]
         now = time.monotonic()
         up = [s for s in ordered if self._down_until.get(s, 0.0) <= now]
-        return up + [s for s in ordered if s not in up]
+        return up or ordered
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -499,8 +492,6 @@ async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]
     SET_CLIENT_ID goes first: our connection then shows in `workers` under
     `client_id`. An ERR answer is returned in the command's place, not raised.
     Raises ConnectionFailed / Timeout for the connection itself."""
-    from .protocol import PacketType, encode
-
     deadline = time.monotonic() + timeout
     try:
         reader, writer = await asyncio.wait_for(

@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     NO_WORKER = 6  # --require-workers: no worker registered the function
     PROTOCOL = 7  # the peer sent something that is not valid Gearman
     SERVER_REFUSED = 8  # every server answered the request with ERROR (e.g. queue full)
+    INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
     OUTPUT_CLOSED = 141  # stdout was closed early (| head): what a process killed by SIGPIPE returns
 
 

@@ -139,7 +139,9 @@ async def execute(fn: JobFunction, job: WorkerJob) -> Outcome:
     def took() -> float:
         return time.monotonic() - started
 
-    timed_out = Outcome("timeout", message=f"timed out after {fn.timeout or 0:g}s")
+    def timed_out() -> Outcome:
+        return Outcome("timeout", message=f"timed out after {fn.timeout or 0:g}s", seconds=took())
+
     try:
         if fn.command is not None:
             result = await _run_command(fn, job)
@@ -156,10 +158,10 @@ async def execute(fn: JobFunction, job: WorkerJob) -> Outcome:
                 if inspect.isawaitable(result):  # a plain function that returned a coroutine
                     result = await _run_async(result, fn.timeout)
         if fn.timeout and took() > fn.timeout:
-            return _with_time(timed_out, took())  # it blocked where it could not be interrupted
+            return timed_out()  # it blocked where it could not be interrupted
         body = encode_result(result, fn.encoding)
     except (JobTimeout, _OurTimeout):
-        return _with_time(timed_out, took())
+        return timed_out()
     except CommandFailed as e:
         return Outcome("exception", message=str(e), seconds=took())
     except asyncio.CancelledError:
@@ -175,10 +177,6 @@ async def execute(fn: JobFunction, job: WorkerJob) -> Outcome:
 
 class _OurTimeout(Exception):
     """gearctl's own timeout fired (as opposed to a TimeoutError the job raised)."""
-
-
-def _with_time(outcome: Outcome, seconds: float) -> Outcome:
-    return Outcome(outcome.state, outcome.result, outcome.message, outcome.traceback, seconds)
 
 
 def _cancelling() -> bool:
@@ -233,9 +231,9 @@ async def _run_command(fn: JobFunction, job: WorkerJob) -> bytes:
 
 
 @contextmanager
-def _alarm(seconds: float | None) -> Iterator[None]:
-    """Raise JobTimeout in this (main) thread after `seconds`."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
+def _alarm(seconds: float) -> Iterator[None]:
+    """Raise JobTimeout in this (main) thread after `seconds` (elsewhere: no limit)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
     armed = True

@@ -135,6 +135,7 @@ RESPONSES = frozenset(
 BOTH_WAYS = frozenset(
     {P.WORK_STATUS, P.WORK_COMPLETE, P.WORK_FAIL, P.WORK_EXCEPTION, P.WORK_DATA, P.WORK_WARNING}
 )
+WORK_PACKETS = BOTH_WAYS  # what a worker sends about a job, and a server forwards to its clients
 
 # The submit packet for (background, priority).
 SUBMIT_TYPES: dict[tuple[bool, str], PacketType] = {

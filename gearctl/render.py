@@ -207,7 +207,7 @@ class SupervisorView:
         for c in sorted(self._children, key=lambda c: c.slot):
             procs.add_row(str(c.pid), c.state, shown(c.current or "-"), str(c.done), str(c.failed),
                           f"{c.memory_mb:.0f} MB", _duration(now - c.started))
-            for name, (done, failed, running, last_error) in getattr(c, "functions", {}).items():
+            for name, (done, failed, running, last_error) in c.functions.items():
                 row = totals.setdefault(name, [0, 0, 0, ""])
                 row[0] += done
                 row[1] += failed

@@ -15,13 +15,13 @@ status pipes:
   then kills what is left (gearmand re-queues the jobs it held); a second one
   kills at once;
 - SIGHUP replaces the children one at a time with fresh ones that read the
-  plugin directory anew: the new child must report "ready" before an old one is
-  asked to stop, and a reload whose new child cannot start keeps the old ones;
+  plugin directory anew: the new child must report that it is connected (idle
+  or busy) before an old one is asked to stop, and a reload whose new child cannot start keeps the old ones;
 - with --burst, children that find no job exit with BURST_DONE and are not
   replaced; the parent exits once all are gone.
 
-Children report their state as JSON lines on a pipe: ready, busy (function and
-handle), idle, jobs done, resident memory. The live table is drawn from these.
+Children report their state as JSON lines on a pipe: starting, idle, busy (with
+function and handle), jobs done and failed, resident memory. The live table is drawn from these.
 """
 
 from __future__ import annotations
@@ -40,13 +40,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ExitCode
+
 log = logging.getLogger("gearctl.supervisor")
 
 # Child exit codes the parent understands.
 RECYCLED = 0  # asked to make way (or stopped): replace at once unless stopping
 BURST_DONE = 75  # --burst: no jobs left; do not replace
-NO_SERVER = 3  # --burst and no server reachable
-USAGE = 2  # plugins broken: replacing would fail the same way
+NO_SERVER = int(ExitCode.NO_SERVER)  # --burst and no server reachable
+USAGE = int(ExitCode.USAGE)  # plugins broken: replacing would fail the same way
+CRASHED = 70  # the child itself failed (EX_SOFTWARE): respawn with back-off
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
@@ -58,7 +61,7 @@ class ChildState:
     pid: int
     slot: int
     started: float = field(default_factory=time.monotonic)
-    state: str = "starting"  # starting, ready, idle, busy, stopping
+    state: str = "starting"  # starting, idle, busy (connected), stopping
     current: str = ""
     done: int = 0
     failed: int = 0
@@ -191,7 +194,7 @@ class Supervisor:
             pid = os.fork()
             if pid == 0:  # the child
                 os.close(status_r)
-                code = 70
+                code = CRASHED
                 try:
                     signal.set_wakeup_fd(-1)
                     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
@@ -205,7 +208,7 @@ class Supervisor:
                     import traceback
 
                     traceback.print_exc()
-                    code = 70
+                    code = CRASHED
                 finally:
                     sys.stdout.flush()
                     sys.stderr.flush()
@@ -266,7 +269,7 @@ class Supervisor:
             if child.status_fd >= 0:
                 os.close(child.status_fd)
             code = os.waitstatus_to_exitcode(status)
-            for name, (done, failed, *_rest) in child.functions.items():
+            for name, (done, failed, *_rest) in child.functions.items():  # kept for the live table
                 totals = self.retired.setdefault(name, [0, 0])
                 totals[0] += done
                 totals[1] += failed
@@ -480,8 +483,7 @@ def run_child(spec: WorkerSpec, status_fd: int) -> int:
     worker = Worker(chosen, spec.servers, client_id=spec.client_id, prefetch=spec.prefetch,
                     connect_timeout=spec.connect_timeout, tls=spec.tls, poll_interval=spec.poll_interval,
                     max_jobs=spec.max_jobs, max_lifetime=lifetime, max_memory_mb=spec.max_memory_mb,
-                    burst=spec.burst)
-    job_log = logs.job_event_logger(quiet_success=spec.logs_to_pipe)
+                    burst=spec.burst, on_event=logs.job_event_logger(quiet_success=spec.logs_to_pipe))
 
     def report() -> None:
         stats = worker.stats
@@ -493,7 +495,6 @@ def run_child(spec: WorkerSpec, status_fd: int) -> int:
                           for name, f in stats.functions.items()},
         })
 
-    worker.on_event = job_log  # the state goes to the parent on a heartbeat, not per job
 
     parent = os.getppid()
     terms = 0

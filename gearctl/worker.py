@@ -120,7 +120,6 @@ class _Link:
         self.failures = 0
         self.last_warned = 0.0
         self.outbox: list[bytes] = []  # finished jobs' replies not yet written
-        self.unsent = 0
         self.outbox_since = 0.0
 
 
@@ -177,7 +176,6 @@ class Worker:
         self._ready: deque[tuple[_Link, Connection, Packet]] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
-        self._stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._registration = self._registration_bytes()
 
@@ -197,7 +195,6 @@ class Worker:
                 if link.conn is not None:
                     link.conn.close()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._stopped.set()
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop grabbing, let the running job finish, hand back the rest."""
@@ -205,16 +202,6 @@ class Worker:
             self.exit_reason = reason
         self._stopping = True
         self._ready.clear()  # prefetched, not started: the closing connection hands them back
-        self._wake.set()
-
-    def abort(self) -> None:
-        """Stop now: close every connection (gearmand re-queues what we held)."""
-        self.exit_reason = self.exit_reason or "aborted"
-        self._stopping = True
-        self._ready.clear()
-        for link in self.links:
-            if link.conn is not None:
-                link.conn.abort()
         self._wake.set()
 
     # -- connections -----------------------------------------------------------
@@ -254,7 +241,6 @@ class Worker:
                 continue
             link.conn, link.grabs, link.held, link.sleeping, link.dry = conn, 0, 0, False, False
             link.outbox.clear()  # replies for the old connection's jobs: that server re-runs them
-            link.unsent = 0
             try:
                 conn.send(self._registration)
                 self._grab(link, self.prefetch)
@@ -344,7 +330,7 @@ class Worker:
             if conn.closed or conn is not link.conn:
                 continue  # the server is gone and will hand the job out again
             await self._run_one(link, conn, packet)
-            if not ready or link.unsent >= OUTBOX_JOBS or time.monotonic() - link.outbox_since > OUTBOX_SECONDS:
+            if not ready or len(link.outbox) >= OUTBOX_JOBS or time.monotonic() - link.outbox_since > OUTBOX_SECONDS:
                 self._flush()
 
     async def _run_one(self, link: _Link, conn: Connection, packet: Packet) -> None:
@@ -429,14 +415,12 @@ class Worker:
         if not link.outbox:
             link.outbox_since = time.monotonic()
         link.outbox.append(reply)
-        link.unsent += 1
 
     def _flush(self) -> None:
         for link in self.links:
             if link.outbox:
                 data = b"".join(link.outbox)
                 link.outbox.clear()
-                link.unsent = 0
                 if link.conn is not None:
                     with contextlib.suppress(ConnectionFailed):  # lost: the server runs those jobs again
                         link.conn.send(data)
