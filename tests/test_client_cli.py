@@ -345,3 +345,31 @@ def test_jobs_without_a_unique_key_survive_a_persistent_queue_restart(gearmand_f
     server.kill()
     server.start()
     assert server.queued("kept") == 301  # each job had its own unique key, so none overwrote another
+
+
+def test_each_line_shows_a_live_table_on_a_terminal(gearmand: Gearmand) -> None:
+    import pty
+    import select
+    import sys
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    env.update(COLUMNS="120", TERM="xterm")
+    proc = subprocess.Popen([sys.executable, "-m", "gearctl", "client", "tabled", "-n", "-q", "-s", gearmand.address],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    proc.communicate(b"".join(b"%d\n" % i for i in range(3000)), timeout=60)
+    seen = b""
+    while select.select([master], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.returncode == 0
+    for column in (b"submitted", b"created", b"completed", b"failed"):
+        assert column in seen
+    assert b"3000 submitted, 3000 queued" in seen  # the summary line after the table
