@@ -21,8 +21,15 @@ from .errors import ExitCode, GearctlError, NoServerAvailable, ServerError, Usag
 AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")]
 
 
-def _gather(servers: list[ServerAddress], ctx: Any, timeout: float, **parts: bool) -> list[monitor.ServerReport]:
-    reports = asyncio.run(monitor.collect(servers, timeout=timeout, tls=ctx, **parts))
+def _collect(server: ServerOptions, **parts: bool) -> list[monitor.ServerReport]:
+    """One admin report per server (down ones included)."""
+    return asyncio.run(monitor.collect(server.addresses(), timeout=server.connect_timeout,
+                                       tls=server.ssl_context(), **parts))
+
+
+def _gather(server: ServerOptions, **parts: bool) -> list[monitor.ServerReport]:
+    """_collect, failing (exit 3) when no server answered."""
+    reports = _collect(server, **parts)
     if not any(r.up for r in reports):
         raise NoServerAvailable("no job server answered: " + "; ".join(str(r.error) for r in reports))
     return reports
@@ -48,13 +55,12 @@ def status(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Queued, running and available workers per function, per server and summed."""
-    addresses, ctx = server.addresses(), server.ssl_context()
     wanted = patterns or []
     if sort not in monitor.SORT_KEYS:
         raise UsageError(f"--sort takes one of {', '.join(monitor.SORT_KEYS)}, not {sort!r}")
     if watch:
-        return _watch_status(addresses, ctx, server.connect_timeout, wanted, sort, interval, as_json)
-    reports = _gather(addresses, ctx, server.connect_timeout)
+        return _watch_status(server, wanted, sort, interval, as_json)
+    reports = _gather(server)
     _print_status(reports, wanted, sort, as_json)
     return ExitCode.OK
 
@@ -72,11 +78,12 @@ def _print_status(reports: list[monitor.ServerReport], patterns: list[str], sort
         Out().write(render.status_lines(reports, rows))
 
 
-def _watch_status(addresses: list[ServerAddress], ctx: Any, timeout: float, patterns: list[str], sort: str,
-                  interval: float, as_json: bool) -> int:
+def _watch_status(server: ServerOptions, patterns: list[str], sort: str, interval: float, as_json: bool) -> int:
     """On a terminal a table redrawn in place; otherwise (or with --json) one
     snapshot per interval: tab-separated lines after a '# time' line, or one JSON
     document per line. Ctrl-C ends it with exit 0."""
+    addresses, ctx, timeout = server.addresses(), server.ssl_context(), server.connect_timeout
+
     async def loop() -> None:
         if as_json or not render.is_tty(sys.stdout):
             while True:
@@ -108,8 +115,7 @@ def workers(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Connections per server: fd, address, client id and registered functions."""
-    addresses, ctx = server.addresses(), server.ssl_context()
-    reports = _gather(addresses, ctx, server.connect_timeout, status=False, workers=True)
+    reports = _gather(server, status=False, workers=True)
     if as_json:
         doc = {"servers": [{"address": r.address, "up": r.up, "error": r.error,
                             "workers": [{"fd": w.fd, "address": w.address, "client_id": w.client_id,
@@ -132,8 +138,7 @@ def jobs(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """The jobs each server holds (show jobs): handle, retries, ignored, queued."""
-    addresses, ctx = server.addresses(), server.ssl_context()
-    reports = _gather(addresses, ctx, server.connect_timeout, status=False, jobs=not unique, uniques=unique)
+    reports = _gather(server, status=False, jobs=not unique, uniques=unique)
     out = Out()
     if as_json:
         doc: dict[str, Any] = {"servers": []}
@@ -247,8 +252,7 @@ def cancel(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Cancel a queued job (admin `cancel job`). Exit 8 when no server knows it."""
-    addresses, ctx = server.addresses(), server.ssl_context()
-    reports = _gather(addresses, ctx, server.connect_timeout, status=False, jobs=True)
+    reports = _gather(server, status=False, jobs=True)
     holders = [(r, j) for r in reports for j in r.jobs if j.handle == handle]
     if not holders:
         raise ServerError("UNKNOWN_JOB", f"no server has a job {handle} (finished jobs cannot be cancelled)")
@@ -260,7 +264,7 @@ def cancel(
     if held.ignore:
         Out().line(f"{handle} on {report.address} was already cancelled")
         return ExitCode.OK
-    address = next(a for a in addresses if str(a) == report.address)
+    address = next(a for a in server.addresses() if str(a) == report.address)
 
     async def running() -> bool:  # `show jobs` does not say; GET_STATUS does
         async with AsyncClient([address], connect_timeout=server.connect_timeout, tls=server.tls_options()) as gear:
@@ -268,7 +272,8 @@ def cancel(
 
     if not held.queued or asyncio.run(running()):
         raise ServerError("RUNNING", f"{handle} is running on {report.address}; gearmand cannot stop a running job")
-    asyncio.run(admin_request(address, "cancel job", handle, timeout=server.connect_timeout, tls=ctx))
+    asyncio.run(admin_request(address, "cancel job", handle, timeout=server.connect_timeout,
+                              tls=server.ssl_context()))
     Out().line(f"cancelled {handle} on {report.address}")
     return ExitCode.OK
 
@@ -283,8 +288,7 @@ def drop(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Remove a function from the servers' status (admin `drop function`)."""
-    addresses, ctx = server.addresses(), server.ssl_context()
-    reports = _gather(addresses, ctx, server.connect_timeout)
+    reports = _gather(server)
     queued = sum(fs.total for r in reports for fs in r.status if fs.function == function)
     if queued and not force:
         raise UsageError(f"{function} has {queued} job(s) queued or running; gearmand would keep them but no worker "
@@ -323,9 +327,7 @@ def version(
     """gearctl's version and each server's."""
     out = Out()
     out.line(f"gearctl {__version__}")
-    addresses, ctx = server.addresses(), server.ssl_context()
-    reports = asyncio.run(monitor.collect(addresses, status=False, version=True, timeout=server.connect_timeout,
-                                          tls=ctx))
+    reports = _collect(server, status=False, version=True)
     for r in reports:
         out.line(f"{r.address}\t{r.version if r.up else 'down: ' + str(r.error)}")
     return ExitCode.OK if any(r.up for r in reports) else ExitCode.NO_SERVER
@@ -390,8 +392,7 @@ def check(
     try:
         queued = [monitor.Threshold.parse(t, "--max-queued") for t in max_queued or []]
         workers_ = [monitor.Threshold.parse(t, "--min-workers") for t in min_workers or []]
-        addresses, ctx = server.addresses(), server.ssl_context()
-        reports = asyncio.run(monitor.collect(addresses, timeout=server.connect_timeout, tls=ctx))
+        reports = _collect(server)
     except GearctlError as e:  # the plugin could not check: UNKNOWN, whatever the cause
         out.line(f"GEARMAN UNKNOWN - {e}")
         return monitor.UNKNOWN
