@@ -169,22 +169,8 @@ def check(reports: Sequence[ServerReport], max_queued: Sequence[Threshold],
         problems.append((CRITICAL, f"{r.address} down ({r.error})"))
     rows = totals([r for r in reports if r.up])
     by_name = {t.function: t for t in rows}
-    for th in max_queued:
-        names = [n for n in by_name if fnmatch.fnmatchcase(n, th.pattern)] or [th.pattern]
-        for name in names:
-            queued = by_name[name].queued if name in by_name else 0
-            if queued > th.critical:
-                problems.append((CRITICAL, f"{name} has {queued} queued (> {th.critical})"))
-            elif th.warning is not None and queued > th.warning:
-                problems.append((WARNING, f"{name} has {queued} queued (> {th.warning})"))
-    for th in min_workers:
-        names = [n for n in by_name if fnmatch.fnmatchcase(n, th.pattern)] or [th.pattern]
-        for name in names:
-            count = by_name[name].workers if name in by_name else 0
-            if count < th.critical:
-                problems.append((CRITICAL, f"{name} has {count} workers (< {th.critical})"))
-            elif th.warning is not None and count < th.warning:
-                problems.append((WARNING, f"{name} has {count} workers (< {th.warning})"))
+    problems += _breaches(max_queued, by_name, "queued", above=True)
+    problems += _breaches(min_workers, by_name, "workers", above=False)
     state = max((p[0] for p in problems), default=OK)
     if down and len(down) == len(reports):
         state = CRITICAL
@@ -201,6 +187,22 @@ def check(reports: Sequence[ServerReport], max_queued: Sequence[Threshold],
         perf.append(f"'{_perf_name(t.function)}_queued'={t.queued};{qw}")
         perf.append(f"'{_perf_name(t.function)}_workers'={t.workers};{ww}")
     return state, f"GEARMAN {STATE_NAMES[state]} - {summary} | {' '.join(perf)}"
+
+
+def _breaches(thresholds: Sequence[Threshold], by_name: dict[str, Totals], what: str,
+              above: bool) -> list[tuple[int, str]]:
+    """(state, text) for each function a threshold matches (a pattern matching
+    nothing checks a function of that name, which then has 0)."""
+    found = []
+    sign = ">" if above else "<"
+    for th in thresholds:
+        for name in [n for n in by_name if fnmatch.fnmatchcase(n, th.pattern)] or [th.pattern]:
+            value = getattr(by_name[name], what) if name in by_name else 0
+            for state, limit in ((CRITICAL, th.critical), (WARNING, th.warning)):
+                if limit is not None and (value > limit if above else value < limit):
+                    found.append((state, f"{name} has {value} {what} ({sign} {limit})"))
+                    break
+    return found
 
 
 def _limits(thresholds: Sequence[Threshold], function: str, minimum: bool = False) -> str:
