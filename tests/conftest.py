@@ -200,3 +200,29 @@ def php_worker(procs: Procs, server: Gearmand, *functions: str) -> subprocess.Po
 
     wait_until(registered, 10, what=f"PHP worker for {functions}")
     return proc
+
+
+def stderr_on_a_terminal(argv: list[str], input: bytes | None = None, timeout: float = 60) -> tuple[int, bytes, bytes]:
+    """Run gearctl with stderr on a pseudo-terminal (stdin and stdout piped):
+    exit code, stdout, and everything the terminal showed."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    env.update(COLUMNS="120", TERM="xterm")
+    proc = subprocess.Popen([sys.executable, "-m", "gearctl", *argv], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    out, _ = proc.communicate(input, timeout=timeout)
+    seen = b""
+    while select.select([master], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    return proc.returncode, out, seen

@@ -11,7 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Gearmand, Procs, c_worker, free_port, gearctl, php_worker, wait_until
+from conftest import (
+    Gearmand,
+    Procs,
+    c_worker,
+    free_port,
+    gearctl,
+    php_worker,
+    stderr_on_a_terminal,
+    wait_until,
+)
 
 from gearctl.protocol import Decoder, Magic, PacketType, encode
 
@@ -95,27 +104,8 @@ def test_work_status_progress_only_on_a_tty(gearmand: Gearmand, procs: Procs) ->
     assert plain.returncode == 0 and plain.stdout == b"done"
     assert plain.stderr == b""  # no progress bar when stderr is not a terminal
 
-    import pty
-    import sys
-
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-    env.update(COLUMNS="100", TERM="xterm")
-    proc = subprocess.Popen([sys.executable, "-m", "gearctl", "client", "php_status", "--wait",
-                             "-s", gearmand.address], stdout=subprocess.PIPE, stderr=slave, env=env)
-    os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and out == b"done"
+    code, out, seen = stderr_on_a_terminal(["client", "php_status", "--wait", "-s", gearmand.address])
+    assert code == 0 and out == b"done"
     assert b"/4" in seen and b"php_status" in seen  # the bar showed numerator/denominator
 
 
@@ -348,28 +338,9 @@ def test_jobs_without_a_unique_key_survive_a_persistent_queue_restart(gearmand_f
 
 
 def test_each_line_shows_a_live_table_on_a_terminal(gearmand: Gearmand) -> None:
-    import pty
-    import select
-    import sys
-
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-    env.update(COLUMNS="120", TERM="xterm")
-    proc = subprocess.Popen([sys.executable, "-m", "gearctl", "client", "tabled", "-n", "-q", "-s", gearmand.address],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=slave, env=env)
-    os.close(slave)
-    proc.communicate(b"".join(b"%d\n" % i for i in range(3000)), timeout=60)
-    seen = b""
-    while select.select([master], [], [], 0.5)[0]:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    assert proc.returncode == 0
+    code, _, seen = stderr_on_a_terminal(["client", "tabled", "-n", "-q", "-s", gearmand.address],
+                                         input=b"".join(b"%d\n" % i for i in range(3000)))
+    assert code == 0
     for column in (b"submitted", b"created", b"completed", b"failed"):
         assert column in seen
     assert b"3000 submitted, 3000 queued" in seen  # the summary line after the table
