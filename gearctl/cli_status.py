@@ -423,6 +423,7 @@ def exporter(
 
     addresses, bounds = server.addresses(), _bounds(server)
     helps = {"gearman_up": "1 when the server answered the admin protocol",
+             "gearman_worker_connections": "worker connections (each registered one or more functions)",
              "gearman_queued": "jobs waiting for a worker (total minus running)",
              "gearman_running": "jobs handed to a worker (running, or prefetched and held)",
              "gearman_held": "of the running jobs, at least this many are held by prefetching gearctl workers",
@@ -435,7 +436,7 @@ def exporter(
         def collect(self) -> Any:
             reports = asyncio.run(monitor.collect(addresses, workers=True, **bounds))
             for name, samples in monitor.prometheus_samples(reports).items():
-                labels = ["server"] if name == "gearman_up" else ["server", "function"]
+                labels = ["server"] if name in monitor.PER_SERVER_METRICS else ["server", "function"]
                 family = GaugeMetricFamily(name, helps[name], labels=labels)
                 for sample_labels, value in samples:
                     family.add_metric([sample_labels[label] for label in labels], value)

@@ -180,7 +180,7 @@ def status_document(reports: Sequence[ServerReport], patterns: Sequence[str] = (
 
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "servers": [{"address": r.address, "up": r.up, "error": r.error,
+        "servers": [{"address": r.address, "up": r.up, "error": r.error, "worker_connections": r.worker_connections,
                      "functions": [row(r, fs) for fs in r.status if matches(fs.function, patterns)]}
                     for r in reports],
         "functions": [{"function": t.function, "queued": t.queued, "running": t.running, "workers": t.workers,
@@ -291,12 +291,18 @@ def _printable(text: str) -> str:
 
 # -- Prometheus ----------------------------------------------------------------------
 
+PER_SERVER_METRICS = frozenset({"gearman_up", "gearman_worker_connections"})  # the others are per function too
+
+
 def prometheus_samples(reports: Sequence[ServerReport]) -> dict[str, list[tuple[dict[str, str], float]]]:
     """metric name -> [(labels, value)], for the exporter."""
     out: dict[str, list[tuple[dict[str, str], float]]] = {
-        "gearman_up": [], "gearman_queued": [], "gearman_running": [], "gearman_held": [], "gearman_workers": []}
+        "gearman_up": [], "gearman_worker_connections": [], "gearman_queued": [], "gearman_running": [],
+        "gearman_held": [], "gearman_workers": []}
     for r in reports:
         out["gearman_up"].append(({"server": r.address}, 1.0 if r.up else 0.0))
+        if r.up:
+            out["gearman_worker_connections"].append(({"server": r.address}, float(r.worker_connections)))
         for fs in r.status:
             labels = {"server": r.address, "function": _printable(fs.function)}
             out["gearman_queued"].append((labels, float(fs.queued)))

@@ -259,6 +259,9 @@ def test_exporter_matches_status_json(gearmand_factory, procs: Procs) -> None:
     for server in doc["servers"]:
         up = samples[("gearman_up", frozenset({("server", server["address"])}))]
         assert up == (1.0 if server["up"] else 0.0)
+        if server["up"]:
+            connections = samples[("gearman_worker_connections", frozenset({("server", server["address"])}))]
+            assert connections == server["worker_connections"] == (1 if server["address"] == two.address else 0)
         for f in server["functions"]:
             labels = frozenset({("server", server["address"]), ("function", f["function"])})
             assert samples[("gearman_queued", labels)] == f["queued"]
@@ -442,3 +445,5 @@ def test_check_counts_worker_connections_and_registrations(gearmand: Gearmand, p
                           "on 1/1 servers"
     assert "workers=3;;;0" in perfdata.split() and "registrations=15;;;0" in perfdata.split()
     assert "'f1_workers'=3;;3:" in perfdata.split()
+    (entry,) = json.loads(gearctl("status", "--json", "-s", gearmand.address).stdout)["servers"]
+    assert entry["worker_connections"] == 3 and sum(f["workers"] for f in entry["functions"]) == 15
