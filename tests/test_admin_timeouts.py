@@ -47,6 +47,45 @@ class SilentServer:
             conn.close()
 
 
+class SlowServer(SilentServer):
+    """Answers `status` (one function) and `workers` (none), a few bytes at a
+    time, `gap` seconds apart: slower in all than --io-timeout, never silent
+    that long."""
+
+    ANSWERS = {b"status\n": [b"sl", b"ow\t", b"3\t", b"0\t", b"0\n", b".\n"], b"workers\n": [b".", b"\n"]}
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+        super().__init__()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        asked = b""
+        try:
+            while True:  # commands come after gearctl's binary SET_CLIENT_ID, one at a time
+                command = next((c for c in self.ANSWERS if c in asked), None)
+                if command is None:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    asked += chunk
+                    continue
+                asked = asked.replace(command, b"", 1)
+                for piece in self.ANSWERS[command]:
+                    time.sleep(self.gap)
+                    conn.sendall(piece)
+        except OSError:
+            return
+
+
 @pytest.fixture
 def silent() -> Iterator[SilentServer]:
     server = SilentServer()
@@ -127,3 +166,16 @@ def test_exporter_scrape_gives_up_after_the_io_timeout(silent: SilentServer, pro
         text = response.read().decode()
     assert f'gearman_up{{server="{silent.address}"}} 0.0' in text
     assert time.monotonic() - started < GAVE_UP_WITHIN
+
+
+def test_a_slow_answer_is_waited_for_while_it_keeps_coming() -> None:
+    # 6 pieces 0.5 s apart: 3 s in all, more than --io-timeout 2, never 2 s silent.
+    slow = SlowServer(gap=0.5)
+    try:
+        result = gearctl("status", "--json", "-s", slow.address, "--connect-timeout", "60", "--io-timeout", "2",
+                         timeout=60)
+        assert result.returncode == 0, result.stderr
+        (entry,) = json.loads(result.stdout)["servers"]
+        assert entry["up"] and entry["functions"][0]["function"] == "slow" and entry["functions"][0]["queued"] == 3
+    finally:
+        slow.close()
