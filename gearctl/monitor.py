@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,10 +59,14 @@ class ServerReport:
         admin connections register none)."""
         return sum(1 for w in self.workers if w.functions)
 
+    @functools.cached_property
+    def _prefetched(self) -> frozenset[str]:
+        return frozenset(f for w in self.workers if w.prefetch > 1 for f in w.functions)
+
     def prefetching(self, function: str) -> bool:
         """A gearctl worker with --prefetch > 1 serves `function` here (needs
         the workers part)."""
-        return any(w.prefetch > 1 and function in w.functions for w in self.workers)
+        return function in self._prefetched
 
     def held(self, fs: FunctionStatus) -> int:
         """How many of fs.running at least are prefetched and not started
@@ -180,7 +185,8 @@ def status_document(reports: Sequence[ServerReport], patterns: Sequence[str] = (
 
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "servers": [{"address": r.address, "up": r.up, "error": r.error, "worker_connections": r.worker_connections,
+        "servers": [{"address": r.address, "up": r.up, "error": r.error,
+                     "worker_connections": r.worker_connections if r.up else None,
                      "functions": [row(r, fs) for fs in r.status if matches(fs.function, patterns)]}
                     for r in reports],
         "functions": [{"function": t.function, "queued": t.queued, "running": t.running, "workers": t.workers,
