@@ -49,6 +49,14 @@ class PriorityStatus:
     workers: int
 
 
+# gearmand counts a job handed to a worker as running, whether the worker runs
+# it or holds it prefetched. A gearctl worker with --prefetch N > 1 ends its
+# client id with this tag and N, so `gearctl status` can tell how many of the
+# "running" jobs are held. gearmand keeps 127 bytes of a client id.
+PREFETCH_TAG = "/prefetch="
+CLIENT_ID_BYTES = 127
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
     """One `workers` row: a connection and the functions it registered."""
@@ -57,6 +65,20 @@ class WorkerInfo:
     address: str
     client_id: str
     functions: tuple[str, ...]
+
+    @property
+    def prefetch(self) -> int:
+        """The jobs this connection may hold at once, as a gearctl worker
+        advertises it in its client id (1 for any other worker)."""
+        _, sep, n = self.client_id.rpartition(PREFETCH_TAG)
+        return int(n) if sep and n.isdigit() and int(n) > 0 else 1
+
+
+def worker_client_id(client_id: str, prefetch: int) -> bytes:
+    """A worker's SET_CLIENT_ID: its id (spaces would make `workers` lines
+    ambiguous) and, with prefetch > 1, the tag, kept whole when the id is cut."""
+    tag = f"{PREFETCH_TAG}{prefetch}".encode() if prefetch > 1 else b""
+    return client_id.replace(" ", "_").encode("utf-8", "replace")[: CLIENT_ID_BYTES - len(tag)] + tag
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,16 +15,21 @@ import typer
 from . import __version__, monitor, render
 from .cliapp import NO_SERVER_OPTIONS, Out, ServerOptions, app, complete_functions, with_servers
 from .client import AsyncClient, JobStatus
-from .connection import ServerAddress, admin_request
+from .connection import ServerAddress
 from .errors import ExitCode, GearctlError, NoServerAvailable, ServerError, UsageError
 
 AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")]
 
 
+def _bounds(server: ServerOptions) -> dict[str, Any]:
+    """monitor's keyword arguments for --connect-timeout, --io-timeout and TLS:
+    every admin wait is bounded by these two documented timeouts."""
+    return {"connect_timeout": server.connect_timeout, "io_timeout": server.io_timeout, "tls": server.ssl_context()}
+
+
 def _collect(server: ServerOptions, **parts: bool) -> list[monitor.ServerReport]:
     """One admin report per server (down ones included)."""
-    return asyncio.run(monitor.collect(server.addresses(), timeout=server.connect_timeout,
-                                       tls=server.ssl_context(), **parts))
+    return asyncio.run(monitor.collect(server.addresses(), **_bounds(server), **parts))
 
 
 def _gather(server: ServerOptions, **parts: bool) -> list[monitor.ServerReport]:
@@ -60,7 +65,7 @@ def status(
         raise UsageError(f"--sort takes one of {', '.join(monitor.SORT_KEYS)}, not {sort!r}")
     if watch:
         return _watch_status(server, wanted, sort, interval, as_json)
-    reports = _gather(server)
+    reports = _gather(server, workers=True)  # workers: who prefetches (held jobs)
     _print_status(reports, wanted, sort, as_json)
     return ExitCode.OK
 
@@ -82,12 +87,12 @@ def _watch_status(server: ServerOptions, patterns: list[str], sort: str, interva
     """On a terminal a table redrawn in place; otherwise (or with --json) one
     snapshot per interval: tab-separated lines after a '# time' line, or one JSON
     document per line. Ctrl-C ends it with exit 0."""
-    addresses, ctx, timeout = server.addresses(), server.ssl_context(), server.connect_timeout
+    addresses, bounds = server.addresses(), _bounds(server)
 
     async def loop() -> None:
         if as_json or not render.is_tty(sys.stdout):
             while True:
-                reports = await monitor.collect(addresses, timeout=timeout, tls=ctx)
+                reports = await monitor.collect(addresses, workers=True, **bounds)
                 if not as_json:
                     Out().line(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')}")
                 _print_status(reports, patterns, sort, as_json, indent=None)
@@ -97,7 +102,7 @@ def _watch_status(server: ServerOptions, patterns: list[str], sort: str, interva
 
         with Live(console=Console(), refresh_per_second=4, transient=False) as live:
             while True:
-                reports = await monitor.collect(addresses, timeout=timeout, tls=ctx)
+                reports = await monitor.collect(addresses, workers=True, **bounds)
                 rows = monitor.totals(reports, patterns, sort)
                 stamp = time.strftime("%H:%M:%S")
                 live.update(render.status_renderable(reports, rows, f"gearman status {stamp} (Ctrl-C to stop)"))
@@ -186,10 +191,10 @@ def job(
     gear = server.client()
     keys = [("unique", unique)] if unique is not None else [("handle", h) for h in handles or []]
 
-    async def ask(client: AsyncClient) -> list[JobStatus]:
+    async def ask(client: AsyncClient) -> list[JobStatus]:  # bounded by the client's two timeouts
         return list(await asyncio.gather(*(
-            client.status_unique(k, timeout=server.connect_timeout) if kind == "unique"
-            else client.status(k, timeout=server.connect_timeout) for kind, k in keys)))
+            client.status_unique(k, timeout=None) if kind == "unique"
+            else client.status(k, timeout=None) for kind, k in keys)))
 
     if watch:
         try:
@@ -267,13 +272,15 @@ def cancel(
     address = next(a for a in server.addresses() if str(a) == report.address)
 
     async def running() -> bool:  # `show jobs` does not say; GET_STATUS does
-        async with AsyncClient([address], connect_timeout=server.connect_timeout, tls=server.tls_options()) as gear:
-            return (await gear.status(handle, timeout=server.connect_timeout)).running
+        async with AsyncClient([address], connect_timeout=server.connect_timeout, io_timeout=server.io_timeout,
+                               tls=server.tls_options()) as gear:
+            return (await gear.status(handle, timeout=None)).running
 
     if not held.queued or asyncio.run(running()):
         raise ServerError("RUNNING", f"{handle} is running on {report.address}; gearmand cannot stop a running job")
-    asyncio.run(admin_request(address, "cancel job", handle, timeout=server.connect_timeout,
-                              tls=server.ssl_context()))
+    ((_, answer),) = asyncio.run(monitor.ask_all([address], "cancel job", handle, **_bounds(server)))
+    if isinstance(answer, GearctlError):
+        raise answer
     Out().line(f"cancelled {handle} on {report.address}")
     return ExitCode.OK
 
@@ -293,7 +300,7 @@ def drop(
     if queued and not force:
         raise UsageError(f"{function} has {queued} job(s) queued or running; gearmand would keep them but no worker "
                          "would ever get them. Let them drain, or use --force")
-    results = asyncio.run(server.client().admin("drop function", function, timeout=server.connect_timeout)).items()
+    results = asyncio.run(monitor.ask_all(server.addresses(), "drop function", function, **_bounds(server)))
     dropped, refused = [], []
     down = []
     for address, result in results:
@@ -353,7 +360,7 @@ def ping(
                 return address, e
             try:
                 started = time.perf_counter()
-                reply = await conn.call(encode(PacketType.ECHO_REQ, b"gearctl ping"), server.connect_timeout)
+                reply = await conn.call(encode(PacketType.ECHO_REQ, b"gearctl ping"), server.io_timeout)
                 if reply.args[0] != b"gearctl ping":
                     return address, GearctlError(f"{address}: echo came back altered")
                 return address, time.perf_counter() - started
@@ -392,7 +399,7 @@ def check(
     try:
         queued = [monitor.Threshold.parse(t, "--max-queued") for t in max_queued or []]
         workers_ = [monitor.Threshold.parse(t, "--min-workers") for t in min_workers or []]
-        reports = _collect(server)
+        reports = _collect(server, workers=True)  # workers: connections, not registrations
     except GearctlError as e:  # the plugin could not check: UNKNOWN, whatever the cause
         out.line(f"GEARMAN UNKNOWN - {e}")
         return monitor.UNKNOWN
@@ -414,10 +421,12 @@ def exporter(
     from prometheus_client.exposition import start_http_server
     from prometheus_client.registry import Collector
 
-    addresses, ctx = server.addresses(), server.ssl_context()
+    addresses, bounds = server.addresses(), _bounds(server)
     helps = {"gearman_up": "1 when the server answered the admin protocol",
+             "gearman_worker_connections": "worker connections (each registered one or more functions)",
              "gearman_queued": "jobs waiting for a worker (total minus running)",
-             "gearman_running": "jobs being run by a worker",
+             "gearman_running": "jobs handed to a worker (running, or prefetched and held)",
+             "gearman_held": "of the running jobs, at least this many are held by prefetching gearctl workers",
              "gearman_workers": "workers registered for the function"}
 
     class GearmanCollector(Collector):
@@ -425,9 +434,9 @@ def exporter(
             return []  # so registering does not scrape the servers before the port is open
 
         def collect(self) -> Any:
-            reports = asyncio.run(monitor.collect(addresses, timeout=server.connect_timeout, tls=ctx))
+            reports = asyncio.run(monitor.collect(addresses, workers=True, **bounds))
             for name, samples in monitor.prometheus_samples(reports).items():
-                labels = ["server"] if name == "gearman_up" else ["server", "function"]
+                labels = ["server"] if name in monitor.PER_SERVER_METRICS else ["server", "function"]
                 family = GaugeMetricFamily(name, helps[name], labels=labels)
                 for sample_labels, value in samples:
                     family.add_metric([sample_labels[label] for label in labels], value)

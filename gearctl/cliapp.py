@@ -227,6 +227,6 @@ def complete_functions(incomplete: str) -> list[str]:
             names.update(plugins.load_plugins(plugins.plugin_dirs()).functions)
         with contextlib.suppress(Exception):
             servers = parse_servers(os.environ.get("GEARCTL_SERVERS") or None)
-            for report in asyncio.run(monitor.collect(servers, timeout=0.5)):
+            for report in asyncio.run(monitor.collect(servers, connect_timeout=0.5, io_timeout=0.5)):
                 names.update(fs.function for fs in report.status)
     return sorted(n for n in names if n.startswith(incomplete) and "\t" not in n)

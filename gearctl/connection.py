@@ -485,14 +485,20 @@ ADMIN_CLIENT_ID = f"gearctl-admin-{os.getpid()}"  # so `workers` can leave our o
 
 async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]], *,
                         timeout: float = DEFAULT_CONNECT_TIMEOUT, tls: ssl.SSLContext | None = None,
-                        client_id: str = ADMIN_CLIENT_ID) -> list[list[str] | ServerError]:
+                        client_id: str = ADMIN_CLIENT_ID,
+                        io_timeout: float | None = None) -> list[list[str] | ServerError]:
     """Run text admin commands one after another on one fresh connection.
 
     gearmand tells text from binary by each request's first byte, so a binary
     SET_CLIENT_ID goes first: our connection then shows in `workers` under
     `client_id`. An ERR answer is returned in the command's place, not raised.
-    Raises ConnectionFailed / Timeout for the connection itself."""
+    Raises ConnectionFailed / Timeout for the connection itself.
+
+    `timeout` bounds connecting (--connect-timeout). With `io_timeout`
+    (--io-timeout) the server may then stay silent that long before each chunk
+    of an answer it owes; without it, `timeout` bounds the whole session."""
     deadline = time.monotonic() + timeout
+    silence = f"{timeout:g}s" if io_timeout is None else f"{io_timeout:g}s (--io-timeout)"
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(address.host, address.port, ssl=tls,
@@ -509,13 +515,13 @@ async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]
             framer = admin.ResponseReader(command)
             writer.write(admin.command_line(command, *args))
             while True:
-                left = deadline - time.monotonic()
+                left = io_timeout if io_timeout is not None else deadline - time.monotonic()
                 if left <= 0:
-                    raise Timeout(f"{address}: no answer to {command!r} within {timeout:g}s")
+                    raise Timeout(f"{address}: no answer to {command!r} within {silence}")
                 try:
                     chunk = await asyncio.wait_for(reader.read(65536), left)
                 except asyncio.TimeoutError:
-                    raise Timeout(f"{address}: no answer to {command!r} within {timeout:g}s") from None
+                    raise Timeout(f"{address}: no answer to {command!r} within {silence}") from None
                 except OSError as e:
                     raise ConnectionFailed(f"{address}: {_reason(e)}") from e
                 if not chunk:
@@ -536,10 +542,11 @@ async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]
 
 
 async def admin_request(address: ServerAddress, command: str, *args: str,
-                        timeout: float = DEFAULT_CONNECT_TIMEOUT, tls: ssl.SSLContext | None = None) -> list[str]:
+                        timeout: float = DEFAULT_CONNECT_TIMEOUT, tls: ssl.SSLContext | None = None,
+                        io_timeout: float | None = None) -> list[str]:
     """Run one text admin command on a fresh connection; the response lines.
-    Raises ServerError for an ERR answer."""
-    (result,) = await admin_session(address, [(command, *args)], timeout=timeout, tls=tls)
+    Raises ServerError for an ERR answer. Timeouts as for admin_session."""
+    (result,) = await admin_session(address, [(command, *args)], timeout=timeout, tls=tls, io_timeout=io_timeout)
     if isinstance(result, ServerError):
         raise result
     return result

@@ -3,14 +3,26 @@
 `collect()` asks every server at once, over the text admin protocol, for the
 parts wanted (status, workers, jobs, unique jobs, version), one connection per
 server; a server that does not answer is reported as down, with the reason,
-instead of failing the whole view. The rest turns reports into totals, a JSON
+instead of failing the whole view. Every wait is bounded by the two documented
+timeouts: connect_timeout for the connection, io_timeout for a server that
+owes an answer and says nothing. The rest turns reports into totals, a JSON
 document, Nagios check results and Prometheus samples.
+
+What the figures mean: gearmand's `status` gives per function a total (jobs
+it holds), running (jobs handed to a worker) and workers (connections that
+registered the function). queued is total minus running. gearmand counts a
+job a worker has prefetched as running though it has not started, so where
+gearctl workers with --prefetch > 1 serve a function (they say so in their
+client id, see admin.PREFETCH_TAG), `held` is how many of the running jobs at
+least are only held: each worker connection runs one job at a time, so running
+jobs beyond the connections serving the function wait inside a worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,10 +30,15 @@ from typing import Any
 
 from . import admin
 from .admin import FunctionStatus, JobInfo, WorkerInfo
-from .connection import ADMIN_CLIENT_ID, ServerAddress, admin_session
+from .connection import (
+    ADMIN_CLIENT_ID,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_IO_TIMEOUT,
+    ServerAddress,
+    admin_request,
+    admin_session,
+)
 from .errors import GearctlError, ServerError, UsageError
-
-DEFAULT_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -36,10 +53,31 @@ class ServerReport:
     version: str | None = None
     seconds: float = 0.0  # how long the server took to answer
 
+    @property
+    def worker_connections(self) -> int:
+        """Connections that registered at least one function (clients and
+        admin connections register none)."""
+        return sum(1 for w in self.workers if w.functions)
+
+    @functools.cached_property
+    def _prefetched(self) -> frozenset[str]:
+        return frozenset(f for w in self.workers if w.prefetch > 1 for f in w.functions)
+
+    def prefetching(self, function: str) -> bool:
+        """A gearctl worker with --prefetch > 1 serves `function` here (needs
+        the workers part)."""
+        return function in self._prefetched
+
+    def held(self, fs: FunctionStatus) -> int:
+        """How many of fs.running at least are prefetched and not started
+        (see the module docstring); 0 unless a prefetching worker serves it."""
+        return max(fs.running - fs.workers, 0) if self.prefetching(fs.function) else 0
+
 
 async def collect(servers: Sequence[ServerAddress], *, status: bool = True, workers: bool = False,
                   jobs: bool = False, uniques: bool = False, version: bool = False,
-                  timeout: float = DEFAULT_TIMEOUT, tls: Any = None) -> list[ServerReport]:
+                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, io_timeout: float = DEFAULT_IO_TIMEOUT,
+                  tls: Any = None) -> list[ServerReport]:
     """One report per server, in the order given."""
     wanted = [name for name, on in (("status", status), ("workers", workers), ("show jobs", jobs),
                                     ("show unique jobs", uniques), ("version", version)) if on]
@@ -47,7 +85,8 @@ async def collect(servers: Sequence[ServerAddress], *, status: bool = True, work
     async def one(address: ServerAddress) -> ServerReport:
         started = time.monotonic()
         try:
-            results = await admin_session(address, [(c,) for c in wanted], timeout=timeout, tls=tls)
+            results = await admin_session(address, [(c,) for c in wanted], timeout=connect_timeout,
+                                          io_timeout=io_timeout, tls=tls)
         except GearctlError as e:
             return ServerReport(str(address), False, str(e), seconds=time.monotonic() - started)
         parts: dict[str, Any] = {}
@@ -72,6 +111,21 @@ async def collect(servers: Sequence[ServerAddress], *, status: bool = True, work
     return list(await asyncio.gather(*(one(a) for a in servers)))
 
 
+async def ask_all(servers: Sequence[ServerAddress], command: str, *args: str,
+                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, io_timeout: float = DEFAULT_IO_TIMEOUT,
+                  tls: Any = None) -> list[tuple[ServerAddress, list[str] | GearctlError]]:
+    """One admin command on every server at once: its lines, or the error
+    (an ERR answer as ServerError), per server in the order given."""
+    async def one(address: ServerAddress) -> tuple[ServerAddress, list[str] | GearctlError]:
+        try:
+            return address, await admin_request(address, command, *args, timeout=connect_timeout,
+                                                io_timeout=io_timeout, tls=tls)
+        except GearctlError as e:
+            return address, e
+
+    return list(await asyncio.gather(*(one(a) for a in servers)))
+
+
 def matches(function: str, patterns: Sequence[str]) -> bool:
     """No patterns: everything; else any shell-style pattern (resize_*) matches."""
     return not patterns or any(fnmatch.fnmatchcase(function, p) for p in patterns)
@@ -85,7 +139,10 @@ class Totals:
     queued: int = 0
     running: int = 0
     workers: int = 0
+    held: int = 0  # of running: prefetched by gearctl workers, not started (at least)
+    prefetching: bool = False  # a gearctl worker with --prefetch > 1 serves it somewhere
     by_server: dict[str, FunctionStatus] = field(default_factory=dict)
+    held_by_server: dict[str, int] = field(default_factory=dict)
 
     @property
     def stuck(self) -> bool:
@@ -109,7 +166,10 @@ def totals(reports: Iterable[ServerReport], patterns: Sequence[str] = (), sort: 
             row.queued += fs.queued
             row.running += fs.running
             row.workers += fs.workers
+            row.held += report.held(fs)
+            row.prefetching = row.prefetching or report.prefetching(fs.function)
             row.by_server[report.address] = fs
+            row.held_by_server[report.address] = report.held(fs)
     ordered = sorted(rows.values(), key=lambda r: r.function)
     if sort != "function":
         ordered.sort(key=lambda r: getattr(r, sort), reverse=True)
@@ -119,17 +179,19 @@ def totals(reports: Iterable[ServerReport], patterns: Sequence[str] = (), sort: 
 def status_document(reports: Sequence[ServerReport], patterns: Sequence[str] = (),
                     sort: str = "function") -> dict[str, Any]:
     """`gearctl status --json` (schema in README)."""
-    def row(fs: FunctionStatus) -> dict[str, Any]:
+    def row(r: ServerReport, fs: FunctionStatus) -> dict[str, Any]:
         return {"function": fs.function, "queued": fs.queued, "running": fs.running, "workers": fs.workers,
-                "total": fs.total}
+                "total": fs.total, "held": r.held(fs), "prefetching": r.prefetching(fs.function)}
 
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "servers": [{"address": r.address, "up": r.up, "error": r.error,
-                     "functions": [row(fs) for fs in r.status if matches(fs.function, patterns)]}
+                     "worker_connections": r.worker_connections if r.up else None,
+                     "functions": [row(r, fs) for fs in r.status if matches(fs.function, patterns)]}
                     for r in reports],
         "functions": [{"function": t.function, "queued": t.queued, "running": t.running, "workers": t.workers,
-                       "stuck": t.stuck} for t in totals(reports, patterns, sort)],
+                       "held": t.held, "prefetching": t.prefetching, "stuck": t.stuck}
+                      for t in totals(reports, patterns, sort)],
     }
 
 
@@ -162,12 +224,15 @@ class Threshold:
 
 def check(reports: Sequence[ServerReport], max_queued: Sequence[Threshold],
           min_workers: Sequence[Threshold]) -> tuple[int, str]:
-    """The plugin result: (exit state, one status line with perfdata)."""
+    """The plugin result: (exit state, one status line with perfdata). The
+    reports need the workers part: workers counts worker connections, and a
+    function registered by each of them is a registration of its own."""
     problems: list[tuple[int, str]] = []
     down = [r for r in reports if not r.up]
     for r in down:
         problems.append((CRITICAL, f"{r.address} down ({r.error})"))
-    rows = totals([r for r in reports if r.up])
+    up = [r for r in reports if r.up]
+    rows = totals(up)
     by_name = {t.function: t for t in rows}
     problems += _breaches(max_queued, by_name, "queued", above=True)
     problems += _breaches(min_workers, by_name, "workers", above=False)
@@ -175,12 +240,16 @@ def check(reports: Sequence[ServerReport], max_queued: Sequence[Threshold],
     if down and len(down) == len(reports):
         state = CRITICAL
     queued = sum(t.queued for t in rows)
-    workers = sum(t.workers for t in rows)
+    held = sum(t.held for t in rows)
+    workers = sum(r.worker_connections for r in up)
+    registrations = sum(t.workers for t in rows)
     ordered = sorted(problems, key=lambda p: -p[0])
     summary = "; ".join(_printable(text).replace("|", "/") for _, text in ordered) or (
-        f"{len(rows)} functions, {queued} queued, {sum(t.running for t in rows)} running, {workers} workers on "
-        f"{len(reports) - len(down)}/{len(reports)} servers")
-    perf = [f"servers_up={len(reports) - len(down)};;;0;{len(reports)}"]
+        f"{len(rows)} functions, {queued} queued, {sum(t.running for t in rows)} running"
+        f"{f' ({held} of them held by prefetching workers)' if held else ''}, {workers} workers "
+        f"({registrations} function registrations) on {len(up)}/{len(reports)} servers")
+    perf = [f"servers_up={len(up)};;;0;{len(reports)}", f"workers={workers};;;0",
+            f"registrations={registrations};;;0"]
     for t in rows:
         qw = _limits(max_queued, t.function)
         ww = _limits(min_workers, t.function, minimum=True)
@@ -228,15 +297,22 @@ def _printable(text: str) -> str:
 
 # -- Prometheus ----------------------------------------------------------------------
 
+PER_SERVER_METRICS = frozenset({"gearman_up", "gearman_worker_connections"})  # the others are per function too
+
+
 def prometheus_samples(reports: Sequence[ServerReport]) -> dict[str, list[tuple[dict[str, str], float]]]:
     """metric name -> [(labels, value)], for the exporter."""
     out: dict[str, list[tuple[dict[str, str], float]]] = {
-        "gearman_up": [], "gearman_queued": [], "gearman_running": [], "gearman_workers": []}
+        "gearman_up": [], "gearman_worker_connections": [], "gearman_queued": [], "gearman_running": [],
+        "gearman_held": [], "gearman_workers": []}
     for r in reports:
         out["gearman_up"].append(({"server": r.address}, 1.0 if r.up else 0.0))
+        if r.up:
+            out["gearman_worker_connections"].append(({"server": r.address}, float(r.worker_connections)))
         for fs in r.status:
             labels = {"server": r.address, "function": _printable(fs.function)}
             out["gearman_queued"].append((labels, float(fs.queued)))
             out["gearman_running"].append((labels, float(fs.running)))
+            out["gearman_held"].append((labels, float(r.held(fs))))
             out["gearman_workers"].append((labels, float(fs.workers)))
     return out

@@ -244,8 +244,10 @@ def shown(text: str) -> Any:
 def status_renderable(reports: list[Any], rows: list[Any], title: str = "gearman status") -> Any:
     """Functions with queued (waiting), running and available workers, per server
     when there are several, summed. A server's row is red when it holds jobs and
-    no worker for them (gearmand does not move jobs between servers). Down
-    servers first, so a table taller than the screen cannot hide them."""
+    no worker for them (gearmand does not move jobs between servers). Running
+    jobs that prefetching gearctl workers only hold show as "(N held)", with a
+    note under the table. Down servers first, so a table taller than the screen
+    cannot hide them."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -260,28 +262,36 @@ def status_renderable(reports: list[Any], rows: list[Any], title: str = "gearman
     for row in rows:
         if several:
             for address, fs in sorted(row.by_server.items()):
-                table.add_row(shown(row.function), address, str(fs.queued), str(fs.running), str(fs.workers),
+                table.add_row(shown(row.function), address, str(fs.queued),
+                              _running(fs.running, row.held_by_server.get(address, 0)), str(fs.workers),
                               style="bold red" if fs.queued and not fs.workers else None)
-            table.add_row(shown(row.function), "all", str(row.queued), str(row.running), str(row.workers),
-                          style="bold", end_section=True)
+            table.add_row(shown(row.function), "all", str(row.queued), _running(row.running, row.held),
+                          str(row.workers), style="bold", end_section=True)
         else:
-            table.add_row(shown(row.function), str(row.queued), str(row.running), str(row.workers),
+            table.add_row(shown(row.function), str(row.queued), _running(row.running, row.held), str(row.workers),
                           style="bold red" if row.stuck else None)
     down = [Text(f"{r.address}: down ({r.error})", style="bold red") for r in reports if not r.up]
-    return Group(*down, table)
+    notes = [Text("running counts jobs handed to a worker; (N held): at least N of them are prefetched by "
+                  "gearctl workers (--prefetch) and wait to start", style="dim")] if any(r.held for r in rows) else []
+    return Group(*down, table, *notes)
+
+
+def _running(running: int, held: int) -> str:
+    return f"{running} ({held} held)" if held else str(running)
 
 
 def status_lines(reports: list[Any], rows: list[Any]) -> bytes:
     """Tab-separated lines with a header: per server, and an "all" row per function
-    when there are several servers. Names go out as the server sent them."""
+    when there are several servers. Names go out as the server sent them. held
+    comes last, so scripts that cut the first five columns are unaffected."""
     several = len(reports) > 1
-    out = ["function\tserver\tqueued\trunning\tworkers"]
+    out = ["function\tserver\tqueued\trunning\tworkers\theld"]
     for r in rows:
         if several:
-            out += [f"{r.function}\t{address}\t{fs.queued}\t{fs.running}\t{fs.workers}"
+            out += [f"{r.function}\t{address}\t{fs.queued}\t{fs.running}\t{fs.workers}\t{r.held_by_server[address]}"
                     for address, fs in sorted(r.by_server.items())]
         out.append(f"{r.function}\t{'all' if several else next(iter(r.by_server))}\t{r.queued}\t{r.running}"
-                   f"\t{r.workers}")
+                   f"\t{r.workers}\t{r.held}")
     return ("\n".join(out) + "\n").encode("utf-8", "surrogateescape")
 
 

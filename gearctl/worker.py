@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
+from . import admin
 from .connection import Connection, ServerAddress, TLSOptions
 from .errors import ConnectionFailed, GearctlError
 from .jobs import Outcome, WorkerJob, execute
@@ -206,9 +207,8 @@ class Worker:
 
     # -- connections -----------------------------------------------------------
     def _registration_bytes(self) -> bytes:
-        # Spaces would make `gearadmin --workers` lines ambiguous; gearmand keeps 127 bytes.
-        ident = self.client_id.replace(" ", "_").encode("utf-8", "replace")[:127]
-        parts = [encode(P.SET_CLIENT_ID, ident)]
+        # The id, with --prefetch advertised for `gearctl status` (see admin.PREFETCH_TAG).
+        parts = [encode(P.SET_CLIENT_ID, admin.worker_client_id(self.client_id, self.prefetch))]
         # Plain CAN_DO even for functions with a timeout: gearmand 1.1.20's
         # CAN_DO_TIMEOUT (milliseconds) re-queues an expired job instead of failing
         # it, tells nobody, and keeps one timer per connection that fires for the

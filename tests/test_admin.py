@@ -252,6 +252,23 @@ def test_workers_on_ipv6(line: str, expected: WorkerInfo) -> None:
     assert admin.parse_workers([line]) == [expected]
 
 
+@pytest.mark.parametrize(("client_id", "prefetch"), [
+    ("web1-42/prefetch=16", 16), ("web1-42", 1), ("-", 1), ("odd/prefetch=", 1), ("odd/prefetch=x", 1),
+    ("odd/prefetch=0", 1), ("a/prefetch=2/prefetch=8", 8),
+])
+def test_worker_prefetch_from_its_client_id(client_id: str, prefetch: int) -> None:
+    assert WorkerInfo(1, "127.0.0.1", client_id, ("f",)).prefetch == prefetch
+
+
+def test_worker_client_id_advertises_prefetch_and_keeps_it_when_cut() -> None:
+    assert admin.worker_client_id("web 1", 1) == b"web_1"
+    assert admin.worker_client_id("web1", 16) == b"web1/prefetch=16"
+    long = admin.worker_client_id("x" * 300, 16)
+    assert len(long) == admin.CLIENT_ID_BYTES and long.endswith(b"/prefetch=16")
+    assert WorkerInfo(1, "127.0.0.1", long.decode(), ("f",)).prefetch == 16
+    assert len(admin.worker_client_id("x" * 300, 1)) == admin.CLIENT_ID_BYTES
+
+
 def test_parse_ok() -> None:
     assert admin.parse_ok(["OK"]) == ""
     assert admin.parse_ok(["OK 12"]) == "12"

@@ -13,11 +13,54 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
-from conftest import Gearmand, Procs, c_worker, free_port, gearctl, php_worker, wait_until
+from conftest import Gearmand, Procs, c_worker, free_port, gearctl, wait_until
 
 GEARCTL = [sys.executable, "-m", "gearctl"]
 TAB = "fn\twith tab"
+
+# Async job functions that wait for a file the test creates, so a job is
+# still running (or still held) when a command looks at it. Async: they leave
+# the worker's event loop free to send WORK_STATUS and to prefetch.
+HELD_PLUGIN = """
+import asyncio, os, time
+from gearctl import job
+
+RELEASE = {release!r}
+
+
+async def released():
+    deadline = time.monotonic() + 120
+    while not os.path.exists(RELEASE):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never released the job")
+        await asyncio.sleep(0.02)
+
+
+@job
+async def held(job):
+    job.send_status(1, 4)
+    await released()
+    job.send_status(4, 4)
+    return "done"
+"""
+
+
+def held_worker(procs: Procs, server: Gearmand, tmp_path: Path, *args: str, extra: str = "",
+                expect: tuple[str, ...] = ("held",), workers: int = 1) -> Path:
+    """A gearctl worker serving `held` (and `extra` plugin code); the file whose
+    creation releases its jobs."""
+    release = tmp_path / "release"
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "held.py").write_text(HELD_PLUGIN.format(release=str(release)) + extra)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    procs.start([*GEARCTL, "worker", "-p", str(plugins), "-s", server.address, "--log-format", "json", *args],
+                env=env)
+    wait_until(lambda: all(server.status().get(f, (0, 0, 0))[2] >= workers for f in expect), 30,
+               what=f"gearctl worker registering {expect}")
+    return release
 
 
 def gearadmin(server: Gearmand, flag: str) -> list[str]:
@@ -49,8 +92,8 @@ def test_status_agrees_with_gearadmin_on_two_servers(gearmand_factory, procs: Pr
     totals = {f["function"]: f for f in doc["functions"]}
     assert totals[TAB]["queued"] == 3 and totals["plain"]["queued"] == 7 and totals["served"]["workers"] == 1
     plain = gearctl("status", "-s", f"{one.address},{two.address}").stdout.decode().splitlines()
-    assert plain[0] == "function\tserver\tqueued\trunning\tworkers" and "plain\tall\t7\t0\t0" in plain
-    assert f"plain\t{two.address}\t5\t0\t0" in plain
+    assert plain[0] == "function\tserver\tqueued\trunning\tworkers\theld" and "plain\tall\t7\t0\t0\t0" in plain
+    assert f"plain\t{two.address}\t5\t0\t0\t0" in plain
 
 
 def test_workers_and_jobs_agree_with_gearadmin(gearmand: Gearmand, procs: Procs) -> None:
@@ -68,10 +111,16 @@ def test_workers_and_jobs_agree_with_gearadmin(gearmand: Gearmand, procs: Procs)
     assert len(uniques["servers"][0]["uniques"]) == 4
 
 
+def _plain(screen: bytes) -> bytes:
+    """What a terminal shows, without its escape sequences (styles split text)."""
+    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", screen)
+
+
 def _read_pty(master: int, until: bytes, timeout: float) -> bytes:
+    """Read until the regex `until` matches the plain text shown (or timeout)."""
     seen = b""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and until not in seen:
+    while time.monotonic() < deadline and not re.search(until, _plain(seen)):
         if select.select([master], [], [], 0.1)[0]:
             try:
                 seen += os.read(master, 65536)
@@ -92,7 +141,8 @@ def test_status_watch_follows_changes_and_exits_0_on_ctrl_c(gearmand_factory, pr
     try:
         assert b"watched" in _read_pty(master, b"watched", 15)
         fill(one, "watched", 5)
-        assert b"7" in _read_pty(master, b" 7 ", 15)
+        total = "watched\\s+│\\s+all\\s+│\\s+7\\s".encode()  # the "all" row: 7 queued
+        assert re.search(total, _plain(_read_pty(master, total, 15)))
         two.stop()
         assert b"down" in _read_pty(master, b"down", 15)
         os.kill(proc.pid, signal.SIGINT)
@@ -103,15 +153,28 @@ def test_status_watch_follows_changes_and_exits_0_on_ctrl_c(gearmand_factory, pr
         os.close(master)
 
 
-def test_job_watch_follows_a_job_to_completion(gearmand: Gearmand, procs: Procs) -> None:
-    php_worker(procs, gearmand, "php_status")
-    handle = gearctl("client", "php_status", "-s", gearmand.address).stdout.decode().strip()
+def test_job_watch_follows_a_job_to_completion(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
+    release = held_worker(procs, gearmand, tmp_path)
+    handle = gearctl("client", "held", "-s", gearmand.address).stdout.decode().strip()
     wait_until(lambda: json.loads(gearctl("job", handle, "--json", "-s", gearmand.address).stdout)[0]["denominator"]
-               == 4, 10, interval=0.05, what="progress")
-    started = time.monotonic()
-    watched = gearctl("job", handle, "--watch", "--interval", "0.1", "-s", gearmand.address, timeout=30)
-    assert watched.returncode == 0
-    assert time.monotonic() - started > 0.1
+               == 4, 30, interval=0.05, what="progress")
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    env.update(COLUMNS="150", LINES="40", TERM="xterm")
+    proc = subprocess.Popen([*GEARCTL, "job", handle, "--watch", "--interval", "0.1", "-s", gearmand.address],
+                            stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    try:
+        seen = _read_pty(master, b"running", 30)  # the watcher shows the job, still held open by us
+        assert handle.encode() in seen and b"running" in seen and b"done" not in seen
+        release.touch()
+        seen += _read_pty(master, b"done", 30)
+        assert proc.wait(30) == 0 and b"done" in seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        os.close(master)
     final = json.loads(gearctl("job", handle, "--json", "-s", gearmand.address).stdout)[0]
     assert final["known"] is False
 
@@ -171,6 +234,7 @@ def test_exporter_matches_status_json(gearmand_factory, procs: Procs) -> None:
     fill(one, "exported", 3)
     fill(two, "exported", 4)
     c_worker(procs, two, "exported", "sleep", "60")
+    wait_until(lambda: two.status()["exported"][1] == 1, 15, what="the C worker to take a job")
     port = free_port()
     servers = f"{one.address},{two.address},127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
@@ -195,10 +259,14 @@ def test_exporter_matches_status_json(gearmand_factory, procs: Procs) -> None:
     for server in doc["servers"]:
         up = samples[("gearman_up", frozenset({("server", server["address"])}))]
         assert up == (1.0 if server["up"] else 0.0)
+        if server["up"]:
+            connections = samples[("gearman_worker_connections", frozenset({("server", server["address"])}))]
+            assert connections == server["worker_connections"] == (1 if server["address"] == two.address else 0)
         for f in server["functions"]:
             labels = frozenset({("server", server["address"]), ("function", f["function"])})
             assert samples[("gearman_queued", labels)] == f["queued"]
             assert samples[("gearman_running", labels)] == f["running"]
+            assert samples[("gearman_held", labels)] == f["held"]
             assert samples[("gearman_workers", labels)] == f["workers"]
 
 
@@ -286,10 +354,10 @@ def test_job_asks_servers_at_once(gearmand: Gearmand) -> None:
     silent = socket.create_server(("127.0.0.1", 0))
     try:
         started = time.monotonic()
-        result = gearctl("job", handle, "--json", "--connect-timeout", "2",
+        result = gearctl("job", handle, "--json", "--connect-timeout", "60", "--io-timeout", "1",
                          "-s", f"127.0.0.1:{silent.getsockname()[1]},{gearmand.address}")
         assert result.returncode == 0 and json.loads(result.stdout)[0]["known"]
-        assert time.monotonic() - started < 6
+        assert time.monotonic() - started < 30  # the silent server is given up on after --io-timeout
     finally:
         silent.close()
 
@@ -319,11 +387,17 @@ def test_watch_off_a_terminal_prints_snapshots(gearmand: Gearmand) -> None:
     for flags, marker in ((["--json"], b'"functions"'), ([], b"# ")):
         proc = subprocess.Popen([*GEARCTL, "status", "--watch", "--interval", "0.2", *flags, "-s", gearmand.address],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(1.5)
+        assert proc.stdout is not None
+        seen = b""
+        while seen.count(marker) < 2:  # two snapshots, however long the machine takes
+            line = proc.stdout.readline()
+            assert line, "status --watch ended early"
+            seen += line
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=15)
         assert proc.returncode == 0
-        assert out.count(marker) >= 2
+        out = seen + out
+        assert out.count(marker) >= 2 and b"snap" in out
         if flags:
             assert all(json.loads(line)["servers"] for line in out.splitlines())
 
@@ -331,3 +405,45 @@ def test_watch_off_a_terminal_prints_snapshots(gearmand: Gearmand) -> None:
 def test_version_with_one_server_down_still_succeeds(gearmand: Gearmand) -> None:
     result = gearctl("version", "-s", f"{gearmand.address},127.0.0.1:{free_port()}", "--connect-timeout", "2")
     assert result.returncode == 0 and b"down" in result.stdout
+
+
+def test_status_shows_jobs_held_by_prefetching_workers(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
+    release = held_worker(procs, gearmand, tmp_path, "--prefetch", "16")
+    try:
+        fill(gearmand, "held", 15)
+        # gearmand hands all 15 to the one worker: it runs one, holds 14.
+        wait_until(lambda: gearmand.status()["held"][:2] == (15, 15), 30, what="the worker to take all 15 jobs")
+        doc = json.loads(gearctl("status", "--json", "-s", gearmand.address).stdout)
+        (total,) = [f for f in doc["functions"] if f["function"] == "held"]
+        assert (total["queued"], total["running"], total["held"], total["prefetching"]) == (0, 15, 14, True)
+        (row,) = [f for f in doc["servers"][0]["functions"] if f["function"] == "held"]
+        assert (row["total"], row["running"], row["held"], row["prefetching"]) == (15, 15, 14, True)
+        plain = gearctl("status", "-s", gearmand.address).stdout.decode().splitlines()
+        assert f"held\t{gearmand.address}\t0\t15\t1\t14" in plain
+        code, screen = _pty_run([*GEARCTL, "status", "-s", gearmand.address])
+        assert code == 0 and b"15 (14 held)" in screen and b"--prefetch" in screen
+        checked = gearctl("check", "-s", gearmand.address)
+        assert checked.returncode == 0 and b"15 running (14 of them held by prefetching workers)" in checked.stdout
+    finally:
+        release.touch()
+    wait_until(lambda: gearmand.queued("held") == 0, 60, what="the held jobs to finish")
+    doc = json.loads(gearctl("status", "--json", "-s", gearmand.address).stdout)
+    (total,) = [f for f in doc["functions"] if f["function"] == "held"]
+    assert (total["running"], total["held"], total["prefetching"]) == (0, 0, True)
+
+
+def test_check_counts_worker_connections_and_registrations(gearmand: Gearmand, procs: Procs,
+                                                           tmp_path: Path) -> None:
+    names = [f"f{i}" for i in range(1, 6)]
+    five = "".join(f"\n\n@job\nasync def {name}(job):\n    return 'ok'\n" for name in names)
+    held_worker(procs, gearmand, tmp_path, "--concurrency", "3", "--functions", ",".join(names), extra=five,
+                expect=tuple(names), workers=3)
+    checked = gearctl("check", "--min-workers", "f1=3", "-s", gearmand.address)
+    assert checked.returncode == 0, checked.stdout
+    status_text, _, perfdata = checked.stdout.decode().strip().partition(" | ")
+    assert status_text == "GEARMAN OK - 5 functions, 0 queued, 0 running, 3 workers (15 function registrations) " \
+                          "on 1/1 servers"
+    assert "workers=3;;;0" in perfdata.split() and "registrations=15;;;0" in perfdata.split()
+    assert "'f1_workers'=3;;3:" in perfdata.split()
+    (entry,) = json.loads(gearctl("status", "--json", "-s", gearmand.address).stdout)["servers"]
+    assert entry["worker_connections"] == 3 and sum(f["workers"] for f in entry["functions"]) == 15
