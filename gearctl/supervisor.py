@@ -313,7 +313,7 @@ class Supervisor:
     def _exited(self, child: ChildState, code: int) -> None:
         lived = time.monotonic() - child.started
         if self._reload_new == child.pid:  # the replacement died before it was ready
-            why = child.refused or f"the new worker process exited with {code}"
+            why = child.refused.replace("\n", " ") or f"the new worker process exited with {code}"
             log.error("reload failed, the old worker processes keep serving: %s", why)
             self._reload_new = None
             self._reload_queue.clear()
