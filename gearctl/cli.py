@@ -285,7 +285,8 @@ def worker(
     """Serve job functions from the plugin directory until SIGTERM or Ctrl-C.
 
     SIGHUP reloads the plugins (the processes are replaced one at a time)."""
-    from .supervisor import Supervisor, SupervisorOptions, WorkerSpec, run_child
+    from .child import WorkerSpec, run_child
+    from .supervisor import Supervisor, SupervisorOptions
 
     registry = _load(plugin_dir)
     names = None
@@ -306,8 +307,8 @@ def worker(
                       logs_to_pipe=live)
 
     options = SupervisorOptions(concurrency=concurrency, graceful_timeout=parse_duration(graceful_timeout),
-                                pidfile=pidfile, burst=burst)
-    view = render.SupervisorView(client_id or "", server.servers, live)
+                                pidfile=pidfile, burst=burst, functions=frozenset(f.name for f in chosen))
+    view = render.SupervisorView(client_id or "", server.servers, live, [f.name for f in chosen])
     with view:
         logs.setup(log_format.value, log_level, console=view.console)
         logs.log.info("serving %s on %s with %d process(es)", ", ".join(f.name for f in chosen), server.servers,

@@ -1,7 +1,9 @@
 """Log lines for long-running commands (the worker): text or JSON, one per event.
 
 On a terminal the live table shows jobs, so only problems are logged there, and
-through rich's console so they print above the table instead of through it.
+through rich's console so they print above the table instead of through it. A
+failing job is a problem the table already shows (its count and last error):
+there its log line, traceback included, is shown only with --log-level debug.
 """
 
 from __future__ import annotations
@@ -71,13 +73,15 @@ def setup(fmt: str, level: str, console: Any = None, sink: Callable[[str], None]
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(LEVELS[level.lower()])
-    if (console is not None or sink is not None) and LEVELS[level.lower()] < logging.WARNING:
+    if (console is not None or sink is not None) and LEVELS[level.lower()] == logging.INFO:
         log.setLevel(logging.WARNING)  # the live table shows what info lines would
     log.propagate = False
 
 
-def job_event_logger(quiet_success: bool = False) -> Callable[[Any], None]:
-    """A Worker.on_event callback: one log line per finished job."""
+def job_event_logger(live: bool = False) -> Callable[[Any], None]:
+    """A Worker.on_event callback: one log line per finished job. `live`: a
+    table shows the jobs, so successes are not logged and failures only at
+    debug level."""
     jobs = logging.getLogger("gearctl.worker")
 
     def on_event(event: Any) -> None:
@@ -89,7 +93,7 @@ def job_event_logger(quiet_success: bool = False) -> Callable[[Any], None]:
         fields = {"event": event.kind, "function": event.function, "handle": event.handle,
                   "server": event.server, "seconds": round(event.seconds, 6)}
         if event.kind == "complete":
-            if not quiet_success and jobs.isEnabledFor(logging.INFO):
+            if not live and jobs.isEnabledFor(logging.INFO):
                 jobs.info("job %s %s complete in %.3fs", event.handle, event.function, event.seconds,
                           extra={"fields": fields})
             return
@@ -99,6 +103,6 @@ def job_event_logger(quiet_success: bool = False) -> Callable[[Any], None]:
             fields["traceback"] = event.traceback
             if not any(isinstance(h.formatter, JsonFormatter) for h in log.handlers):
                 text += "\n" + event.traceback.rstrip()
-        jobs.error(text, extra={"fields": fields})
+        jobs.log(logging.DEBUG if live else logging.ERROR, text, extra={"fields": fields})
 
     return on_event

@@ -218,7 +218,8 @@ def _load_file(path: Path, registry: Registry) -> None:
     if hook is None:
         return
     try:
-        entries = hook()
+        with contextlib.redirect_stdout(sys.stderr):  # as at import: stdout is not the plugin's
+            entries = hook()
         if isinstance(entries, dict):
             entries = [entries]
         if not isinstance(entries, (list, tuple)):

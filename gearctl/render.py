@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -160,11 +161,15 @@ def print_table(title: str, columns: list[str], rows: list[list[str]], stream: I
 
 
 class SupervisorView:
-    """The worker's live table on stderr: one row per process, one per function."""
+    """The worker's live table on stderr: one row per process, one per function
+    (every function served, from the start, and those that ran before a reload)."""
 
-    def __init__(self, client_id: str, servers: str, enabled: bool) -> None:
+    SHOWN_NAMES = 4  # functions named in the title; the table below lists them all
+
+    def __init__(self, client_id: str, servers: str, enabled: bool, functions: Sequence[str] = ()) -> None:
         self.client_id = client_id
         self.servers = servers
+        self.functions = sorted(functions)  # what the command was started to serve
         self.enabled = enabled
         self.console: Any = None
         self._live: Any = None
@@ -189,6 +194,19 @@ class SupervisorView:
         self._children = list(supervisor.children.values())
         self._retired = dict(supervisor.retired)
 
+    def served(self) -> list[str]:
+        """The functions the processes serve (after a reload: the new set)."""
+        return sorted(set().union(*(c.serving for c in self._children))) or self.functions
+
+    def title(self) -> str:
+        """'gearctl worker [ID] serving a, b, c, d +2 more on SERVERS'."""
+        served = self.served()
+        names = ", ".join(served[:self.SHOWN_NAMES])
+        if len(served) > self.SHOWN_NAMES:
+            names += f" +{len(served) - self.SHOWN_NAMES} more"
+        who = f"gearctl worker {self.client_id}" if self.client_id else "gearctl worker"
+        return f"{who} serving {names or '(nothing yet)'} on {self.servers}"
+
     def print_line(self, line: str) -> None:
         if self.console is not None:
             self.console.print(line, markup=False, highlight=False)
@@ -200,26 +218,38 @@ class SupervisorView:
         from rich.table import Table
 
         now = time.monotonic()
-        procs = Table(title=f"gearctl worker {self.client_id} on {self.servers}", title_justify="left")
+        procs = Table()  # the title above it, as wide as the terminal, not the table
         for name in ("pid", "state", "current job", "done", "failed", "memory", "uptime"):
             procs.add_column(name, justify="right" if name in ("pid", "done", "failed", "memory", "uptime") else "left")
-        totals: dict[str, list[Any]] = {name: [done, failed, 0, ""] for name, (done, failed) in self._retired.items()}
+        # function -> [done, failed, running, last error, when]: every function served,
+        # then what the processes report, then what exited processes had done
+        totals: dict[str, list[Any]] = {name: [0, 0, 0, "", 0.0] for name in self.served()}
+        for name, (done, failed, *last) in self._retired.items():
+            totals.setdefault(name, [0, 0, 0, "", 0.0])[:2] = [done, failed]
+            _keep_latest(totals[name], last)
         for c in sorted(self._children, key=lambda c: c.slot):
-            procs.add_row(str(c.pid), c.state, shown(c.current or "-"), str(c.done), str(c.failed),
-                          f"{c.memory_mb:.0f} MB", _duration(now - c.started))
-            for name, (done, failed, running, last_error) in c.functions.items():
-                row = totals.setdefault(name, [0, 0, 0, ""])
+            procs.add_row(str(c.pid), c.state, shown(c.current or "-"), str(c.done),
+                          f"[red]{c.failed}[/]" if c.failed else "0", f"{c.memory_mb:.0f} MB",
+                          _duration(now - c.started))
+            for name, (done, failed, running, *last) in c.functions.items():
+                row = totals.setdefault(name, [0, 0, 0, "", 0.0])
                 row[0] += done
                 row[1] += failed
                 row[2] += running
-                row[3] = last_error or row[3]
+                _keep_latest(row, last)
         funcs = Table(title_justify="left")
         for name in ("function", "done", "failed", "running", "last error"):
             funcs.add_column(name, justify="left" if name in ("function", "last error") else "right")
-        for name, (done, failed, running, last_error) in sorted(totals.items()):
+        for name, (done, failed, running, last_error, _when) in sorted(totals.items()):
             funcs.add_row(shown(name), str(done), f"[red]{failed}[/]" if failed else "0", str(running),
-                          shown(last_error[:60]))
-        return Group(procs, funcs)
+                          shown(" ".join(last_error.split())[:80]))
+        return Group(shown(self.title()), procs, funcs)
+
+
+def _keep_latest(row: list[Any], last: list[Any]) -> None:
+    """row[3:5] = the error in `last` ([message, epoch time]) when it is newer."""
+    if last and last[0] and (len(last) < 2 or float(last[1]) >= row[4]):
+        row[3], row[4] = str(last[0]), float(last[1]) if len(last) > 1 else row[4]
 
 
 def _duration(seconds: float) -> str:

@@ -16,17 +16,20 @@ status pipes:
   kills at once;
 - SIGHUP replaces the children one at a time with fresh ones that read the
   plugin directory anew: the new child must report that it is connected (idle
-  or busy) before an old one is asked to stop, and a reload whose new child cannot start keeps the old ones;
+  or busy) before an old one is asked to stop, and a reload whose new child
+  cannot start, or finds any plugin error, is abandoned and keeps the old ones;
+- a child whose plugins break where they served before (PLUGINS_BROKEN, see
+  child.py) is retried with the crash back-off, never started serving less;
 - with --burst, children that find no job exit with BURST_DONE and are not
   replaced; the parent exits once all are gone.
 
-Children report their state as JSON lines on a pipe: starting, idle, busy (with
-function and handle), jobs done and failed, resident memory. The live table is drawn from these.
+Children report their state as JSON lines on a pipe (child.py): starting, idle,
+busy (with function and handle), stopping, jobs done and failed per function,
+resident memory. The live table is drawn from these.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
@@ -48,10 +51,20 @@ log = logging.getLogger("gearctl.supervisor")
 RECYCLED = 0  # asked to make way (or stopped): replace at once unless stopping
 BURST_DONE = 75  # --burst: no jobs left; do not replace
 NO_SERVER = int(ExitCode.NO_SERVER)  # --burst and no server reachable
-USAGE = int(ExitCode.USAGE)  # plugins broken: replacing would fail the same way
+USAGE = int(ExitCode.USAGE)  # bad options: replacing would fail the same way
 CRASHED = 70  # the child itself failed (EX_SOFTWARE): respawn with back-off
+PLUGINS_BROKEN = 78  # EX_CONFIG: its plugins do not load (a half-deployed file); it sent the reason
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Why a child is started, for its plugin check (see child.py)."""
+
+    serving: frozenset[str]  # what its predecessor served: a plugin error must not lose any of it
+    reload: bool = False  # started by SIGHUP: any plugin error refuses it, and the old one stays
+    first: bool = False  # one of the first processes: the command has shown the plugin errors
 
 
 @dataclass
@@ -62,6 +75,8 @@ class ChildState:
     slot: int
     started: float = field(default_factory=time.monotonic)
     state: str = "starting"  # starting, idle, busy (connected), stopping
+    serving: frozenset[str] = frozenset()  # its functions: given at the start, then as it reports them
+    refused: str = ""  # why it would not start (PLUGINS_BROKEN), as it said
     current: str = ""
     done: int = 0
     failed: int = 0
@@ -79,12 +94,13 @@ class SupervisorOptions:
     pidfile: str | None = None
     burst: bool = False
     max_backoff: float = 30.0
+    functions: frozenset[str] = frozenset()  # what the first processes are to serve
 
 
 class Supervisor:
-    """Runs `child_main(status_fd)` in `concurrency` forked children."""
+    """Runs `child_main(status_fd, launch)` in `concurrency` forked children."""
 
-    def __init__(self, child_main: Callable[[int], int], options: SupervisorOptions,
+    def __init__(self, child_main: Callable[[int, Launch], int], options: SupervisorOptions,
                  on_change: Callable[[Supervisor], None] | None = None,
                  on_log: Callable[[str], None] | None = None) -> None:
         self.child_main = child_main
@@ -96,13 +112,14 @@ class Supervisor:
         self.exit_code = 0
         self._slot_failures: dict[int, int] = {}
         self._slot_wait: dict[int, float] = {}  # slot -> monotonic time it may respawn
+        self._slot_serving: dict[int, frozenset[str]] = {}  # slot -> what its respawn must serve
         self._burst_done: set[int] = set()
         self._reload_queue: list[int] = []  # pids of old children to replace
         self._reload_new: int | None = None  # pid of the replacement we wait to be ready
         self._stop_deadline: float | None = None
         # done/failed per function of the processes that have exited, so the live
         # table's totals survive recycling
-        self.retired: dict[str, list[int]] = {}
+        self.retired: dict[str, list[Any]] = {}  # function -> [done, failed, last error, its epoch time]
         self._signals: list[int] = []
         self._wake_r = self._wake_w = -1
 
@@ -116,7 +133,7 @@ class Supervisor:
         old_wakeup = signal.set_wakeup_fd(self._wake_w)
         try:
             for slot in range(self.options.concurrency):
-                self._spawn(slot)
+                self._spawn(slot, Launch(self.options.functions, first=True))
             while self.children or not self._finished():
                 self._step()
         finally:
@@ -187,7 +204,7 @@ class Supervisor:
                 self._start_reload()
 
     # -- children ---------------------------------------------------------------------
-    def _spawn(self, slot: int) -> int:
+    def _spawn(self, slot: int, launch: Launch) -> int:
         status_r, status_w = os.pipe()
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         try:
@@ -201,7 +218,7 @@ class Supervisor:
                         signal.signal(sig, signal.SIG_DFL)
                     signal.signal(signal.SIGINT, signal.SIG_IGN)
                     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-                    code = self.child_main(status_w)
+                    code = self.child_main(status_w, launch)
                 except SystemExit as e:
                     code = e.code if isinstance(e.code, int) else 1
                 except BaseException:
@@ -217,15 +234,18 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(status_w)
         os.set_blocking(status_r, False)
-        self.children[pid] = ChildState(pid=pid, slot=slot, status_fd=status_r)
+        self.children[pid] = ChildState(pid=pid, slot=slot, status_fd=status_r, serving=launch.serving)
         log.info("worker process %d started", pid)
         self._changed()
         return pid
 
     def _read_status(self, fd: int) -> None:
         child = next((c for c in self.children.values() if c.status_fd == fd), None)
-        if child is None:
-            return
+        if child is not None:
+            self._read_child(child)
+
+    def _read_child(self, child: ChildState) -> None:
+        fd = child.status_fd
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
@@ -243,16 +263,24 @@ class Supervisor:
                 message = json.loads(line)
             except ValueError:
                 continue
+            if not isinstance(message, dict):
+                continue
             if "log" in message:
                 if self.on_log is not None:
                     self.on_log(str(message["log"]))
                 continue
-            child.state = message.get("state", child.state)
+            if "refused" in message:
+                child.refused = str(message["refused"])
+                continue
+            if child.state != "stopping":  # asked to stop by a reload: it says so until it exits
+                child.state = message.get("state", child.state)
             child.current = message.get("current", "")
             child.done = int(message.get("done", child.done))
             child.failed = int(message.get("failed", child.failed))
             child.memory_mb = float(message.get("memory_mb", child.memory_mb))
             child.functions = message.get("functions", child.functions)
+            if child.functions:
+                child.serving = frozenset(child.functions)
         self._changed()
 
     def _reap(self) -> None:
@@ -266,20 +294,27 @@ class Supervisor:
             child = self.children.pop(pid, None)
             if child is None:
                 continue
-            if child.status_fd >= 0:
+            for _ in range(64):  # its last reports (final counts, why it refused) first
+                if child.status_fd < 0:
+                    break
+                self._read_child(child)
+            if child.status_fd >= 0:  # a grandchild holds the pipe open
                 os.close(child.status_fd)
             code = os.waitstatus_to_exitcode(status)
-            for name, (done, failed, *_rest) in child.functions.items():  # kept for the live table
-                totals = self.retired.setdefault(name, [0, 0])
+            for name, (done, failed, _running, *last) in child.functions.items():  # kept for the live table
+                totals = self.retired.setdefault(name, [0, 0, "", 0.0])
                 totals[0] += done
                 totals[1] += failed
+                if len(last) >= 2 and last[0] and float(last[1]) >= totals[3]:
+                    totals[2:4] = [last[0], float(last[1])]
             self._exited(child, code)
             self._changed()
 
     def _exited(self, child: ChildState, code: int) -> None:
         lived = time.monotonic() - child.started
         if self._reload_new == child.pid:  # the replacement died before it was ready
-            log.error("reload failed: the new worker process exited with %d; keeping the old ones", code)
+            why = child.refused.replace("\n", " ") or f"the new worker process exited with {code}"
+            log.error("reload failed, the old worker processes keep serving: %s", why)
             self._reload_new = None
             self._reload_queue.clear()
             for other in self.children.values():
@@ -302,7 +337,7 @@ class Supervisor:
         if code == RECYCLED:
             log.info("worker process %d recycled after %.0fs, %d jobs", child.pid, lived, child.done)
             self._slot_failures.pop(child.slot, None)
-            self._spawn(child.slot)
+            self._spawn(child.slot, Launch(child.serving))
             return
         if code == USAGE:
             log.error("worker process %d could not load its job functions; not restarting it", child.pid)
@@ -314,10 +349,14 @@ class Supervisor:
         failures = self._slot_failures.get(child.slot, 0) + 1 if lived < 10 else 1
         self._slot_failures[child.slot] = failures
         delay = min(0.25 * 2 ** (failures - 1), self.options.max_backoff) * random.uniform(0.8, 1.2)
+        self._slot_wait[child.slot] = time.monotonic() + delay
+        self._slot_serving[child.slot] = child.serving
+        if code == PLUGINS_BROKEN:
+            log.error("worker process %d cannot start: %s; trying again in %.1fs", child.pid, child.refused, delay)
+            return
         how = f"signal {-code}" if code < 0 else f"status {code}"
         log.warning("worker process %d died (%s) after %.1fs; a new one starts in %.1fs",
                     child.pid, how, lived, delay)
-        self._slot_wait[child.slot] = time.monotonic() + delay
 
     def _respawn_due(self) -> None:
         if self.stopping:
@@ -327,7 +366,7 @@ class Supervisor:
         for slot, when in list(self._slot_wait.items()):
             if when <= now:
                 del self._slot_wait[slot]
-                self._spawn(slot)
+                self._spawn(slot, Launch(self._slot_serving.pop(slot, self.options.functions)))
 
     def _kill_all(self, sig: int) -> None:
         for pid in list(self.children):
@@ -361,8 +400,9 @@ class Supervisor:
                     self.children[old].state = "stopping"
                     break
         if self._reload_new is None and self._reload_queue and not self.stopping:
-            slot = self.children[self._reload_queue[0]].slot if self._reload_queue[0] in self.children else 0
-            self._reload_new = self._spawn(slot)
+            pred = self.children.get(self._reload_queue[0])
+            self._reload_new = self._spawn(pred.slot if pred else 0,
+                                           Launch(pred.serving if pred else self.options.functions, reload=True))
 
     # -- bookkeeping -----------------------------------------------------------------
     def _changed(self) -> None:
@@ -398,17 +438,6 @@ class Supervisor:
             pass
 
 
-def _die_with_parent() -> None:
-    """Linux: have the kernel send SIGTERM when the supervisor dies."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # elsewhere the heartbeat's parent check does it
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -417,122 +446,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-class StatusReporter:
-    """A child's side of the status pipe: JSON lines, written without blocking
-    (a slow parent must never stall the worker; a full pipe drops an update)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        os.set_blocking(fd, False)
-
-    def send(self, message: dict[str, Any]) -> None:
-        with contextlib.suppress(BlockingIOError, BrokenPipeError):
-            os.write(self.fd, json.dumps(message).encode() + b"\n")
-
-
-# -- the child's side ----------------------------------------------------------------
-
-@dataclass
-class WorkerSpec:
-    """Everything a child needs to build its worker; plugins are loaded in the
-    child, so a reload (a new child) reads them anew."""
-
-    plugin_dirs: list[str] | None
-    functions: list[str] | None
-    servers: list[Any]
-    client_id: str
-    prefetch: int = 1
-    connect_timeout: float = 5.0
-    tls: Any = None
-    poll_interval: float = 5.0
-    max_jobs: int | None = None
-    max_lifetime: float | None = None
-    max_memory_mb: float | None = None
-    burst: bool = False
-    log_format: str = "text"
-    log_level: str = "info"
-    logs_to_pipe: bool = False  # on a terminal: log lines go to the parent, which draws the table
-
-
-def run_child(spec: WorkerSpec, status_fd: int) -> int:
-    """A child's whole life: load plugins, serve, report; its exit code tells the
-    parent what happened (see RECYCLED, BURST_DONE, NO_SERVER, USAGE)."""
-    import asyncio
-
-    from . import logs, plugins
-    from .errors import GearctlError
-    from .worker import Worker, memory_mb
-
-    reporter = StatusReporter(status_fd)
-    logs.setup(spec.log_format, spec.log_level,
-               sink=(lambda line: reporter.send({"log": line})) if spec.logs_to_pipe else None)
-    _die_with_parent()
-    registry = plugins.load_plugins(plugins.plugin_dirs(spec.plugin_dirs))
-    for error in registry.errors:
-        logs.log.error("plugin error: %s", error)
-    try:
-        chosen = registry.select(spec.functions)
-    except GearctlError as e:
-        logs.log.error("%s", e)
-        return USAGE
-    lifetime = spec.max_lifetime
-    if lifetime:
-        lifetime *= random.uniform(1.0, 1.1)  # splay: children started together do not recycle together
-    worker = Worker(chosen, spec.servers, client_id=spec.client_id, prefetch=spec.prefetch,
-                    connect_timeout=spec.connect_timeout, tls=spec.tls, poll_interval=spec.poll_interval,
-                    max_jobs=spec.max_jobs, max_lifetime=lifetime, max_memory_mb=spec.max_memory_mb,
-                    burst=spec.burst, on_event=logs.job_event_logger(quiet_success=spec.logs_to_pipe))
-
-    def report() -> None:
-        stats = worker.stats
-        up = any(state == "up" for state in stats.servers.values())
-        reporter.send({
-            "state": "busy" if stats.current else ("idle" if up else "starting"),
-            "current": stats.current, "done": stats.done, "failed": stats.failed, "memory_mb": memory_mb(),
-            "functions": {name: [f.done, f.failed, f.running, f.last_error]
-                          for name, f in stats.functions.items()},
-        })
-
-
-    parent = os.getppid()
-    terms = 0
-
-    def on_term(_signum: int, _frame: Any) -> None:
-        # A Python-level handler, not the loop's: it runs between two bytecodes
-        # even while a plain job blocks the loop, so prefetched jobs are not
-        # started after a SIGTERM. A second one leaves at once: closing the
-        # sockets hands every held job back to gearmand.
-        nonlocal terms
-        terms += 1
-        if terms == 1:
-            worker.stop()
-        else:
-            os._exit(RECYCLED)
-
-    signal.signal(signal.SIGTERM, on_term)
-
-    async def serve() -> None:
-        async def heartbeat() -> None:
-            while True:
-                report()
-                if os.getppid() != parent:  # the supervisor is gone (kill -9): stop too
-                    worker.stop("supervisor gone")
-                await asyncio.sleep(0.25)
-
-        beat = asyncio.ensure_future(heartbeat())
-        try:
-            await worker.run()
-        finally:
-            beat.cancel()
-            report()
-
-    asyncio.run(serve())
-    if worker.exit_reason.startswith("burst"):
-        return BURST_DONE
-    if worker.exit_reason == "no server":
-        return NO_SERVER
-    if worker.exit_reason.startswith("recycle"):
-        logs.log.info("worker process %d: %s", os.getpid(), worker.exit_reason)
-    return RECYCLED

@@ -70,6 +70,7 @@ class FunctionStats:
     failed: int = 0
     running: int = 0
     last_error: str = ""
+    last_error_at: float = 0.0  # epoch seconds: the latest error of several processes wins
 
 
 @dataclass
@@ -154,7 +155,7 @@ class Worker:
                  tls: TLSOptions | None = None, poll_interval: float = 5.0, max_backoff: float = 30.0,
                  on_event: Callable[[JobEvent], None] | None = None, max_jobs: int | None = None,
                  max_lifetime: float | None = None, max_memory_mb: float | None = None,
-                 burst: bool = False) -> None:
+                 burst: bool = False, on_change: Callable[[], None] | None = None) -> None:
         if not functions:
             raise GearctlError("no job functions to serve")
         self.functions = {fn.name: fn for fn in functions}
@@ -173,7 +174,11 @@ class Worker:
         self.started = time.monotonic()
         self.jobs_run = 0
         self.exit_reason = ""  # why run() returned: "stopped", "recycle: ...", "burst: ...", "no server"
-        self.stats = WorkerStats()
+        # Every function and server is in the stats from the start (the live table
+        # lists them before their first job, and a reporter thread may read them).
+        self.stats = WorkerStats(functions={name: FunctionStats() for name in self.functions},
+                                 servers={str(link.address): "connecting" for link in self.links})
+        self.on_change = on_change  # called on the loop when a job starts or ends, or a server comes or goes
         self._ready: deque[tuple[_Link, Connection, Packet]] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -196,6 +201,14 @@ class Worker:
                 if link.conn is not None:
                     link.conn.close()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop grabbing, let the running job finish, hand back the rest."""
@@ -249,6 +262,7 @@ class Worker:
             connected = time.monotonic()
             if not conn.closed:
                 self.stats.servers[str(link.address)] = "up"
+                self._changed()
                 if link.failures:
                     log.warning("%s: connected again after %d failed attempt(s)", link.address, link.failures)
             await conn.wait_closed()
@@ -258,6 +272,7 @@ class Worker:
             if time.monotonic() - connected >= STABLE:
                 link.failures, delay = 0, 0.5  # it was up a while: start the back-off afresh
             self.stats.servers[str(link.address)] = "down"
+            self._changed()
             self._warn_down(link, str(conn.error) if conn.error else f"{link.address}: connection lost")
 
     def _warn_down(self, link: _Link, reason: str) -> None:
@@ -346,6 +361,7 @@ class Worker:
             stats = self.stats.of(name)
             stats.running += 1
             self.stats.current = f"{name} {handle_text}"
+            self._changed()
             if self.on_event is not None:
                 self.on_event(JobEvent("start", name, handle_text, server))
             job = WorkerJob(name, handle_text, unique, args[-1], context=fn.context, encoding=fn.encoding,
@@ -357,7 +373,8 @@ class Worker:
                 stats.done += 1
             else:
                 stats.failed += 1
-                stats.last_error = outcome.message
+                stats.last_error, stats.last_error_at = outcome.message, time.time()
+            self._changed()
         self.jobs_run += 1
         self._check_recycle()
         self._finish(link, conn, handle, outcome)

@@ -4,6 +4,7 @@ tools, PHP workers, and gearctl itself run as a subprocess."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -202,27 +203,78 @@ def php_worker(procs: Procs, server: Gearmand, *functions: str) -> subprocess.Po
     return proc
 
 
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+
+
+class Terminal:
+    """gearctl with stderr (and with `stdout_too`, stdout) on a pseudo-terminal,
+    stdin and stdout otherwise piped. A reader thread keeps what the terminal
+    showed in `seen`, so a long-running command (a worker drawing its live
+    table) never blocks on a full terminal and the test can act while it runs."""
+
+    def __init__(self, argv: list[str], stdout_too: bool = False, env: dict | None = None) -> None:
+        import pty
+        import threading
+
+        self.master, slave = pty.openpty()
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+        full_env.update(COLUMNS="120", LINES="40", TERM="xterm", **(env or {}))
+        self.proc = subprocess.Popen([sys.executable, "-m", "gearctl", *argv], stdin=subprocess.PIPE,
+                                     stdout=slave if stdout_too else subprocess.PIPE, stderr=slave, env=full_env)
+        os.close(slave)
+        self.seen = b""
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: every process holding the terminal has gone
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self.seen += chunk
+
+    def text(self) -> str:
+        """What the terminal showed, escape sequences left out."""
+        with self._lock:
+            return ANSI.sub(b"", self.seen).decode("utf-8", "replace")
+
+    def frame(self, marker: str) -> str:
+        """The latest redraw of a live view: the text from the last `marker` on."""
+        text = self.text()
+        return text[text.rfind(marker):] if marker in text else ""
+
+    def wait_for(self, predicate, timeout: float = 15.0, what: str = "the terminal") -> None:
+        try:
+            wait_until(lambda: predicate(self), timeout, interval=0.05, what=what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the terminal showed:\n{self.text()[-4000:]}") from None
+
+    def close(self) -> None:
+        """After the process ended: the rest of the output, then the terminal closed."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        self._reader.join(5)
+        os.close(self.master)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def stderr_on_a_terminal(argv: list[str], input: bytes | None = None, timeout: float = 60) -> tuple[int, bytes, bytes]:
     """Run gearctl with stderr on a pseudo-terminal (stdin and stdout piped):
     exit code, stdout, and everything the terminal showed."""
-    import pty
-    import select
-
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-    env.update(COLUMNS="120", TERM="xterm")
-    proc = subprocess.Popen([sys.executable, "-m", "gearctl", *argv], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=slave, env=env)
-    os.close(slave)
-    out, _ = proc.communicate(input, timeout=timeout)
-    seen = b""
-    while select.select([master], [], [], 0.5)[0]:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    return proc.returncode, out, seen
+    with Terminal(argv) as term:
+        out, _ = term.proc.communicate(input, timeout=timeout)
+    return term.proc.returncode, out, term.seen

@@ -204,3 +204,66 @@ def test_a_second_signal_stops_at_once_and_the_job_goes_back(gearmand: Gearmand,
     assert time.monotonic() - started < 5
     wait_until(lambda: gearmand.status()["nap"][:2] == (1, 0), 10, what="the job back in the queue")
     assert run.runs() == []
+
+
+def _plugins_alpha_beta(tmp: Path) -> Path:
+    plugin_dir = tmp / "plugins"
+    shutil.copytree(PLUGINS, plugin_dir)
+    for name, function in (("a.py", "alpha"), ("b.py", "beta")):
+        source = f"from gearctl import job\n\n@job\ndef {function}(j):\n    return b'{function}'\n"
+        (plugin_dir / name).write_text(source)
+    return plugin_dir
+
+
+def _workers(server: Gearmand, function: str) -> int:
+    return server.status().get(function, (0, 0, 0))[2]
+
+
+def _log_lines(run: Run, text: str) -> list[str]:
+    return [r["message"] for r in run.log_records() if text in r.get("message", "")]
+
+
+@pytest.mark.parametrize("functions", [None, "alpha,beta,nap"])
+def test_sighup_with_a_half_deployed_file_keeps_every_function(gearmand: Gearmand, procs: Procs, tmp_path: Path,
+                                                               functions: str | None) -> None:
+    plugin_dir = _plugins_alpha_beta(tmp_path)
+    args = ["--concurrency", "2"] + (["--functions", functions] if functions else [])
+    run = Run(procs, gearmand, tmp_path, *args, plugin_dir=plugin_dir)
+    wait_until(lambda: _workers(gearmand, "alpha") == 2 and _workers(gearmand, "beta") == 2, 15, what="2 workers each")
+    before = sorted(run.children())
+    with open(plugin_dir / "a.py", "a") as f:
+        f.write("x(\n")
+    os.kill(run.proc.pid, signal.SIGHUP)
+    wait_until(lambda: _log_lines(run, "reload failed"), 30, what="the reload to be abandoned")
+    (line,) = _log_lines(run, "a.py")  # one line, naming the file and the error
+    assert "reload failed" in line and "SyntaxError" in line
+    wait_until(lambda: sorted(run.children()) == before, 10, what="the old processes alone")
+    assert _workers(gearmand, "alpha") == 2 and _workers(gearmand, "beta") == 2
+    assert gearctl("client", "alpha", "--wait", "-s", gearmand.address, timeout=30).stdout == b"alpha"
+
+    # A deliberate removal (the file deleted, no plugin error) goes away on the next reload;
+    # with --functions naming it, that reload would lose a function and is abandoned too.
+    (plugin_dir / "a.py").unlink()
+    os.kill(run.proc.pid, signal.SIGHUP)
+    if functions is None:
+        wait_until(lambda: _workers(gearmand, "alpha") == 0 and _workers(gearmand, "beta") == 2
+                   and not set(run.children()) & set(before), 30, what="alpha gone, beta served by new processes")
+    else:
+        wait_until(lambda: len(_log_lines(run, "reload failed")) == 2, 30, what="the second reload abandoned")
+        assert "no plugin defines 'alpha'" in _log_lines(run, "reload failed")[-1]
+        assert sorted(run.children()) == before and _workers(gearmand, "alpha") == 2
+
+
+def test_a_recycled_process_does_not_start_serving_less(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
+    plugin_dir = _plugins_alpha_beta(tmp_path)
+    run = Run(procs, gearmand, tmp_path, "--max-jobs", "1", plugin_dir=plugin_dir)
+    wait_until(lambda: _workers(gearmand, "alpha") == 1, 15, what="alpha served")
+    good = (plugin_dir / "a.py").read_text()
+    (plugin_dir / "a.py").write_text(good + "x(\n")
+    submit(gearmand, "recycle:0", wait=True)  # --max-jobs 1: the process makes way for a new one
+    wait_until(lambda: _log_lines(run, "cannot start"), 30, what="the new process to refuse")
+    assert "a.py" in _log_lines(run, "cannot start")[0] and "SyntaxError" in _log_lines(run, "cannot start")[0]
+    wait_until(lambda: _workers(gearmand, "beta") == 0, 10, what="no process serving beta alone")
+    (plugin_dir / "a.py").write_text(good)
+    wait_until(lambda: _workers(gearmand, "alpha") == 1 and _workers(gearmand, "beta") == 1, 30,
+               what="alpha and beta served again once the file is whole")

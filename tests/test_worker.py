@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PHP_DIR, Gearmand, Procs, gearctl, wait_until
+from conftest import PHP_DIR, Gearmand, Procs, Terminal, gearctl, wait_until
 
 PLUGINS = Path(__file__).parent / "plugins"
 GEARCTL = [sys.executable, "-m", "gearctl"]
@@ -172,31 +172,57 @@ def test_worker_drains_a_queue(gearmand: Gearmand, procs: Procs, prefetch: str) 
     wait_until(lambda: gearmand.queued("reverse") == 0, 30, what="the queue to drain")
 
 
-def test_live_table_on_a_terminal(gearmand: Gearmand, procs: Procs) -> None:
-    import pty
-    import time
-
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-    env.update(COLUMNS="120", LINES="40", TERM="xterm")
-    proc = procs.start([*GEARCTL, "worker", "-p", str(PLUGINS), "-s", gearmand.address, "--id", "tty-worker"],
-                       env=env, stdout=slave, stderr=slave)
-    os.close(slave)
-    try:
+def test_live_table_on_a_terminal(gearmand: Gearmand) -> None:
+    with Terminal(["worker", "-p", str(PLUGINS), "-s", gearmand.address, "--id", "tty-worker"],
+                  stdout_too=True) as term:
         wait_until(lambda: gearmand.status().get("reverse", (0, 0, 0))[2] >= 1, 15, what="the worker")
         assert gearctl("client", "reverse", "--wait", "--data", "tty", "-s", gearmand.address).returncode == 0
         assert gearctl("client", "boom", "--wait", "--data", "x", "-s", gearmand.address).returncode == 5
-        seen = b""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (b"cannot handle x" in seen and b"reverse" in seen):
-            import select
+        term.wait_for(lambda t: "cannot handle x" in t.frame("gearctl worker"), what="the last error column")
+        frame = term.frame("gearctl worker")
+        assert "gearctl worker tty-worker serving" in frame and "reverse" in frame and "done" in frame
+        assert all(column in frame for column in ("pid", "state", "memory", "uptime", " MB"))
+        os.kill(term.proc.pid, signal.SIGINT)
+        assert term.proc.wait(15) == 0
 
-            if select.select([master], [], [], 0.2)[0]:
-                seen += os.read(master, 65536)
-        assert b"tty-worker" in seen and b"reverse" in seen and b"done" in seen
-        assert all(column in seen for column in (b"pid", b"state", b"memory", b"uptime", b" MB"))
-        assert b"cannot handle x" in seen  # the last error column (and the error log line)
-        os.kill(proc.pid, signal.SIGINT)
-        assert proc.wait(15) == 0
-    finally:
-        os.close(master)
+
+CHATTY = '''
+print("chatty: imported")
+from gearctl import job
+
+
+@job
+def chatty(j):
+    print("chatty: in the job")
+    return b"the result"
+
+
+def gearman_functions():
+    print("chatty: in the hook")
+    return []
+'''
+
+
+def test_a_plugins_print_goes_to_stderr_everywhere(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
+    plugin_dir = tmp_path / "chatty"
+    plugin_dir.mkdir()
+    (plugin_dir / "chatty.py").write_text(CHATTY)
+    out, err = tmp_path / "worker.out", tmp_path / "worker.err"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = procs.start([*GEARCTL, "worker", "-p", str(plugin_dir), "-s", gearmand.address], env=env,
+                           stdout=o, stderr=e)
+    wait_until(lambda: gearmand.status().get("chatty", (0, 0, 0))[2] >= 1, 15, what="the worker")
+    assert gearctl("client", "chatty", "--wait", "-s", gearmand.address).stdout == b"the result"
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert out.read_bytes() == b""
+    assert all(f"chatty: {where}".encode() in err.read_bytes() for where in ("imported", "in the hook", "in the job"))
+
+    ran = gearctl("run", "chatty", "-p", str(plugin_dir))
+    assert ran.returncode == 0 and ran.stdout == b"the result"
+    assert b"chatty: in the job" in ran.stderr and b"chatty: in the hook" in ran.stderr
+    listed = gearctl("functions", "-p", str(plugin_dir), "--json")
+    assert listed.returncode == 0
+    assert [f["name"] for f in json.loads(listed.stdout)["functions"]] == ["chatty"]
+    assert b"chatty: imported" in listed.stderr and b"chatty: in the hook" in listed.stderr

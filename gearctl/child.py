@@ -1,0 +1,248 @@
+"""A worker process's side of supervision: its main, and its reports to the parent.
+
+Reports go to the parent as JSON lines on a pipe, from a thread of their own:
+a plain (non-async) job function blocks the event loop for as long as it runs,
+so a heartbeat on the loop would show a busy process as idle. The job path
+only raises a flag and, when no report is pending, writes one byte to wake
+the reporter thread; the thread sends the whole state, then waits a few
+milliseconds before it sends again. So a job's start and end reach the live
+table at once however long the job takes, and a drain of short jobs costs one
+report per interval, not two per job.
+
+What a new process serves: the first processes and the ones that replace a
+recycled or dead process must serve what their predecessor served, and one
+that cannot (a half-deployed plugin file) exits with PLUGINS_BROKEN; a reload
+(SIGHUP) process is refused on any plugin error at all. Either way it sends
+the reason to the parent, which logs it in one line and keeps the old
+processes (reload) or tries again after a back-off (respawn).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import random
+import select
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from .supervisor import BURST_DONE, NO_SERVER, PLUGINS_BROKEN, RECYCLED, Launch
+
+REPORT_GAP = 0.02  # seconds between two reports at most once per ...
+HEARTBEAT = 1.0  # ... and one at least this often (memory, a gone parent)
+
+
+class StatusReporter:
+    """A child's side of the status pipe: JSON lines, written without blocking
+    (a slow parent must never stall the worker; a full pipe drops an update)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._lock = threading.Lock()  # the reporter thread and log lines share the pipe
+        self._torn = False  # a partial write left half a line: end it before the next
+        os.set_blocking(fd, False)
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message).encode() + b"\n"
+        with self._lock:
+            if self._torn:
+                data = b"\n" + data
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                self._torn = os.write(self.fd, data) < len(data)
+
+
+class _PipeText(io.TextIOBase):
+    """sys.stdout/sys.stderr of a child on a terminal: whole lines to the parent,
+    which prints them above the live table instead of through it."""
+
+    def __init__(self, reporter: StatusReporter) -> None:
+        self.reporter = reporter
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self.reporter.send({"log": line})
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial:
+            self.reporter.send({"log": self._partial})
+            self._partial = ""
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a child needs to build its worker; plugins are loaded in the
+    child, so a reload (a new child) reads them anew."""
+
+    plugin_dirs: list[str] | None
+    functions: list[str] | None
+    servers: list[Any]
+    client_id: str
+    prefetch: int = 1
+    connect_timeout: float = 5.0
+    tls: Any = None
+    poll_interval: float = 5.0
+    max_jobs: int | None = None
+    max_lifetime: float | None = None
+    max_memory_mb: float | None = None
+    burst: bool = False
+    log_format: str = "text"
+    log_level: str = "info"
+    logs_to_pipe: bool = False  # on a terminal: log lines go to the parent, which draws the table
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM when the supervisor dies."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere the reporter's parent check does it
+
+
+def choose(spec: WorkerSpec, launch: Launch) -> tuple[list[Any], str]:
+    """Load the plugins and pick the functions to serve, or say why this
+    process must not start: (functions, "") or ([], reason)."""
+    from . import logs, plugins
+    from .errors import GearctlError
+
+    registry = plugins.load_plugins(plugins.plugin_dirs(spec.plugin_dirs))
+    problems = list(registry.errors)
+    chosen: list[Any] = []
+    try:
+        chosen = registry.select(spec.functions)
+    except GearctlError as e:
+        problems.append(str(e))
+    if problems and (launch.reload or not chosen):
+        return [], "; ".join(problems)
+    lost = sorted(launch.serving - {fn.name for fn in chosen})
+    if problems and lost:
+        return [], f"{'; '.join(problems)} (it would stop serving {', '.join(lost)})"
+    if not launch.first:  # the first processes' errors were shown by the command itself
+        for problem in problems:
+            logs.log.error("plugin error: %s", problem)
+    return chosen, ""
+
+
+def run_child(spec: WorkerSpec, status_fd: int, launch: Launch) -> int:
+    """A child's whole life: load plugins, serve, report; its exit code tells the
+    parent what happened (see RECYCLED, BURST_DONE, NO_SERVER, PLUGINS_BROKEN)."""
+    import asyncio
+
+    from . import logs
+    from .worker import Worker, memory_mb
+
+    reporter = StatusReporter(status_fd)
+    # A plugin's print() (and anything it runs that writes to fd 1) goes to stderr:
+    # stdout is not the worker's to fill. On a terminal, both go above the table.
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    if spec.logs_to_pipe:
+        sys.stdout = sys.stderr = _PipeText(reporter)
+    logs.setup(spec.log_format, spec.log_level,
+               sink=(lambda line: reporter.send({"log": line})) if spec.logs_to_pipe else None)
+    _die_with_parent()
+    chosen, refused = choose(spec, launch)
+    if refused:
+        reporter.send({"refused": refused})
+        return PLUGINS_BROKEN
+    lifetime = spec.max_lifetime
+    if lifetime:
+        lifetime *= random.uniform(1.0, 1.1)  # splay: children started together do not recycle together
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    pending = False
+
+    def poke() -> None:  # on the loop, at every job start and end: cheap when a report is pending
+        nonlocal pending
+        if not pending:
+            pending = True
+            with contextlib.suppress(BlockingIOError):
+                os.write(wake_w, b"!")
+
+    worker = Worker(chosen, spec.servers, client_id=spec.client_id, prefetch=spec.prefetch,
+                    connect_timeout=spec.connect_timeout, tls=spec.tls, poll_interval=spec.poll_interval,
+                    max_jobs=spec.max_jobs, max_lifetime=lifetime, max_memory_mb=spec.max_memory_mb,
+                    burst=spec.burst, on_event=logs.job_event_logger(live=spec.logs_to_pipe), on_change=poke)
+
+    def report() -> None:
+        stats = worker.stats
+        up = any(state == "up" for state in list(stats.servers.values()))
+        state = "stopping" if worker.stopping else "busy" if stats.current else "idle" if up else "starting"
+        reporter.send({
+            "state": state, "current": stats.current, "done": stats.done, "failed": stats.failed,
+            "memory_mb": memory_mb(),
+            "functions": {name: [f.done, f.failed, f.running, f.last_error, f.last_error_at]
+                          for name, f in list(stats.functions.items())},
+        })
+
+    parent = os.getppid()
+    finished = threading.Event()
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def reporting() -> None:
+        nonlocal pending
+        while not finished.is_set():
+            pending = False
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_r, 4096)
+            report()
+            if os.getppid() != parent and loop is not None:  # the supervisor is gone (kill -9): stop too
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(worker.stop, "supervisor gone")
+            finished.wait(REPORT_GAP)
+            select.select([wake_r], [], [], HEARTBEAT)
+
+    terms = 0
+
+    def on_term(_signum: int, _frame: Any) -> None:
+        # A Python-level handler, not the loop's: it runs between two bytecodes
+        # even while a plain job blocks the loop, so prefetched jobs are not
+        # started after a SIGTERM. A second one leaves at once: closing the
+        # sockets hands every held job back to gearmand.
+        nonlocal terms
+        terms += 1
+        if terms == 1:
+            worker.stop()
+            poke()
+        else:
+            os._exit(RECYCLED)
+
+    signal.signal(signal.SIGTERM, on_term)
+    reporter_thread = threading.Thread(target=reporting, name="gearctl-status", daemon=True)
+
+    async def serve() -> None:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        reporter_thread.start()
+        await worker.run()
+
+    try:
+        asyncio.run(serve())
+    finally:
+        finished.set()
+        os.write(wake_w, b"!")
+        if reporter_thread.is_alive():
+            reporter_thread.join(5)
+        report()  # the last word: final counts, before the parent reaps us
+        sys.stdout.flush()
+    if worker.exit_reason.startswith("burst"):
+        return BURST_DONE
+    if worker.exit_reason == "no server":
+        return NO_SERVER
+    if worker.exit_reason.startswith("recycle"):
+        logs.log.info("worker process %d: %s", os.getpid(), worker.exit_reason)
+    return RECYCLED
