@@ -91,8 +91,13 @@ class PhpObject(dict[str, Any]):
     def __repr__(self) -> str:
         return f"PhpObject({self.php_class!r}, {dict.__repr__(self)})"
 
+    def set_mangled(self, key: str, value: Any) -> None:
+        """Set a property by the name serialize() writes: "\\0*\\0name" is protected,
+        "\\0Class\\0name" private, anything else public."""
+        self._add(*_split_property(key), value)
+
     def _add(self, name: str, scope: str, value: Any) -> None:
-        """A property as read from PHP, with its scope ("", "*" or a class)."""
+        """A property with its scope ("", "*" or a class), as PHP holds it."""
         if name not in self:
             self[name] = value
             self._scopes[name] = scope
@@ -312,10 +317,9 @@ class _Reader:
             raw = self.key()
             if not isinstance(raw, str):
                 raw = str(raw)
-            name, scope = _split_property(raw)
             value = self.value(depth + 1)
             try:
-                obj._add(name, scope, value)
+                obj.set_mangled(raw, value)
             except PayloadError as e:
                 raise self.fail(str(e), at) from None
         self.expect(b"}")
