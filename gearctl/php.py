@@ -304,6 +304,8 @@ class _Reader:
             raw = self.raw_string()
             self.expect(b";")
             return _text(raw)
+        if len(kind) < 2:
+            raise self.fail("truncated, expected an array key or '}'", at)
         raise self.fail("an array key must be an integer or a string", at)
 
     def object(self, depth: int) -> Any:
