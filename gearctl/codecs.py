@@ -237,3 +237,14 @@ def _unbase64(text: Any) -> bytes:
         return base64.b64decode(str(text), validate=True)
     except ValueError as e:
         raise PayloadError(f"invalid base64 in a PHP value: {e}") from e
+
+
+def as_json_text(data: bytes, decoding: str) -> bytes:
+    """A result shown for `--decode`: decoded (php, json, or auto's guess) and written
+    as one line of JSON in the forms above; raw, or what auto finds raw, as it is.
+    NaN and the infinities are written NaN and Infinity, which jq and Python read."""
+    kind = sniff(data) if decoding == "auto" else decoding
+    if kind == "raw":
+        return data
+    value = resolve(kind).decode(data)
+    return json.dumps(to_json(value), ensure_ascii=False).encode()

@@ -13,6 +13,7 @@ from gearctl.codecs import (
     CODECS,
     DECODINGS,
     ENCODINGS,
+    as_json_text,
     encode_answer,
     from_json,
     prepare_payload,
@@ -324,3 +325,24 @@ def test_prepare_invalid_json_is_a_usage_error(data: bytes, encoding: str) -> No
 def test_prepare_unknown_encoding() -> None:
     with pytest.raises(PayloadError, match="unknown encoding 'xml'"):
         prepare_payload(b"{}", "xml")
+
+
+# -- --decode ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("data", "decoding", "shown"), [
+    (b'a:2:{s:4:"uids";a:2:{i:0;i:1;i:1;i:2;}s:1:"o";O:8:"stdClass":1:{s:1:"x";s:2:"\xff\xfe";}}', "php",
+     b'{"uids": [1, 2], "o": {"__php_class__": "stdClass", "x": {"__base64__": "//4="}}}'),
+    (b'a:1:{i:3;d:INF;}', "auto", b'{"3": Infinity}'),
+    (b'{"a":1}', "json", b'{"a": 1}'),
+    (b'{"a":1}', "auto", b'{"a": 1}'),
+    (b"plain text", "auto", b"plain text"),
+    (b"\xff\x00", "raw", b"\xff\x00"),
+    (b's:4:"Zo\xc3\xab";', "auto", '"Zoë"'.encode()),
+])
+def test_as_json_text(data: bytes, decoding: str, shown: bytes) -> None:
+    assert as_json_text(data, decoding) == shown
+
+
+def test_as_json_text_says_what_does_not_decode() -> None:
+    with pytest.raises(PayloadError, match="invalid PHP serialize"):
+        as_json_text(b"plain text", "php")
