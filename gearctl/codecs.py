@@ -2,19 +2,18 @@
 
 All share one small interface (`Codec`) and are found by name through
 `resolve()`. Decode failures raise PayloadError carrying the bytes that failed.
-PHP arrays whose keys are exactly 0..n-1 decode to lists, the rest to dicts,
-which is what a PHP programmer means by them.
+PHP serialize() itself is gearctl/php.py; `auto` answers a PHP workload in PHP
+and anything else in JSON (encode_answer).
 """
 
 from __future__ import annotations
 
-import io
+import base64
 import json
-import math
+import re
 from typing import Any, Protocol
 
-import phpserialize
-
+from . import php
 from .errors import PayloadError
 
 ENCODINGS = ("raw", "json", "php")  # what a client may send
@@ -71,48 +70,46 @@ class JsonCodec:
             raise PayloadError(f"invalid JSON: {e}", data) from e
 
 
-def _php_array(pairs: list[tuple[Any, Any]]) -> Any:
-    if all(key == index for index, (key, _) in enumerate(pairs)):
-        return [value for _, value in pairs]
-    return dict(pairs)
-
-
 class PhpCodec:
+    """PHP serialize(), exactly (gearctl/php.py). A str is a PHP string; only bytes
+    that are already a serialize() answer go out as they are (see encode_answer)."""
+
     name = "php"
 
     def encode(self, value: Any) -> bytes:
-        _check_php(value)
-        try:
-            return bytes(phpserialize.dumps(value))
-        except (TypeError, ValueError) as e:
-            raise PayloadError(f"cannot encode as PHP serialize(): {e}") from e
+        return php.dumps(value)
 
     def decode(self, data: bytes) -> Any:
-        stream = io.BytesIO(data)
-        try:
-            value = phpserialize.load(stream, decode_strings=True, array_hook=_php_array,
-                                      object_hook=phpserialize.phpobject)
-        except (ValueError, TypeError, KeyError, IndexError, EOFError) as e:
-            raise PayloadError(f"invalid PHP serialize() data: {e or 'truncated'}", data) from e
-        if stream.tell() != len(data):
-            raise PayloadError(f"invalid PHP serialize() data: trailing bytes after offset {stream.tell()}", data)
-        return value
+        return php.loads(data)
 
 
-def _check_php(value: Any) -> None:
-    """phpserialize writes Python's spelling of inf/nan, which PHP cannot read."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise PayloadError(f"{value} cannot be sent as PHP serialize() yet")
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_php(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _check_php(item)
+# What `auto` takes for PHP serialize(): a type letter and the start of its value, as
+# serialize() writes them. "s:foo" or "a:b" is text, not a broken PHP payload.
+_LOOKS_PHP = re.compile(rb"(?:[asOCE]:\d|i:[-+\d]|d:[-+\d.INF]|b:[01]|[rR]:\d|N;)")
+_LOOKS_JSON = re.compile(rb"[ \t\r\n]*[{\[]")
+
+
+def sniff(data: bytes) -> str:
+    """What `auto` takes `data` for: "php" or "json" when it starts like one (and
+    must then decode as it, or the job fails), else "json" when it is a whole JSON
+    scalar (`42`, `"text"`, `true`), else "raw"."""
+    if _LOOKS_PHP.match(data):
+        return "php"
+    if _LOOKS_JSON.match(data):
+        return "json"
+    try:
+        _JSON.decode(data)
+    except PayloadError:
+        return "raw"
+    return "json"
 
 
 class AutoCodec:
-    """Decodes JSON, else PHP serialize(), else gives the raw bytes; encodes as JSON."""
+    """Decodes what the workload is (see sniff); encodes as JSON, text and bytes as they are.
+
+    A workload that starts like PHP serialize() or a JSON object/array but does not
+    decode raises PayloadError: guessing "raw" there would hide the sender's bug.
+    """
 
     name = "auto"
 
@@ -122,12 +119,27 @@ class AutoCodec:
         return _JSON.encode(value)
 
     def decode(self, data: bytes) -> Any:
-        for codec in (_JSON, _PHP):
-            try:
-                return codec.decode(data)
-            except PayloadError:
-                continue
-        return data
+        kind = sniff(data)
+        return data if kind == "raw" else CODECS[kind].decode(data)
+
+
+def encode_answer(value: Any, encoding: str) -> bytes:
+    """A job function's return value as its client expects it, for a workload that
+    was `encoding` (php, json or raw; for `auto`, what sniff() found).
+
+    None is the empty result and bytes go out exactly as they are. Under php, the
+    rest is PHP serialize(), a str included (s:4:"Zoë";), so that the PHP client's
+    unserialize() works. Otherwise a str goes out as its UTF-8 text and the rest as JSON.
+    """
+    if value is None:
+        return b""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if encoding == "php":
+        return _PHP.encode(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return _JSON.encode(value)
 
 
 _RAW, _JSON, _PHP = RawCodec(), JsonCodec(), PhpCodec()
@@ -145,7 +157,8 @@ def prepare_payload(data: bytes, encoding: str) -> bytes:
     """What a client sends for `data` given on the command line.
 
     raw: the bytes as they are. json: the same bytes, once checked to be JSON.
-    php: JSON in, its PHP serialize() form out (for workers that unserialize()).
+    php: JSON in, its PHP serialize() form out (for workers that unserialize()),
+    with the PHP forms of from_json() for objects and enums.
     """
     if encoding == "raw":
         return data
@@ -153,5 +166,85 @@ def prepare_payload(data: bytes, encoding: str) -> bytes:
     if encoding == "json":
         return data
     if encoding == "php":
-        return CODECS["php"].encode(value)
+        return CODECS["php"].encode(from_json(value))
     raise PayloadError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+
+
+# JSON has no PHP objects, enums or byte strings, so the command line spells them as
+# objects with one reserved key (README, "PHP and Drupal"):
+#   {"__php_class__": "Account", "name": "ann", "\u0000*\u0000balance": 10}
+#       an object; a key with PHP's NUL prefix is protected ("\0*\0") or private
+#       ("\0Class\0"); shown back with plain names
+#   {"__php_enum__": "Suit:Hearts"}       an enum case
+#   {"__php_serializable__": "ArrayObject", "base64": "..."}   a Serializable's payload
+#   {"__base64__": "..."}                 a string that is not UTF-8 (output only)
+PHP_CLASS, PHP_ENUM, PHP_SERIALIZABLE, BASE64 = "__php_class__", "__php_enum__", "__php_serializable__", "__base64__"
+
+
+def from_json(value: Any) -> Any:
+    """JSON as read from the command line, with the PHP forms above made PHP values."""
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if PHP_ENUM in value and len(value) == 1:
+        cls, sep, case = str(value[PHP_ENUM]).partition(":")
+        if not (sep and cls and case):
+            raise PayloadError(f"{PHP_ENUM} is written Class:Case, not {value[PHP_ENUM]!r}")
+        return php.PhpEnum(cls, case)
+    if PHP_SERIALIZABLE in value:
+        return php.PhpSerializable(str(value[PHP_SERIALIZABLE]), _unbase64(value.get("base64", "")))
+    if BASE64 in value and len(value) == 1:
+        return _unbase64(value[BASE64])
+    if PHP_CLASS in value:
+        obj = php.PhpObject(str(value[PHP_CLASS]))
+        for key, item in value.items():
+            if key != PHP_CLASS:
+                obj.set_mangled(key, from_json(item))
+        return obj
+    return {k: from_json(v) for k, v in value.items()}
+
+
+def to_json(value: Any) -> Any:
+    """A decoded payload as a JSON-ready value (the forms above; keys made strings)."""
+    if isinstance(value, php.PhpObject):
+        return {PHP_CLASS: value.php_class, **{k: to_json(v) for k, v in value.items()}}
+    if isinstance(value, dict):
+        return {(k if isinstance(k, str) else _key_text(k)): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return {BASE64: base64.b64encode(data).decode()}
+    if isinstance(value, php.PhpEnum):
+        return {PHP_ENUM: f"{value.php_class}:{value.case}"}
+    if isinstance(value, php.PhpSerializable):
+        return {PHP_SERIALIZABLE: value.php_class, "base64": base64.b64encode(value.data).decode()}
+    return value
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, bytes):
+        return key.decode("utf-8", "backslashreplace")
+    return str(key)
+
+
+def _unbase64(text: Any) -> bytes:
+    try:
+        return base64.b64decode(str(text), validate=True)
+    except ValueError as e:
+        raise PayloadError(f"invalid base64 in a PHP value: {e}") from e
+
+
+def as_json_text(data: bytes, decoding: str) -> bytes:
+    """A result shown for `--decode`: decoded (php, json, or auto's guess) and written
+    as one line of JSON in the forms above; raw, or what auto finds raw, as it is.
+    NaN and the infinities are written NaN and Infinity, which jq and Python read."""
+    kind = sniff(data) if decoding == "auto" else decoding
+    if kind == "raw":
+        return data
+    value = resolve(kind).decode(data)
+    return json.dumps(to_json(value), ensure_ascii=False).encode()

@@ -79,12 +79,20 @@ class WorkerJob:
         return len(self._workload)
 
     @property
+    def encoding(self) -> str:
+        """What the workload is: the function's encoding, or for `auto` what the
+        workload turned out to be ("php", "json" or "raw"). The answer is encoded
+        the same way, so a PHP client gets serialize() back."""
+        if self._encoding == "auto":
+            self._encoding = codecs.sniff(self._workload)
+        return self._encoding
+
+    @property
     def data(self) -> Any:
-        """The workload decoded by the function's encoding (auto: JSON, else PHP
-        serialize(), else the raw bytes). Raises PayloadError for json/php
-        workloads that do not decode."""
+        """The workload decoded by its encoding (see `encoding`). Raises PayloadError,
+        which fails the job, for a workload that does not decode as what it is."""
         if not self._decoded:
-            self._data = codecs.resolve(self._encoding).decode(self._workload)
+            self._data = codecs.resolve(self.encoding).decode(self._workload)
             self._decoded = True
         return self._data
 
@@ -120,18 +128,6 @@ class JobTimeout(BaseException):
     BaseException, so a plugin's `except Exception` does not swallow it."""
 
 
-def encode_result(value: Any, encoding: str) -> bytes:
-    """None -> b""; bytes and str as they are; anything else with the function's
-    encoding (PHP serialize() for php, JSON otherwise)."""
-    if value is None:
-        return b""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape")
-    return codecs.resolve("php" if encoding == "php" else "json").encode(value)
-
-
 async def execute(fn: JobFunction, job: WorkerJob) -> Outcome:
     """Run `fn` on `job`; never raises for what the function does."""
     started = time.monotonic()
@@ -159,7 +155,7 @@ async def execute(fn: JobFunction, job: WorkerJob) -> Outcome:
                     result = await _run_async(result, fn.timeout)
         if fn.timeout and took() > fn.timeout:
             return timed_out()  # it blocked where it could not be interrupted
-        body = encode_result(result, fn.encoding)
+        body = codecs.encode_answer(result, job.encoding)
     except (JobTimeout, _OurTimeout):
         return timed_out()
     except CommandFailed as e:

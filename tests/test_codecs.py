@@ -9,8 +9,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gearctl.codecs import CODECS, DECODINGS, ENCODINGS, prepare_payload, resolve
+from gearctl.codecs import (
+    CODECS,
+    DECODINGS,
+    ENCODINGS,
+    as_json_text,
+    encode_answer,
+    from_json,
+    prepare_payload,
+    resolve,
+    sniff,
+    to_json,
+)
 from gearctl.errors import ExitCode, PayloadError, UsageError
+from gearctl.php import PhpEnum, PhpObject, PhpSerializable
 
 raw, json_, php, auto = (CODECS[name] for name in ("raw", "json", "php", "auto"))
 
@@ -98,7 +110,7 @@ def test_php_known_serialize_output() -> None:
         (b'a:2:{i:1;s:1:"b";i:0;s:1:"a";}', {1: "b", 0: "a"}),  # keys 0..n-1 but out of order
         (b'a:2:{i:0;s:1:"a";i:2;s:1:"c";}', {0: "a", 2: "c"}),  # a gap
         (b'a:1:{i:1;s:1:"a";}', {1: "a"}),  # not starting at 0
-        (b'a:1:{s:1:"0";s:1:"a";}', {"0": "a"}),  # phpserialize keeps string keys as written
+        (b'a:1:{s:1:"0";s:1:"a";}', {"0": "a"}),  # string keys stay as written
         (b'a:1:{s:1:"k";a:2:{i:0;i:1;i:1;i:2;}}', {"k": [1, 2]}),
         (b"i:-7;", -7),
         (b"d:0.5;", 0.5),
@@ -163,7 +175,7 @@ def test_php_empty_array_decodes_as_empty_list() -> None:
         b'i:1;xx',
         b'a:1:{i:0;i:1;}}',
         b'N;N;',
-        b's:1:"x";\n',
+        b's:1:"x";\n\n',  # one newline (echo's) is allowed, not two
     ],
 )
 def test_php_trailing_garbage_is_an_error(data: bytes) -> None:
@@ -179,10 +191,13 @@ def test_php_invalid_data(data: bytes) -> None:
     assert info.value.data == data
 
 
-@pytest.mark.parametrize("value", [float("nan"), [1, float("inf")], {"a": {"b": float("-inf")}}])
-def test_php_refuses_non_finite_floats(value: Any) -> None:
-    with pytest.raises(PayloadError, match="PHP serialize"):
-        php.encode(value)
+def test_php_writes_non_finite_floats_as_php_does() -> None:
+    assert php.encode([1, float("inf"), float("-inf")]) == b"a:3:{i:0;i:1;i:1;d:INF;i:2;d:-INF;}"
+    assert php.encode(float("nan")) == b"d:NAN;"
+
+
+def test_php_str_is_a_php_string() -> None:
+    assert php.encode("Zoë") == b's:4:"Zo\xc3\xab";'
 
 
 # -- auto ------------------------------------------------------------------------
@@ -201,13 +216,54 @@ def test_php_refuses_non_finite_floats(value: Any) -> None:
         (b"\xff\x00", b"\xff\x00"),
         (b"", b""),
         (b"NaN", b"NaN"),  # not JSON for us, not PHP
-        (b"i:1;xx", b"i:1;xx"),  # PHP with trailing garbage is not PHP
+        (b"s:foo", b"s:foo"),  # a letter and a colon is not yet PHP
+        (b"a:b:c", b"a:b:c"),
+        (b"2026-12-01", b"2026-12-01"),  # starts like a number, is text
+        (b'a:1:{i:0;i:1;}\n', [1]),  # echo's newline
     ],
 )
 def test_auto_decode(data: bytes, value: Any) -> None:
     decoded = auto.decode(data)
     assert decoded == value
     assert type(decoded) is type(value)
+
+
+@pytest.mark.parametrize("data", [
+    b"i:1;xx",  # PHP with trailing garbage
+    b'a:2:{i:0;i:1;}',  # truncated PHP
+    b's:5:"ab";',
+    b"O:7:\"Account\":1:{s:1:\"x\";",
+    b"N;N;",
+    b"d:1.2.3;",
+    b"b:1;x",
+    b'{"uids": [1, 2}',  # a broken JSON object
+    b"[1, 2",
+    b"  {oops}",
+])
+def test_auto_refuses_what_starts_like_php_or_json_but_does_not_decode(data: bytes) -> None:
+    with pytest.raises(PayloadError, match=r"invalid (PHP serialize\(\) data|JSON)") as info:
+        auto.decode(data)
+    assert info.value.data == data
+
+
+@pytest.mark.parametrize(("data", "kind"), [
+    (b'a:1:{i:0;i:1;}', "php"), (b"O:8:", "php"), (b"N;", "php"), (b"E:11:", "php"), (b"i:-1;", "php"),
+    (b"d:INF;", "php"), (b"b:0;", "php"), (b"{", "json"), (b" [", "json"), (b"42", "json"), (b'"x"', "json"),
+    (b"true", "json"), (b"hello", "raw"), (b"", "raw"), (b"\xff", "raw"), (b"s:x", "raw"), (b"12 apples", "raw"),
+])
+def test_sniff(data: bytes, kind: str) -> None:
+    assert sniff(data) == kind
+
+
+@pytest.mark.parametrize(("value", "encoding", "wire"), [
+    (None, "php", b""), (None, "json", b""),
+    (b"\0raw", "php", b"\0raw"), (b"\0raw", "json", b"\0raw"),
+    ("Zoë", "php", b's:4:"Zo\xc3\xab";'), ("Zoë", "json", "Zoë".encode()), ("Zoë", "raw", "Zoë".encode()),
+    ({"sent": 2}, "php", b'a:1:{s:4:"sent";i:2;}'), ({"sent": 2}, "json", b'{"sent":2}'),
+    ({"sent": 2}, "raw", b'{"sent":2}'), (7, "php", b"i:7;"), (7, "json", b"7"),
+])
+def test_encode_answer_speaks_the_callers_language(value: Any, encoding: str, wire: bytes) -> None:
+    assert encode_answer(value, encoding) == wire
 
 
 def test_auto_encode() -> None:
@@ -231,6 +287,29 @@ def test_prepare_json_keeps_the_bytes_as_given() -> None:
 def test_prepare_php_converts_json_to_serialize() -> None:
     assert prepare_payload(b'[1, "x"]', "php") == b'a:2:{i:0;i:1;i:1;s:1:"x";}'
     assert prepare_payload(b'{"a": {"b": null}}', "php") == b'a:1:{s:1:"a";a:1:{s:1:"b";N;}}'
+    assert prepare_payload(b'{"i": 12345678901234567890}', "php") == b'a:1:{s:1:"i";d:1.2345678901234567E+19;}'
+
+
+def test_prepare_php_objects_and_enums_from_json() -> None:
+    data = (b'{"__php_class__": "Account", "name": "ann", "\\u0000*\\u0000balance": 10,'
+            b' "\\u0000Account\\u0000pin": "1", "suit": {"__php_enum__": "Suit:Hearts"}}')
+    assert prepare_payload(data, "php") == (
+        b'O:7:"Account":4:{s:4:"name";s:3:"ann";s:10:"\0*\0balance";i:10;s:12:"\0Account\0pin";s:1:"1";'
+        b's:4:"suit";E:11:"Suit:Hearts";}')
+    with pytest.raises(PayloadError, match="Class:Case"):
+        prepare_payload(b'{"__php_enum__": "Hearts"}', "php")
+
+
+def test_to_json_and_back() -> None:
+    obj = PhpObject("Account", {"name": "ann"})
+    obj.set("balance", 10, "protected")
+    value = {"o": obj, 5: [b"\xff", b"ok", PhpEnum("Suit", "Hearts"), PhpSerializable("A", b"x")]}
+    shown = to_json(value)
+    assert shown == {"o": {"__php_class__": "Account", "name": "ann", "balance": 10},
+                     "5": [{"__base64__": "/w=="}, "ok", {"__php_enum__": "Suit:Hearts"},
+                           {"__php_serializable__": "A", "base64": "eA=="}]}
+    back = from_json(shown)
+    assert back["o"].php_class == "Account" and back["5"][0] == b"\xff" and back["5"][2] == PhpEnum("Suit", "Hearts")
 
 
 @pytest.mark.parametrize("encoding", ["json", "php"])
@@ -246,3 +325,24 @@ def test_prepare_invalid_json_is_a_usage_error(data: bytes, encoding: str) -> No
 def test_prepare_unknown_encoding() -> None:
     with pytest.raises(PayloadError, match="unknown encoding 'xml'"):
         prepare_payload(b"{}", "xml")
+
+
+# -- --decode ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("data", "decoding", "shown"), [
+    (b'a:2:{s:4:"uids";a:2:{i:0;i:1;i:1;i:2;}s:1:"o";O:8:"stdClass":1:{s:1:"x";s:2:"\xff\xfe";}}', "php",
+     b'{"uids": [1, 2], "o": {"__php_class__": "stdClass", "x": {"__base64__": "//4="}}}'),
+    (b'a:1:{i:3;d:INF;}', "auto", b'{"3": Infinity}'),
+    (b'{"a":1}', "json", b'{"a": 1}'),
+    (b'{"a":1}', "auto", b'{"a": 1}'),
+    (b"plain text", "auto", b"plain text"),
+    (b"\xff\x00", "raw", b"\xff\x00"),
+    (b's:4:"Zo\xc3\xab";', "auto", '"Zoë"'.encode()),
+])
+def test_as_json_text(data: bytes, decoding: str, shown: bytes) -> None:
+    assert as_json_text(data, decoding) == shown
+
+
+def test_as_json_text_says_what_does_not_decode() -> None:
+    with pytest.raises(PayloadError, match="invalid PHP serialize"):
+        as_json_text(b"plain text", "php")
