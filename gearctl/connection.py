@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import socket
 import time
 import zlib
@@ -54,30 +55,57 @@ class ServerAddress:
         return f"{host}:{self.port}"
 
 
+SERVER_FORM = "expected HOST[:PORT] or [IPv6]:PORT, e.g. gear1:4730 or [::1]:4730"
+_HOSTNAME = re.compile(r"[\w.-]+")  # a name or IPv4 address: letters, digits, '.', '-', '_'
+
+
+def _is_ipv6(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(host)  # a zone ("%eth0") is accepted from Python 3.9 on
+    except ValueError:
+        return False
+    return True
+
+
+def _bad(text: str, why: str) -> ConfigError:
+    return ConfigError(f"bad server address {text!r}: {why} ({SERVER_FORM})")
+
+
 def parse_server(text: str) -> ServerAddress:
-    """'host', 'host:port', '[v6]', '[v6]:port' or a bare IPv6 address."""
+    """'host', 'host:port', '[v6]', '[v6]:port' or a bare IPv6 address.
+
+    Anything else is the caller's mistake (ConfigError, exit 2), caught here
+    rather than sent to the resolver, which would call it an unknown host (exit 3)."""
     spec = text.strip()
     if not spec:
-        raise ConfigError("empty server address")
+        raise ConfigError(f"empty server address ({SERVER_FORM})")
     host, port = spec, str(DEFAULT_PORT)
     if spec.startswith("["):
         close = spec.find("]")
         if close < 0:
-            raise ConfigError(f"bad server address {text!r}: missing ']'")
+            raise _bad(text, "missing ']'")
         host, rest = spec[1:close], spec[close + 1 :]
         if rest:
             if not rest.startswith(":"):
-                raise ConfigError(f"bad server address {text!r}: expected ':port' after ']'")
+                raise _bad(text, "expected ':port' after ']'")
             port = rest[1:]
+        if host and not _is_ipv6(host):
+            raise _bad(text, f"{host!r} in brackets is not an IPv6 address")
     elif spec.count(":") == 1:
         host, port = spec.split(":")
+    elif ":" in spec and not _is_ipv6(spec):
+        raise _bad(text, "more than one ':' and not an IPv6 address")
     if not host:
-        raise ConfigError(f"bad server address {text!r}: no host")
+        raise _bad(text, "no host")
+    if ":" not in host and not _HOSTNAME.fullmatch(host):
+        raise _bad(text, f"{host!r} is not a host name or address")
     if not port.isdigit():
-        raise ConfigError(f"bad server address {text!r}: port {port!r} is not a number")
+        raise _bad(text, f"port {port!r} is not a number")
     number = int(port)
     if not 0 < number < 65536:
-        raise ConfigError(f"bad server address {text!r}: port {number} is out of range")
+        raise _bad(text, f"port {number} is out of range")
     return ServerAddress(host, number)
 
 
@@ -93,7 +121,7 @@ def parse_servers(specs: Union[str, Iterable[str], None]) -> list[ServerAddress]
             if part.strip():
                 seen.setdefault(parse_server(part), None)
     if not seen:
-        raise ConfigError("no server given")
+        raise ConfigError(f"no server given ({SERVER_FORM})")
     return list(seen)
 
 
