@@ -33,6 +33,7 @@ from .connection import (
     ServerAddress,
     ServerPool,
     TLSOptions,
+    _ignore,
     admin_request,
     parse_servers,
 )
@@ -599,10 +600,6 @@ def _addresses(servers: Union[str, Iterable[str], Iterable[ServerAddress], None]
 def _settle(future: asyncio.Future[GearctlError | None], _job: Job, error: GearctlError | None) -> None:
     if not future.done():
         future.set_result(error)
-
-
-def _ignore(_answer: Union[Packet, GearctlError]) -> None:
-    return None
 
 
 def _status_from(packet: Packet, server: str) -> JobStatus:

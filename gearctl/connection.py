@@ -44,6 +44,14 @@ P = PacketType
 # Packets that answer a request (matched FIFO while requests wait); NOOP never does.
 REPLIES = RESPONSES - {P.NOOP}
 
+# A peer that is not gearmand must fail at once, not after --io-timeout. Line-based
+# servers (HTTP, Redis, memcached...) say nothing until a line ends, and a
+# SUBMIT_JOB_BG or GET_STATUS need not hold a single LF byte: so every pooled
+# connection opens with an ECHO_REQ whose payload ends a line and an HTTP request
+# head. gearmand echoes it (the answer is ignored); anything else answers the
+# "line" with bytes the decoder refuses (bad magic), failing what waits on it.
+PROBE = encode(P.ECHO_REQ, b"gearctl\r\n\r\n")
+
 
 @dataclass(frozen=True, slots=True)
 class ServerAddress:
@@ -283,8 +291,11 @@ class Connection(asyncio.Protocol):
     # -- sending -------------------------------------------------------------
     def send(self, data: bytes) -> None:
         """Write bytes that expect no reply. Raises ConnectionFailed when the
-        connection is closed or closing (whatever closed it)."""
+        connection is closed or closing, RemoteProtocolError when the peer's
+        bytes closed it."""
         if self.closed or self.transport is None or self.transport.is_closing():
+            if isinstance(self.error, RemoteProtocolError):  # it spoke nonsense: that, not "unreachable"
+                raise RemoteProtocolError(str(self.error))
             reason = str(self.error) if self.error else f"{self.address}: not connected"
             raise ConnectionFailed(reason)
         self.transport.write(data)
@@ -457,6 +468,7 @@ class ServerPool:
             raise
         conn.on_drained = self.on_drained
         conn.on_callback_error = self.on_callback_error
+        conn.request(PROBE, _ignore)
         self._conns[address] = conn
         self._live = None
         self._down_until.pop(address, None)
@@ -508,6 +520,10 @@ class ServerPool:
             await asyncio.wait([asyncio.ensure_future(c.wait_transport_closed()) for c in conns], timeout=timeout)
 
 
+def _ignore(_reply: Union[Packet, GearctlError]) -> None:
+    return None
+
+
 ADMIN_CLIENT_ID = f"gearctl-admin-{os.getpid()}"  # so `workers` can leave our own connection out
 
 
@@ -535,6 +551,7 @@ async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]
             writer.write(encode(PacketType.SET_CLIENT_ID, client_id))
         for command, *args in commands:
             framer = admin.ResponseReader(command)
+            seen = b""
             writer.write(admin.command_line(command, *args))
             while True:
                 left = deadline - time.monotonic()
@@ -547,7 +564,15 @@ async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]
                 except OSError as e:
                     raise ConnectionFailed(f"{address}: {_reason(e)}") from e
                 if not chunk:
+                    if seen:  # half an answer, then gone: gearmand answers whole lines in one write
+                        raise RemoteProtocolError(f"{address}: answered {command!r} with {_first_line(seen)!r} "
+                                                  "and closed the connection: not a gearmand admin port")
                     raise ConnectionFailed(f"{address}: connection closed during {command!r}")
+                if not seen:
+                    seen = chunk
+                    if chunk.startswith(b"HTTP/"):  # the commonest wrong port: a web server or proxy
+                        raise RemoteProtocolError(f"{address}: answered {command!r} with "
+                                                  f"{_first_line(chunk)!r}: an HTTP server, not gearmand")
                 try:
                     lines = framer.feed(chunk)
                 except ServerError as e:
@@ -561,6 +586,10 @@ async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]
         with contextlib.suppress(OSError, asyncio.TimeoutError):
             await asyncio.wait_for(writer.wait_closed(), 1)
     return results
+
+
+def _first_line(data: bytes) -> str:
+    return data.split(b"\n", 1)[0].rstrip(b"\r")[:80].decode("utf-8", "replace")
 
 
 async def admin_request(address: ServerAddress, command: str, *args: str,

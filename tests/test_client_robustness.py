@@ -45,6 +45,67 @@ def garbage_server() -> Iterator[int]:
     listener.close()
 
 
+@pytest.fixture
+def http_server() -> Iterator[int]:
+    """Behaves like a web server on the wrong port: silent until a line ends, then
+    "400 Bad Request", and the connection stays open (keep-alive)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    conns: list[socket.socket] = []
+
+    def answer(conn: socket.socket) -> None:
+        buf = b""
+        conn.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                chunk = conn.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            if b"\n" in buf:
+                buf = b""
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conns.append(conn)
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for conn in conns:
+        conn.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("args", [
+    ["client", "f", "--data", "x"],  # background: a SUBMIT_JOB_BG holds no line end
+    ["client", "f", "--data", "x", "--wait"],
+    ["client", "f", "-n", "--data", "a\nb"],
+    ["client", "f", "-n", "--wait", "--data", "a"],
+    ["client", "f", "--require-workers", "--data", "x"],  # asks the admin port first
+    ["job", "H:host:1"],  # GET_STATUS
+], ids=["background", "wait", "each-line", "each-line-wait", "require-workers", "job-status"])
+def test_a_web_server_on_the_port_fails_at_once_with_exit_7(http_server: int, args: list[str]) -> None:
+    # The default --io-timeout is 30 s: a client that waits for it exits 3, and late.
+    result = gearctl(*args, "-s", f"127.0.0.1:{http_server}", timeout=60)
+    assert result.returncode == 7, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(b"gearctl: ") and (b"bad magic" in first or b"HTTP server" in first), result.stderr
+
+
 def test_closed_stdout_stops_quietly_without_duplicates(gearmand: Gearmand) -> None:
     lines = b"".join(b"%d\n" % i for i in range(20_000))
     proc = subprocess.run(f"{sys.executable} -m gearctl client hd -n -s {gearmand.address} | head -1",
