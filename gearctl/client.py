@@ -19,6 +19,7 @@ in the very same chunk of bytes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -75,6 +76,14 @@ def _fresh_unique() -> bytes:
 
 def _text(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
+
+
+def _text_or_base64(value: bytes) -> tuple[str | None, str | None]:
+    """For JSON: (the UTF-8 text, None), or (None, the base64) for other bytes."""
+    try:
+        return value.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, base64.b64encode(value).decode()
 
 
 def _bytes(value: Union[bytes, str]) -> bytes:
@@ -186,7 +195,8 @@ class Job:
 
     @property
     def output(self) -> bytes:
-        """Everything the worker sent as data: WORK_DATA chunks, then the result."""
+        """What `gearctl client --wait` prints: the WORK_DATA chunks, then the
+        result. To parse the result, use `result` (what wait() returns)."""
         return b"".join(self.chunks) + self.result if self.chunks else self.result
 
     def packet(self) -> bytes:
@@ -208,7 +218,8 @@ class Job:
             raise self.error
 
     async def wait(self, timeout: float | None = None) -> bytes:
-        """Wait for the job to end; its output, or the matching error."""
+        """Wait for the job to end; its result (WORK_COMPLETE's payload, without
+        the WORK_DATA chunks, which are in `chunks`), or the matching error."""
         if not self.done:
             if self._future is None:
                 self._future = asyncio.get_running_loop().create_future()
@@ -218,28 +229,29 @@ class Job:
                 self._finish("timeout", Timeout(
                     f"job {self.handle} ({self.function}) did not finish in time; it may still run on the server"))
         self.raise_for_state()
-        return self.output
+        return self.result
 
     def to_dict(self) -> dict[str, Any]:
-        out = self.output
-        try:
-            result: str | None = out.decode("utf-8")
-            encoded = None
-        except UnicodeDecodeError:
-            import base64
-
-            result, encoded = None, base64.b64encode(out).decode()
+        """The --json record. A foreground job's WORK_DATA chunks are a list of
+        their own under "data", never glued onto "result"; bytes that are not
+        UTF-8 are null, with the base64 in "result_base64" / "data_base64"."""
         record: dict[str, Any] = {
             "function": self.function,
             "handle": self.handle,
             "unique": _text(self._wire_unique),
             "server": str(self.server) if self.server else None,
             "status": self.state,
-            "result": result,
-            "error": self.error_text(),
         }
-        if encoded is not None:
-            record["result_base64"] = encoded
+        record["result"], result_base64 = _text_or_base64(self.result)
+        record["error"] = self.error_text()
+        if result_base64 is not None:
+            record["result_base64"] = result_base64
+        if not self.background:
+            chunks = [_text_or_base64(chunk) for chunk in self.chunks]
+            if all(encoded is None for _, encoded in chunks):
+                record["data"] = [text for text, _ in chunks]
+            else:
+                record["data"], record["data_base64"] = None, [base64.b64encode(c).decode() for c in self.chunks]
         if self.warnings:
             record["warnings"] = [_text(w) for w in self.warnings]
         if self.index is not None:
@@ -346,7 +358,8 @@ class AsyncClient:
 
     async def run(self, function: str, data: Union[bytes, str] = b"", *, priority: str = "normal",
                   unique: str = "", timeout: float | None = None) -> bytes:
-        """Submit a foreground job and wait for its output."""
+        """Submit a foreground job and wait for its result (WORK_DATA is not
+        part of it: submit() and read the job's `chunks`, or set `on_data`)."""
         deadline = deadline_after(timeout)
         job = await self.submit(function, data, background=False, priority=priority, unique=unique,
                                 timeout=timeout)
