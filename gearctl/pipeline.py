@@ -44,6 +44,11 @@ class JobSource:
     def close(self) -> None:
         """Stop producing (the run ended)."""
 
+    def stop(self) -> None:
+        """Give no more jobs (say, from an on_done callback once too many failed):
+        the run ends when the jobs in flight have."""
+        self.exhausted = True
+
 
 class IterSource(JobSource):
     def __init__(self, jobs: Iterable[Job]) -> None:
@@ -87,7 +92,7 @@ class ManyRun:
             return
         self.pumping = True
         try:
-            while not self.stopped and len(self.inflight) < self.window:
+            while not self.stopped and not self.source.exhausted and len(self.inflight) < self.window:
                 job = self.source.take()
                 if job is None:
                     break

@@ -252,9 +252,10 @@ def test_each_line_json_records_and_invalid_lines(gearmand: Gearmand) -> None:
     result = gearctl("client", "lines", "-n", "--json", "-e", "json", "-s", gearmand.address,
                      input=b'{"a":1}\nnot json\n[2]\n')
     assert result.returncode == 2  # a line was not valid JSON
-    records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert sorted(r["line"] for r in records) == [1, 3]
-    assert all(r["status"] == "queued" for r in records)
+    records = {r["line"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert sorted(records) == [1, 2, 3]  # every line has its object, the invalid one too
+    assert records[1]["status"] == records[3]["status"] == "queued"
+    assert records[2]["status"] == "invalid" and "invalid JSON" in records[2]["error"]
     assert b"line 2" in result.stderr
     assert gearmand.queued("lines") == 2
 
