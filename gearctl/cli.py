@@ -122,8 +122,14 @@ def client(
         stream, text = _line_input(payload, data)
         return asyncio.run(_submit_lines(gear, function, stream, text, make_job, encoding.value, inflight, seconds,
                                          as_json, quiet, require_workers, summary, max_errors))
-    job = make_job(codecs.prepare_payload(read_payload(payload, data), encoding.value))
-    return asyncio.run(_submit_one(gear, job, seconds, as_json, quiet, require_workers))
+    body = read_payload(payload, data)
+    try:
+        body = codecs.prepare_payload(body, encoding.value)
+    except PayloadError as e:
+        if as_json:  # as for an invalid line of --each-line: the record, then the error
+            Out().line(render.json_line(_invalid_record(function, None, one_line(str(e)))))
+        raise
+    return asyncio.run(_submit_one(gear, make_job(body), seconds, as_json, quiet, require_workers))
 
 
 async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_json: bool, quiet: bool,
@@ -253,11 +259,14 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
     return ExitCode.OK
 
 
-def _invalid_record(function: str, number: int, error: str) -> dict[str, object]:
-    """--json's object for a line that was not submitted (not valid for -e json/php):
-    the fields of a job's record, with no job."""
-    return {"function": function, "handle": None, "unique": None, "server": None, "status": "invalid",
-            "result": None, "error": error, "line": number}
+def _invalid_record(function: str, number: int | None, error: str) -> dict[str, object]:
+    """--json's object for a payload or line that was not submitted (not valid for
+    -e json/php): the fields of a job's record, with no job."""
+    record: dict[str, object] = {"function": function, "handle": None, "unique": None, "server": None,
+                                 "status": "invalid", "result": None, "error": error}
+    if number is not None:
+        record["line"] = number
+    return record
 
 
 # -- worker, functions, run ------------------------------------------------------------

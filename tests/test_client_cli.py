@@ -220,6 +220,10 @@ def test_invalid_json_exits_2_and_queues_nothing(gearmand: Gearmand) -> None:
         result = gearctl("client", "strict", "--encoding", encoding, "--data", '{"a": 1,', "-s", gearmand.address)
         assert result.returncode == 2
         assert b"invalid JSON" in result.stderr and len(result.stderr.splitlines()) == 1
+        as_json = gearctl("client", "strict", "--json", "-e", encoding, "--data", "{", "-s", gearmand.address)
+        assert as_json.returncode == 2 and len(as_json.stderr.splitlines()) == 1
+        record = json.loads(as_json.stdout)  # one object, as an invalid line of --each-line gets
+        assert record["status"] == "invalid" and "invalid JSON" in record["error"] and record["handle"] is None
     assert "strict" not in gearmand.status()
 
 
