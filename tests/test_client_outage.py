@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 
-from conftest import Gearmand, Procs, gearctl, php_worker
+from conftest import Gearmand, Procs, gearctl, php_worker, wait_until
 
 GEARCTL = [sys.executable, "-m", "gearctl"]
 BEFORE, AFTER = 100, 3000  # lines queued before the kill, lines sent after it
@@ -39,18 +39,43 @@ def _run_through_an_outage(gearmand: Gearmand, *flags: str) -> tuple[int, list[b
     return proc.returncode, head + out.splitlines(), err.splitlines()
 
 
+def _told(err: list[bytes]) -> int:
+    """Failures stderr accounts for: lines shown plus the '... and N more' counts (at most 5 shown each)."""
+    shown = [line for line in err if re.match(rb"gearctl: line \d+: ", line)]
+    counts = [int(m.group(1).replace(b",", b"")) for line in err
+              if (m := re.fullmatch(rb"gearctl: \.\.\. and ([\d,]+) more: .*", line))]
+    assert len(shown) <= 5 * max(len(counts), 1), err
+    return len(shown) + sum(counts)
+
+
 def test_an_outage_is_summarised_not_one_stderr_line_per_job(gearmand: Gearmand) -> None:
     code, out, err = _run_through_an_outage(gearmand)
     assert code == 3, err[-5:]
     assert len(out) == BEFORE and all(line.startswith(b"H:") for line in out)
-    shown = [line for line in err if re.match(rb"gearctl: line \d+: ", line)]
-    more = [re.fullmatch(rb"gearctl: \.\.\. and ([\d,]+) more: (.*)", line) for line in err]
-    hidden = [m for m in more if m]
-    assert 1 <= len(hidden) <= 2 and len(shown) <= 5 * len(hidden), err  # 5 of each reason, then a count
-    assert all(b"no job server reachable" in m.group(2) or b"connection" in m.group(2) for m in hidden)
-    assert len(shown) + sum(int(m.group(1).replace(b",", b"")) for m in hidden) == AFTER  # every job told
+    assert _told(err) == AFTER  # every failed job accounted for...
+    assert len(err) <= 2 * 6 + 1, err  # ...in a few lines: at most two reasons (refused, lost), each 5 + a count
+    assert any(b"more: no job server reachable" in line and b"connection refused" in line for line in err)
     assert err[-1].startswith(b"gearctl: %d submitted, %d queued, %d error" % (BEFORE + AFTER, BEFORE, AFTER))
-    assert len(err) <= 2 * 6 + 1
+
+
+def test_jobs_waited_on_when_the_server_dies_are_summarised(gearmand: Gearmand) -> None:
+    proc = subprocess.Popen([*GEARCTL, "client", "outage", "-n", "--wait", "-s", gearmand.address],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(_lines(1, 50))  # no worker: all 50 wait, created, on the server
+        proc.stdin.flush()
+        wait_until(lambda: gearmand.queued("outage") == 50, 20, what="50 jobs created")
+        gearmand.kill()
+        out, err = proc.communicate(b"", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 3 and out == b""
+    lines = err.splitlines()
+    assert _told(lines) == 50 and len(lines) <= 2 * 6 + 1, lines
+    assert lines[-1].startswith(b"gearctl: 50 submitted, 0 complete, 50 error")
 
 
 def test_json_gives_every_line_one_object_through_an_outage(gearmand: Gearmand) -> None:
