@@ -34,8 +34,8 @@ from .connection import (
     ServerAddress,
     ServerPool,
     TLSOptions,
-    _ignore,
     admin_request,
+    ignore_reply,
     parse_servers,
 )
 from .errors import (
@@ -372,7 +372,7 @@ class AsyncClient:
         for address in self._candidates(job):
             try:
                 conn = await _within(self._pool.connect(address), deadline, f"connecting to {address}")
-            except ConnectionFailed as e:
+            except (ConnectionFailed, RemoteProtocolError) as e:  # a greeting in another protocol, say
                 errors.append(e)
                 continue
             future: asyncio.Future[GearctlError | None] = asyncio.get_running_loop().create_future()
@@ -435,7 +435,7 @@ class AsyncClient:
                 return conn
             try:
                 return await self._pool.connect(address)
-            except ConnectionFailed:
+            except (ConnectionFailed, RemoteProtocolError):
                 continue
         return None
 
@@ -449,7 +449,7 @@ class AsyncClient:
         if needs_option:
             conn.options.add("exceptions")
             chunks.append(encode(P.OPTION_REQ, b"exceptions"))
-            callbacks.append(_ignore)
+            callbacks.append(ignore_reply)
         for job in jobs:
             job.state = "sent"
 
@@ -550,7 +550,7 @@ class AsyncClient:
             try:
                 conn = await _within(self._pool.connect(address), deadline, f"connecting to {address}")
                 packet = await conn.call(request, remaining(deadline))
-            except (ConnectionFailed, Timeout) as e:
+            except (ConnectionFailed, RemoteProtocolError, Timeout) as e:  # one bad server is not every answer
                 return e
             if packet.type is P.ERROR:
                 return ServerError(_text(packet.args[0]), _text(packet.args[1]), str(address))

@@ -468,7 +468,11 @@ class ServerPool:
             raise
         conn.on_drained = self.on_drained
         conn.on_callback_error = self.on_callback_error
-        conn.request(PROBE, _ignore)
+        try:
+            conn.request(PROBE, ignore_reply)
+        except GearctlError as e:  # closed already: it hung up, or greeted us in another protocol
+            self.mark_down(address, e)
+            raise
         self._conns[address] = conn
         self._live = None
         self._down_until.pop(address, None)
@@ -480,6 +484,8 @@ class ServerPool:
         self._live = None
         if self._conns.get(conn.address) is conn:
             del self._conns[conn.address]
+        if isinstance(error, RemoteProtocolError):  # not gearmand: skipped like a server that is down
+            self.mark_down(conn.address, error)
         if self.on_close is not None:
             self.on_close(conn, error)
 
@@ -520,7 +526,8 @@ class ServerPool:
             await asyncio.wait([asyncio.ensure_future(c.wait_transport_closed()) for c in conns], timeout=timeout)
 
 
-def _ignore(_reply: Union[Packet, GearctlError]) -> None:
+def ignore_reply(_reply: Union[Packet, GearctlError]) -> None:
+    """A reply callback for a request whose answer does not matter."""
     return None
 
 

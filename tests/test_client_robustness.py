@@ -106,6 +106,48 @@ def test_a_web_server_on_the_port_fails_at_once_with_exit_7(http_server: int, ar
     assert first.startswith(b"gearctl: ") and (b"bad magic" in first or b"HTTP server" in first), result.stderr
 
 
+@pytest.fixture
+def greeting_server() -> Iterator[int]:
+    """Speaks first, in another protocol (as SSH or SMTP do), then waits."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    conns: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conns.append(conn)
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for conn in conns:
+        conn.close()
+    listener.close()
+
+
+def test_a_server_greeting_in_another_protocol_fails_over_or_exits_7(gearmand: Gearmand,
+                                                                     greeting_server: int) -> None:
+    other = f"127.0.0.1:{greeting_server}"
+    for args in (["--data", "x"], ["--data", "x", "--wait", "--timeout", "30"], ["-n", "--data", "a\nb\nc"]):
+        alone = gearctl("client", "greeted", *args, "-s", other)
+        assert alone.returncode == 7, alone.stderr
+        assert b"bad magic b'SSH-'" in alone.stderr.splitlines()[0]
+    for _ in range(3):  # whichever server the rotation starts with, the job reaches gearmand
+        both = gearctl("client", "greeted", "--data", "x", "-s", f"{other},{gearmand.address}")
+        assert both.returncode == 0, both.stderr
+    lines = gearctl("client", "greeted", "-n", "-q", "-s", f"{other},{gearmand.address}", input=b"1\n2\n3\n4\n")
+    assert lines.returncode == 0, lines.stderr
+    assert gearmand.queued("greeted") == 3 + 4
+
+
 def test_closed_stdout_stops_quietly_without_duplicates(gearmand: Gearmand) -> None:
     lines = b"".join(b"%d\n" % i for i in range(20_000))
     proc = subprocess.run(f"{sys.executable} -m gearctl client hd -n -s {gearmand.address} | head -1",
