@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO, TextIO
 
-from .client import Job
+from .clientjob import Job
 from .pipeline import JobSource
 
 CHUNK = 1 << 16

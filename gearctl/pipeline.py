@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import GearctlError, Timeout
 
 if TYPE_CHECKING:
-    from .client import AsyncClient, Job
+    from .client import AsyncClient
+    from .clientjob import Job
     from .connection import Connection
 
 BATCH = 256  # submits written per write() at most
