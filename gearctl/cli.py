@@ -246,7 +246,8 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
         sys.stderr.write(f"gearctl: reading the input failed after line {source.number}: {source.error}\n")
         return ExitCode.USAGE
     if stopped_at:
-        sys.stderr.write(f"gearctl: stopped after {stats.failed:,} failed lines (--max-errors {max_errors}); "
+        lines = "line" if stats.failed == 1 else "lines"
+        sys.stderr.write(f"gearctl: stopped after {stats.failed:,} failed {lines} (--max-errors {max_errors}); "
                          f"input from line {stopped_at[0]} on was not submitted\n")
     elif stats.by_state.get("timeout") and not source.exhausted:
         sys.stderr.write(f"gearctl: timed out; input from line {source.number + 1} on was not submitted\n")

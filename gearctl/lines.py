@@ -13,6 +13,7 @@ it: an outage fails every job the same way, and cron mails every line.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -54,6 +55,21 @@ class LineSource(JobSource):
             return
         loop = asyncio.get_running_loop()
         stream = self._stream
+        # os.read on the descriptor, not the buffered stream: a run can end with
+        # this thread still blocked reading (--timeout, --max-errors, a producer
+        # that never closes), and a thread holding stdin's buffer lock makes the
+        # interpreter's exit abort ("could not acquire lock ... at interpreter
+        # shutdown", exit 134) instead of exiting with the run's code.
+        # Nothing has read from the stream yet, so its buffer holds nothing to lose.
+        try:
+            fd: int | None = stream.fileno()
+        except (OSError, ValueError):  # io.UnsupportedOperation: an in-memory stream
+            fd = None
+
+        def read_chunk() -> bytes:
+            if fd is not None:
+                return os.read(fd, CHUNK)
+            return stream.read1(CHUNK) if hasattr(stream, "read1") else stream.read(CHUNK)
 
         def arrived(lines: list[bytes], eof: bool) -> None:
             self._lines.extend(lines)
@@ -67,7 +83,7 @@ class LineSource(JobSource):
             while not self._closed:
                 self._room.wait()
                 try:
-                    chunk = stream.read1(CHUNK) if hasattr(stream, "read1") else stream.read(CHUNK)
+                    chunk = read_chunk()
                 except OSError as e:
                     self.error = e
                     chunk = b""
