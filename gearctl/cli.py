@@ -39,7 +39,7 @@ from .cliapp import (
 )
 from .client import AsyncClient, Job
 from .errors import ExitCode, GearctlError, JobException, PayloadError, Timeout, UsageError
-from .lines import LineSource
+from .lines import LineReports, LineSource
 from .pipeline import deadline_after, remaining
 from .timeparse import parse_duration, parse_when
 
@@ -89,6 +89,9 @@ def client(
     ] = 10_000,
     summary: Annotated[bool, typer.Option(
         "--summary", help="With --each-line: print the counts and rate on stderr even off a terminal.")] = False,
+    max_errors: Annotated[int | None, typer.Option(
+        "--max-errors", min=1, metavar="N",
+        help="With --each-line: stop submitting once N lines have failed (exit code: the worst error).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per job on stdout.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Print nothing on success (results still print with --wait).")] = False,
@@ -106,6 +109,8 @@ def client(
         raise UsageError("--at/--in schedule a background job; it cannot be combined with --wait")
     if each_line and unique:
         raise UsageError("--unique gives every job the same key; it cannot be combined with --each-line")
+    if max_errors is not None and not each_line:
+        raise UsageError("--max-errors counts the failed lines of --each-line; add --each-line, or drop it")
     seconds = parse_duration(timeout) if timeout is not None else None
     gear = server.client()
 
@@ -116,9 +121,15 @@ def client(
     if each_line:
         stream, text = _line_input(payload, data)
         return asyncio.run(_submit_lines(gear, function, stream, text, make_job, encoding.value, inflight, seconds,
-                                         as_json, quiet, require_workers, summary))
-    job = make_job(codecs.prepare_payload(read_payload(payload, data), encoding.value))
-    return asyncio.run(_submit_one(gear, job, seconds, as_json, quiet, require_workers))
+                                         as_json, quiet, require_workers, summary, max_errors))
+    body = read_payload(payload, data)
+    try:
+        body = codecs.prepare_payload(body, encoding.value)
+    except PayloadError as e:
+        if as_json:  # as for an invalid line of --each-line: the record, then the error
+            Out().line(render.json_line(_invalid_record(function, None, one_line(str(e)))))
+        raise
+    return asyncio.run(_submit_one(gear, make_job(body), seconds, as_json, quiet, require_workers))
 
 
 async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_json: bool, quiet: bool,
@@ -165,10 +176,18 @@ _STATE_EXIT = [("error", ExitCode.NO_SERVER), ("invalid", ExitCode.USAGE), ("tim
 
 async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | None, text: bytes | None,
                         make_job: Callable[[bytes, int], Job], encoding: str, inflight: int, timeout: float | None,
-                        as_json: bool, quiet: bool, require_workers: bool, summary: bool) -> int:
+                        as_json: bool, quiet: bool, require_workers: bool, summary: bool,
+                        max_errors: int | None = None) -> int:
     stats = render.SubmitStats(background=make_job(b"", 0).background)
     out = Out()
     errors: dict[str, GearctlError] = {}
+    reports = LineReports(sys.stderr)  # identical errors are counted, not repeated 20,000 times
+    stopped_at: list[int] = []  # the first line not submitted, once --max-errors was reached
+
+    def failed_one() -> None:
+        if max_errors is not None and not stopped_at and stats.failed >= max_errors:
+            stopped_at.append(source.number + 1)
+            source.stop()
 
     def job_for(line: bytes, number: int) -> Job | None:
         try:
@@ -176,7 +195,12 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
         except PayloadError as e:
             stats.done("invalid")
             errors.setdefault("invalid", e)
-            sys.stderr.write(f"gearctl: line {number}: {one_line(str(e))}; not submitted\n")
+            reason = one_line(str(e))
+            reports.report(number, f"{reason}; not submitted")
+            if as_json:
+                out.write(render.json_line(_invalid_record(function, number, reason)).encode() + b"\n", flush=False)
+                out.flush_soon()
+            failed_one()
             return None
         stats.submitted += 1
         return make_job(body, number)
@@ -189,7 +213,7 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
         if job.error is not None:
             errors.setdefault(job.state, job.error)
         for warning in job.warnings if not as_json else ():
-            sys.stderr.write(f"gearctl: line {job.index}: warning: {one_line(warning.decode('utf-8', 'replace'))}\n")
+            reports.report(job.index, f"warning: {one_line(warning.decode('utf-8', 'replace'))}")
         if as_json:
             out.write(render.json_line(job.to_dict()).encode() + b"\n", flush=False)
         elif job.state == "queued":
@@ -199,7 +223,10 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
             output = job.output
             out.write(output if output.endswith(b"\n") else output + b"\n", flush=False)
         else:
-            sys.stderr.write(f"gearctl: line {job.index}: {one_line(job.error_text() or job.state)}\n")
+            reason = one_line(job.error_text() or job.state)
+            reports.report(job.index, reason, reason.replace(job.handle, "<handle>") if job.handle else reason)
+        if job.state not in ("queued", "complete"):
+            failed_one()
         out.flush_soon()
 
     source = LineSource(stream, job_for, text=text)
@@ -214,10 +241,15 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
         if stream is not None and stream is not sys.stdin.buffer:
             stream.close()
     out.write(b"")
+    reports.finish()
     if source.error is not None:
         sys.stderr.write(f"gearctl: reading the input failed after line {source.number}: {source.error}\n")
         return ExitCode.USAGE
-    if stats.by_state.get("timeout") and not source.exhausted:
+    if stopped_at:
+        lines = "line" if stats.failed == 1 else "lines"
+        sys.stderr.write(f"gearctl: stopped after {stats.failed:,} failed {lines} (--max-errors {max_errors}); "
+                         f"input from line {stopped_at[0]} on was not submitted\n")
+    elif stats.by_state.get("timeout") and not source.exhausted:
         sys.stderr.write(f"gearctl: timed out; input from line {source.number + 1} on was not submitted\n")
     if view.enabled or stats.failed or summary:
         sys.stderr.write(f"gearctl: {stats.summary()}\n")
@@ -226,6 +258,16 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
             error = errors.get(state)
             return error.exit_code if state == "error" and error is not None else code
     return ExitCode.OK
+
+
+def _invalid_record(function: str, number: int | None, error: str) -> dict[str, object]:
+    """--json's object for a payload or line that was not submitted (not valid for
+    -e json/php): the fields of a job's record, with no job."""
+    record: dict[str, object] = {"function": function, "handle": None, "unique": None, "server": None,
+                                 "status": "invalid", "result": None, "error": error}
+    if number is not None:
+        record["line"] = number
+    return record
 
 
 # -- worker, functions, run ------------------------------------------------------------

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import socket
 import time
 import zlib
@@ -43,6 +44,14 @@ P = PacketType
 # Packets that answer a request (matched FIFO while requests wait); NOOP never does.
 REPLIES = RESPONSES - {P.NOOP}
 
+# A peer that is not gearmand must fail at once, not after --io-timeout. Line-based
+# servers (HTTP, Redis, memcached...) say nothing until a line ends, and a
+# SUBMIT_JOB_BG or GET_STATUS need not hold a single LF byte: so every pooled
+# connection opens with an ECHO_REQ whose payload ends a line and an HTTP request
+# head. gearmand echoes it (the answer is ignored); anything else answers the
+# "line" with bytes the decoder refuses (bad magic), failing what waits on it.
+PROBE = encode(P.ECHO_REQ, b"gearctl\r\n\r\n")
+
 
 @dataclass(frozen=True, slots=True)
 class ServerAddress:
@@ -54,30 +63,57 @@ class ServerAddress:
         return f"{host}:{self.port}"
 
 
+SERVER_FORM = "expected HOST[:PORT] or [IPv6]:PORT, e.g. gear1:4730 or [::1]:4730"
+_HOSTNAME = re.compile(r"[\w.-]+")  # a name or IPv4 address: letters, digits, '.', '-', '_'
+
+
+def _is_ipv6(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(host)  # a zone ("%eth0") is accepted from Python 3.9 on
+    except ValueError:
+        return False
+    return True
+
+
+def _bad(text: str, why: str) -> ConfigError:
+    return ConfigError(f"bad server address {text!r}: {why} ({SERVER_FORM})")
+
+
 def parse_server(text: str) -> ServerAddress:
-    """'host', 'host:port', '[v6]', '[v6]:port' or a bare IPv6 address."""
+    """'host', 'host:port', '[v6]', '[v6]:port' or a bare IPv6 address.
+
+    Anything else is the caller's mistake (ConfigError, exit 2), caught here
+    rather than sent to the resolver, which would call it an unknown host (exit 3)."""
     spec = text.strip()
     if not spec:
-        raise ConfigError("empty server address")
+        raise ConfigError(f"empty server address ({SERVER_FORM})")
     host, port = spec, str(DEFAULT_PORT)
     if spec.startswith("["):
         close = spec.find("]")
         if close < 0:
-            raise ConfigError(f"bad server address {text!r}: missing ']'")
+            raise _bad(text, "missing ']'")
         host, rest = spec[1:close], spec[close + 1 :]
         if rest:
             if not rest.startswith(":"):
-                raise ConfigError(f"bad server address {text!r}: expected ':port' after ']'")
+                raise _bad(text, "expected ':port' after ']'")
             port = rest[1:]
+        if host and not _is_ipv6(host):
+            raise _bad(text, f"{host!r} in brackets is not an IPv6 address")
     elif spec.count(":") == 1:
         host, port = spec.split(":")
+    elif ":" in spec and not _is_ipv6(spec):
+        raise _bad(text, "more than one ':' and not an IPv6 address")
     if not host:
-        raise ConfigError(f"bad server address {text!r}: no host")
+        raise _bad(text, "no host")
+    if ":" not in host and not _HOSTNAME.fullmatch(host):
+        raise _bad(text, f"{host!r} is not a host name or address")
     if not port.isdigit():
-        raise ConfigError(f"bad server address {text!r}: port {port!r} is not a number")
+        raise _bad(text, f"port {port!r} is not a number")
     number = int(port)
     if not 0 < number < 65536:
-        raise ConfigError(f"bad server address {text!r}: port {number} is out of range")
+        raise _bad(text, f"port {number} is out of range")
     return ServerAddress(host, number)
 
 
@@ -93,7 +129,7 @@ def parse_servers(specs: Union[str, Iterable[str], None]) -> list[ServerAddress]
             if part.strip():
                 seen.setdefault(parse_server(part), None)
     if not seen:
-        raise ConfigError("no server given")
+        raise ConfigError(f"no server given ({SERVER_FORM})")
     return list(seen)
 
 
@@ -255,8 +291,11 @@ class Connection(asyncio.Protocol):
     # -- sending -------------------------------------------------------------
     def send(self, data: bytes) -> None:
         """Write bytes that expect no reply. Raises ConnectionFailed when the
-        connection is closed or closing (whatever closed it)."""
+        connection is closed or closing, RemoteProtocolError when the peer's
+        bytes closed it."""
         if self.closed or self.transport is None or self.transport.is_closing():
+            if isinstance(self.error, RemoteProtocolError):  # it spoke nonsense: that, not "unreachable"
+                raise RemoteProtocolError(str(self.error))
             reason = str(self.error) if self.error else f"{self.address}: not connected"
             raise ConnectionFailed(reason)
         self.transport.write(data)
@@ -429,6 +468,11 @@ class ServerPool:
             raise
         conn.on_drained = self.on_drained
         conn.on_callback_error = self.on_callback_error
+        try:
+            conn.request(PROBE, ignore_reply)
+        except GearctlError as e:  # closed already: it hung up, or greeted us in another protocol
+            self.mark_down(address, e)
+            raise
         self._conns[address] = conn
         self._live = None
         self._down_until.pop(address, None)
@@ -440,6 +484,8 @@ class ServerPool:
         self._live = None
         if self._conns.get(conn.address) is conn:
             del self._conns[conn.address]
+        if isinstance(error, RemoteProtocolError):  # not gearmand: skipped like a server that is down
+            self.mark_down(conn.address, error)
         if self.on_close is not None:
             self.on_close(conn, error)
 
@@ -480,6 +526,11 @@ class ServerPool:
             await asyncio.wait([asyncio.ensure_future(c.wait_transport_closed()) for c in conns], timeout=timeout)
 
 
+def ignore_reply(_reply: Union[Packet, GearctlError]) -> None:
+    """A reply callback for a request whose answer does not matter."""
+    return None
+
+
 ADMIN_CLIENT_ID = f"gearctl-admin-{os.getpid()}"  # so `workers` can leave our own connection out
 
 
@@ -513,6 +564,7 @@ async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]
             writer.write(encode(PacketType.SET_CLIENT_ID, client_id))
         for command, *args in commands:
             framer = admin.ResponseReader(command)
+            seen = b""
             writer.write(admin.command_line(command, *args))
             while True:
                 left = io_timeout if io_timeout is not None else deadline - time.monotonic()
@@ -525,7 +577,15 @@ async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]
                 except OSError as e:
                     raise ConnectionFailed(f"{address}: {_reason(e)}") from e
                 if not chunk:
+                    if seen:  # half an answer, then gone: gearmand answers whole lines in one write
+                        raise RemoteProtocolError(f"{address}: answered {command!r} with {_first_line(seen)!r} "
+                                                  "and closed the connection: not a gearmand admin port")
                     raise ConnectionFailed(f"{address}: connection closed during {command!r}")
+                if not seen:
+                    seen = chunk
+                    if chunk.startswith(b"HTTP/"):  # the commonest wrong port: a web server or proxy
+                        raise RemoteProtocolError(f"{address}: answered {command!r} with "
+                                                  f"{_first_line(chunk)!r}: an HTTP server, not gearmand")
                 try:
                     lines = framer.feed(chunk)
                 except ServerError as e:
@@ -539,6 +599,10 @@ async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]
         with contextlib.suppress(OSError, asyncio.TimeoutError):
             await asyncio.wait_for(writer.wait_closed(), 1)
     return results
+
+
+def _first_line(data: bytes) -> str:
+    return data.split(b"\n", 1)[0].rstrip(b"\r")[:80].decode("utf-8", "replace")
 
 
 async def admin_request(address: ServerAddress, command: str, *args: str,

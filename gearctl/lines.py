@@ -5,17 +5,21 @@ one job per line. A daemon thread does the blocking reads, in chunks, and
 hands whole lines to the loop, so a slow producer (`tail -f | gearctl client -n`)
 never stalls replies, timeouts or Ctrl-C, and lines are submitted as they come.
 The buffer between the two is bounded: a fast file does not fill memory.
+
+`LineReports` writes what went wrong with the lines to stderr without flooding
+it: an outage fails every job the same way, and cron mails every line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
-from .client import Job
+from .clientjob import Job
 from .pipeline import JobSource
 
 CHUNK = 1 << 16
@@ -51,6 +55,21 @@ class LineSource(JobSource):
             return
         loop = asyncio.get_running_loop()
         stream = self._stream
+        # os.read on the descriptor, not the buffered stream: a run can end with
+        # this thread still blocked reading (--timeout, --max-errors, a producer
+        # that never closes), and a thread holding stdin's buffer lock makes the
+        # interpreter's exit abort ("could not acquire lock ... at interpreter
+        # shutdown", exit 134) instead of exiting with the run's code.
+        # Nothing has read from the stream yet, so its buffer holds nothing to lose.
+        try:
+            fd: int | None = stream.fileno()
+        except (OSError, ValueError):  # io.UnsupportedOperation: an in-memory stream
+            fd = None
+
+        def read_chunk() -> bytes:
+            if fd is not None:
+                return os.read(fd, CHUNK)
+            return stream.read1(CHUNK) if hasattr(stream, "read1") else stream.read(CHUNK)
 
         def arrived(lines: list[bytes], eof: bool) -> None:
             self._lines.extend(lines)
@@ -64,7 +83,7 @@ class LineSource(JobSource):
             while not self._closed:
                 self._room.wait()
                 try:
-                    chunk = stream.read1(CHUNK) if hasattr(stream, "read1") else stream.read(CHUNK)
+                    chunk = read_chunk()
                 except OSError as e:
                     self.error = e
                     chunk = b""
@@ -83,7 +102,7 @@ class LineSource(JobSource):
         threading.Thread(target=read, name="gearctl-lines", daemon=True).start()
 
     def take(self) -> Job | None:
-        while self._lines:
+        while self._lines and not self.exhausted:  # make_job may stop() the source
             line = self._lines.popleft()
             self.number += 1
             if len(self._lines) < MAX_BUFFERED // 2:
@@ -91,10 +110,42 @@ class LineSource(JobSource):
             job = self._make_job(line, self.number)
             if job is not None:
                 return job
-        if self._eof:
+        if self._eof and not self._lines:
             self.exhausted = True
         return None
 
     def close(self) -> None:
         self._closed = True
         self._room.set()
+
+
+class LineReports:
+    """One stderr line per problem (`gearctl: line N: reason`), but a reason
+    seen SHOWN times is only counted after that, and said once at the end:
+    `gearctl: ... and 23,990 more: reason`. Past MAX_REASONS distinct reasons
+    (exception texts that differ per job), further ones are only counted."""
+
+    SHOWN = 5
+    MAX_REASONS = 20
+    OTHER = "other errors"
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.counts: dict[str, int] = {}
+
+    def report(self, number: int | None, text: str, reason: str | None = None) -> None:
+        """`text` for line `number`; `reason` (default: the text) is what makes
+        two reports the same, without the job's own details such as its handle."""
+        key = text if reason is None else reason
+        if key not in self.counts and len(self.counts) >= self.MAX_REASONS:
+            key = self.OTHER
+        seen = self.counts[key] = self.counts.get(key, 0) + 1
+        if seen <= self.SHOWN and key != self.OTHER:
+            self.stream.write(f"gearctl: line {number}: {text}\n")
+
+    def finish(self) -> None:
+        """The counts of what was not shown, one line per reason."""
+        for key, seen in self.counts.items():
+            hidden = seen if key == self.OTHER else seen - self.SHOWN
+            if hidden > 0:
+                self.stream.write(f"gearctl: ... and {hidden:,} more: {key}\n")

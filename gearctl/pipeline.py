@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import GearctlError, Timeout
 
 if TYPE_CHECKING:
-    from .client import AsyncClient, Job
+    from .client import AsyncClient
+    from .clientjob import Job
     from .connection import Connection
 
 BATCH = 256  # submits written per write() at most
@@ -43,6 +44,11 @@ class JobSource:
 
     def close(self) -> None:
         """Stop producing (the run ended)."""
+
+    def stop(self) -> None:
+        """Give no more jobs (say, from an on_done callback once too many failed):
+        the run ends when the jobs in flight have."""
+        self.exhausted = True
 
 
 class IterSource(JobSource):
@@ -87,7 +93,7 @@ class ManyRun:
             return
         self.pumping = True
         try:
-            while not self.stopped and len(self.inflight) < self.window:
+            while not self.stopped and not self.source.exhausted and len(self.inflight) < self.window:
                 job = self.source.take()
                 if job is None:
                     break

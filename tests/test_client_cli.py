@@ -220,6 +220,10 @@ def test_invalid_json_exits_2_and_queues_nothing(gearmand: Gearmand) -> None:
         result = gearctl("client", "strict", "--encoding", encoding, "--data", '{"a": 1,', "-s", gearmand.address)
         assert result.returncode == 2
         assert b"invalid JSON" in result.stderr and len(result.stderr.splitlines()) == 1
+        as_json = gearctl("client", "strict", "--json", "-e", encoding, "--data", "{", "-s", gearmand.address)
+        assert as_json.returncode == 2 and len(as_json.stderr.splitlines()) == 1
+        record = json.loads(as_json.stdout)  # one object, as an invalid line of --each-line gets
+        assert record["status"] == "invalid" and "invalid JSON" in record["error"] and record["handle"] is None
     assert "strict" not in gearmand.status()
 
 
@@ -252,9 +256,10 @@ def test_each_line_json_records_and_invalid_lines(gearmand: Gearmand) -> None:
     result = gearctl("client", "lines", "-n", "--json", "-e", "json", "-s", gearmand.address,
                      input=b'{"a":1}\nnot json\n[2]\n')
     assert result.returncode == 2  # a line was not valid JSON
-    records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert sorted(r["line"] for r in records) == [1, 3]
-    assert all(r["status"] == "queued" for r in records)
+    records = {r["line"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert sorted(records) == [1, 2, 3]  # every line has its object, the invalid one too
+    assert records[1]["status"] == records[3]["status"] == "queued"
+    assert records[2]["status"] == "invalid" and "invalid JSON" in records[2]["error"]
     assert b"line 2" in result.stderr
     assert gearmand.queued("lines") == 2
 
@@ -344,3 +349,80 @@ def test_each_line_shows_a_live_table_on_a_terminal(gearmand: Gearmand) -> None:
     for column in (b"submitted", b"created", b"completed", b"failed"):
         assert column in seen
     assert b"3000 submitted, 3000 queued" in seen  # the summary line after the table
+
+
+def _scripted_worker(port: int, function: str, chunks: list[bytes], result: bytes, stop: threading.Event) -> None:
+    """A raw-protocol worker: every job gets WORK_DATA `chunks`, then WORK_COMPLETE `result`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        decoder = Decoder(expect=Magic.RES)
+        sock.sendall(encode(P.CAN_DO, function) + encode(P.GRAB_JOB_UNIQ))
+        while not stop.is_set():
+            packet = decoder.next()
+            if packet is None:
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                decoder.feed(data)
+                continue
+            if packet.type is P.JOB_ASSIGN_UNIQ:
+                handle = packet.args[0]
+                sock.sendall(b"".join(encode(P.WORK_DATA, handle, c) for c in chunks)
+                             + encode(P.WORK_COMPLETE, handle, result) + encode(P.GRAB_JOB_UNIQ))
+            elif packet.type is P.NO_JOB:
+                sock.sendall(encode(P.PRE_SLEEP))
+            elif packet.type is P.NOOP:
+                sock.sendall(encode(P.GRAB_JOB_UNIQ))
+
+
+@pytest.fixture
+def scripted(gearmand: Gearmand):
+    """Start _scripted_worker threads; they stop with the test."""
+    stop = threading.Event()
+
+    def start(function: str, chunks: list[bytes], result: bytes) -> None:
+        threading.Thread(target=_scripted_worker, args=(gearmand.port, function, chunks, result, stop),
+                         daemon=True).start()
+        wait_until(lambda: gearmand.status().get(function, (0, 0, 0))[2] >= 1, 10, what=f"worker for {function}")
+
+    yield start
+    stop.set()
+
+
+PHP_ARRAY = b"a:3:{i:0;i:1;i:1;i:2;i:2;i:3;}"
+
+
+def test_json_wait_keeps_work_data_out_of_the_result(gearmand: Gearmand, scripted) -> None:
+    scripted("partly", [b"partial"], PHP_ARRAY)
+    result = gearctl("client", "partly", "--wait", "--json", "-s", gearmand.address)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["result"] == PHP_ARRAY.decode() and record["data"] == ["partial"]
+    assert "result_base64" not in record and "data_base64" not in record
+    # --each-line --wait: the same fields, per line.
+    lines = gearctl("client", "partly", "-n", "--wait", "--json", "-s", gearmand.address, input=b"1\n2\n")
+    assert lines.returncode == 0, lines.stderr
+    records = [json.loads(line) for line in lines.stdout.splitlines()]
+    assert [(r["result"], r["data"]) for r in records] == [(PHP_ARRAY.decode(), ["partial"])] * 2
+    # Without --json, WORK_DATA streams ahead of the result, as documented.
+    plain = gearctl("client", "partly", "--wait", "-s", gearmand.address)
+    assert plain.returncode == 0 and plain.stdout == b"partial" + PHP_ARRAY
+
+
+def test_json_wait_gives_non_utf8_work_data_as_base64(gearmand: Gearmand, scripted) -> None:
+    scripted("binary_data", [b"\xff\x00", b"ok"], b"\xfe")
+    result = gearctl("client", "binary_data", "--wait", "--json", "-s", gearmand.address)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["data"] is None and record["data_base64"] == ["/wA=", "b2s="]
+    assert record["result"] is None and record["result_base64"] == "/g=="
+
+
+def test_json_wait_from_a_php_worker_has_data_and_result_apart(gearmand: Gearmand, procs: Procs) -> None:
+    php_worker(procs, gearmand, "php_data")
+    record = json.loads(gearctl("client", "php_data", "--wait", "--json", "-s", gearmand.address).stdout)
+    assert record["result"] == "end" and record["data"] == ["part1;", "part2;"]
+    background = json.loads(gearctl("client", "php_data", "--json", "-s", gearmand.address).stdout)
+    assert background["status"] == "queued" and "data" not in background

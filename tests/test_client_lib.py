@@ -199,3 +199,12 @@ def test_tls_through_a_terminator(gearmand: Gearmand, procs: Procs, tmp_path: Pa
     finally:
         listener.close()
 
+
+
+def test_run_returns_the_result_and_keeps_work_data_apart(gearmand: Gearmand, procs: Procs) -> None:
+    php_worker(procs, gearmand, "php_data")
+    with Client(gearmand.address) as client:
+        assert client.run("php_data", timeout=20) == b"end"
+        job = client.submit("php_data", background=False)
+        assert client.wait(job, timeout=20) == b"end"
+        assert job.chunks == [b"part1;", b"part2;"] and job.result == b"end"

@@ -45,6 +45,109 @@ def garbage_server() -> Iterator[int]:
     listener.close()
 
 
+@pytest.fixture
+def http_server() -> Iterator[int]:
+    """Behaves like a web server on the wrong port: silent until a line ends, then
+    "400 Bad Request", and the connection stays open (keep-alive)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    conns: list[socket.socket] = []
+
+    def answer(conn: socket.socket) -> None:
+        buf = b""
+        conn.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                chunk = conn.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            if b"\n" in buf:
+                buf = b""
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conns.append(conn)
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for conn in conns:
+        conn.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("args", [
+    ["client", "f", "--data", "x"],  # background: a SUBMIT_JOB_BG holds no line end
+    ["client", "f", "--data", "x", "--wait"],
+    ["client", "f", "-n", "--data", "a\nb"],
+    ["client", "f", "-n", "--wait", "--data", "a"],
+    ["client", "f", "--require-workers", "--data", "x"],  # asks the admin port first
+    ["job", "H:host:1"],  # GET_STATUS
+], ids=["background", "wait", "each-line", "each-line-wait", "require-workers", "job-status"])
+def test_a_web_server_on_the_port_fails_at_once_with_exit_7(http_server: int, args: list[str]) -> None:
+    # The default --io-timeout is 30 s: a client that waits for it exits 3, and late.
+    result = gearctl(*args, "-s", f"127.0.0.1:{http_server}", timeout=60)
+    assert result.returncode == 7, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(b"gearctl: ") and (b"bad magic" in first or b"HTTP server" in first), result.stderr
+
+
+@pytest.fixture
+def greeting_server() -> Iterator[int]:
+    """Speaks first, in another protocol (as SSH or SMTP do), then waits."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    conns: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conns.append(conn)
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for conn in conns:
+        conn.close()
+    listener.close()
+
+
+def test_a_server_greeting_in_another_protocol_fails_over_or_exits_7(gearmand: Gearmand,
+                                                                     greeting_server: int) -> None:
+    other = f"127.0.0.1:{greeting_server}"
+    for args in (["--data", "x"], ["--data", "x", "--wait", "--timeout", "30"], ["-n", "--data", "a\nb\nc"]):
+        alone = gearctl("client", "greeted", *args, "-s", other)
+        assert alone.returncode == 7, alone.stderr
+        assert b"bad magic b'SSH-'" in alone.stderr.splitlines()[0]
+    for _ in range(3):  # whichever server the rotation starts with, the job reaches gearmand
+        both = gearctl("client", "greeted", "--data", "x", "-s", f"{other},{gearmand.address}")
+        assert both.returncode == 0, both.stderr
+    lines = gearctl("client", "greeted", "-n", "-q", "-s", f"{other},{gearmand.address}", input=b"1\n2\n3\n4\n")
+    assert lines.returncode == 0, lines.stderr
+    assert gearmand.queued("greeted") == 3 + 4
+
+
 def test_closed_stdout_stops_quietly_without_duplicates(gearmand: Gearmand) -> None:
     lines = b"".join(b"%d\n" % i for i in range(20_000))
     proc = subprocess.run(f"{sys.executable} -m gearctl client hd -n -s {gearmand.address} | head -1",
@@ -99,6 +202,30 @@ def test_timeout_with_each_line_says_what_was_not_submitted(gearmand: Gearmand) 
     records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == 2 and all(r["status"] == "timeout" for r in records)
     assert b"input from line 3 on was not submitted" in err
+
+
+@pytest.mark.parametrize(("flags", "code"), [
+    (["--wait", "--timeout", "1"], 4),  # no worker: the job times out
+    (["-e", "json", "--max-errors", "1"], 2),  # the first line is not JSON
+])
+def test_a_run_that_ends_before_its_input_exits_with_its_own_code(gearmand: Gearmand, flags: list[str],
+                                                                  code: int) -> None:
+    # The producer keeps stdin open, so the reader thread is still blocked reading
+    # when the run ends: the exit must not abort on stdin's lock (it was 134).
+    with subprocess.Popen([*GEARCTL, "client", "nobody", "-n", *flags, "-s", gearmand.address],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdin is not None and proc.stderr is not None
+        try:
+            proc.stdin.write(b"{\n")
+            proc.stdin.flush()
+            assert proc.wait(60) == code
+            err = proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdin.close()
+    assert b"Fatal Python error" not in err
+    assert b"input from line 2 on was not submitted" in err
 
 
 def test_protocol_error_exits_7(garbage_server: int) -> None:

@@ -1,14 +1,26 @@
-"""Server addresses (--servers, GEARCTL_SERVERS) and TLS options. No sockets."""
+"""Server addresses (--servers, GEARCTL_SERVERS) and TLS options. No sockets (the CLI
+tests here stop at the address, before connecting)."""
 
 from __future__ import annotations
 
+import re
 import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import HERE, gearctl
 
-from gearctl.connection import DEFAULT_PORT, ServerAddress, TLSOptions, parse_server, parse_servers
+from gearctl.connection import (
+    DEFAULT_PORT,
+    ServerAddress,
+    TLSOptions,
+    parse_server,
+    parse_servers,
+)
 from gearctl.errors import ConfigError, ExitCode, UsageError
+
+PLUGINS = HERE / "plugins"
 
 
 @pytest.mark.parametrize(
@@ -55,13 +67,20 @@ def test_default_port_is_iana_gearman() -> None:
         ("[::1]4730", "expected ':port' after ']'"),
         ("[::1]:", "is not a number"),
         ("[::1]:0", "out of range"),
+        ("bad host:port:xx", "more than one ':' and not an IPv6 address"),
+        ("http://gear1:4730", "more than one ':'"),
+        ("a b", "'a b' is not a host name"),
+        ("gear1/x", "is not a host name"),
+        ("[gear1]:4730", "not an IPv6 address"),
+        ("h:99999", "out of range"),
     ],
 )
 def test_parse_server_rejects(text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message) as info:
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
         parse_server(text)
     assert isinstance(info.value, UsageError)
     assert info.value.exit_code == ExitCode.USAGE
+    assert "expected HOST[:PORT] or [IPv6]:PORT" in str(info.value)  # every refusal shows the accepted form
 
 
 @pytest.mark.parametrize(
@@ -158,3 +177,43 @@ def test_tls_unreadable_files_are_config_errors(tmp_path: Path) -> None:
     not_a_cert.write_text("not a certificate\n")
     with pytest.raises(ConfigError, match="TLS setup failed"):
         TLSOptions(cert=str(not_a_cert)).context()
+
+
+# -- the command line: a spec that cannot parse is a usage error (exit 2), for every command
+
+HINT = b"expected HOST[:PORT] or [IPv6]:PORT"
+MALFORMED = ["bad host:port:xx", "h:99999", "", "h:abc", "http://gear1:4730", "[gear1]:4730", "a b"]
+
+
+def _one_usage_line(result: subprocess.CompletedProcess) -> None:
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith(b"gearctl: ") and HINT in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("spec", MALFORMED)
+def test_client_with_a_malformed_server_spec_exits_2_with_the_form(spec: str) -> None:
+    _one_usage_line(gearctl("client", "f", "--data", "x", "-s", spec, "--connect-timeout", "1"))
+
+
+@pytest.mark.parametrize("command", [
+    ["client", "f", "--data", "x"], ["client", "f", "-n", "--data", "a"], ["client", "f", "--wait"],
+    ["worker", "--plugin-dir", str(PLUGINS)], ["status"], ["workers"], ["jobs"], ["job", "H:x:1"],
+    ["cancel", "H:x:1"], ["drop", "f"], ["version"], ["ping"], ["exporter", "--port", "1"],
+], ids=lambda c: "-".join(c[:2]) if c[0] == "client" else c[0])
+def test_every_command_refuses_a_malformed_spec_from_flag_and_env(command: list[str]) -> None:
+    _one_usage_line(gearctl(*command, "-s", "bad host:port:xx", "--connect-timeout", "1", timeout=30))
+    _one_usage_line(gearctl(*command, "--connect-timeout", "1", env={"GEARCTL_SERVERS": "gear1:4730,h:x:y z"},
+                            timeout=30))
+
+
+def test_check_calls_a_malformed_spec_unknown() -> None:
+    # A Nagios plugin's 2 means CRITICAL: the check could not run, so UNKNOWN (3) with one status line.
+    result = gearctl("check", "-s", "bad host:port:xx", timeout=30)
+    assert result.returncode == 3
+    assert result.stdout.startswith(b"GEARMAN UNKNOWN - ") and HINT in result.stdout
+
+
+def test_an_unresolvable_well_formed_host_stays_exit_3() -> None:
+    result = gearctl("client", "f", "--data", "x", "-s", "no-such-host.invalid:4730", "--connect-timeout", "5")
+    assert result.returncode == 3 and b"cannot resolve host" in result.stderr
