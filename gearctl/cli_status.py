@@ -346,12 +346,10 @@ def ping(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Exit 0 when every server answers (ECHO round trip), 3 otherwise."""
-    from .protocol import PacketType, encode
-
     addresses, ctx = server.addresses(), server.ssl_context()
 
     async def run() -> list[tuple[ServerAddress, float | GearctlError]]:
-        from .connection import Connection
+        from .connection import PROBE, PROBE_PAYLOAD, Connection
 
         async def one(address: ServerAddress) -> tuple[ServerAddress, float | GearctlError]:
             try:
@@ -360,8 +358,9 @@ def ping(
                 return address, e
             try:
                 started = time.perf_counter()
-                reply = await conn.call(encode(PacketType.ECHO_REQ, b"gearctl ping"), server.io_timeout)
-                if reply.args[0] != b"gearctl ping":
+                # The probe's line end makes a line-based server (HTTP) answer at once.
+                reply = await conn.call(PROBE, server.io_timeout)
+                if reply.args[0] != PROBE_PAYLOAD:
                     return address, GearctlError(f"{address}: echo came back altered")
                 return address, time.perf_counter() - started
             except GearctlError as e:

@@ -302,20 +302,23 @@ class AsyncClient:
         raise _best_error([a for a in answers if isinstance(a, GearctlError)], self._pool)
 
     async def admin(self, command: str, *args: str,
-                    timeout: float = 5.0) -> dict[ServerAddress, Union[list[str], GearctlError]]:
-        """Run a text admin command on every server at once; lines or error per server."""
+                    timeout: float | None = None) -> dict[ServerAddress, Union[list[str], GearctlError]]:
+        """Run a text admin command on every server at once; lines or error per server.
+        Without `timeout`, the client's connect and I/O timeouts bound it, as every
+        other request; with it, the whole exchange."""
         ctx = self._pool.ssl_context
+        connect, io = (self._pool.connect_timeout, self._pool.io_timeout) if timeout is None else (timeout, None)
 
         async def one(address: ServerAddress) -> Union[list[str], GearctlError]:
             try:
-                return await admin_request(address, command, *args, timeout=timeout, tls=ctx)
+                return await admin_request(address, command, *args, timeout=connect, tls=ctx, io_timeout=io)
             except GearctlError as e:
                 return e
 
         results = await asyncio.gather(*(one(a) for a in self._pool.servers))
         return dict(zip(self._pool.servers, results, strict=True))
 
-    async def workers_for(self, function: str, timeout: float = 5.0) -> int:
+    async def workers_for(self, function: str, timeout: float | None = None) -> int:
         """Workers registered for `function`, summed over servers. Raises
         NoServerAvailable when no server answered."""
         total, answered, errors = 0, 0, []
@@ -329,7 +332,7 @@ class AsyncClient:
             raise _best_error(errors, self._pool)
         return total
 
-    async def require_workers(self, function: str, timeout: float = 5.0) -> int:
+    async def require_workers(self, function: str, timeout: float | None = None) -> int:
         count = await self.workers_for(function, timeout)
         if not count:
             servers = ", ".join(str(s) for s in self._pool.servers)
@@ -422,5 +425,5 @@ class Client:
     def status_unique(self, unique: str, **options: Any) -> JobStatus:
         return self._run(self._client.status_unique(unique, **options))
 
-    def workers_for(self, function: str, timeout: float = 5.0) -> int:
+    def workers_for(self, function: str, timeout: float | None = None) -> int:
         return self._run(self._client.workers_for(function, timeout))

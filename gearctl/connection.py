@@ -50,7 +50,8 @@ REPLIES = RESPONSES - {P.NOOP}
 # connection opens with an ECHO_REQ whose payload ends a line and an HTTP request
 # head. gearmand echoes it (the answer is ignored); anything else answers the
 # "line" with bytes the decoder refuses (bad magic), failing what waits on it.
-PROBE = encode(P.ECHO_REQ, b"gearctl\r\n\r\n")
+PROBE_PAYLOAD = b"gearctl\r\n\r\n"
+PROBE = encode(P.ECHO_REQ, PROBE_PAYLOAD)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from . import admin
-from .connection import Connection, ServerAddress, TLSOptions
+from .connection import PROBE, Connection, ServerAddress, TLSOptions
 from .errors import ConnectionFailed, GearctlError
 from .jobs import Outcome, WorkerJob, execute
 from .plugins import JobFunction
@@ -220,8 +220,11 @@ class Worker:
 
     # -- connections -----------------------------------------------------------
     def _registration_bytes(self) -> bytes:
-        # The id, with --prefetch advertised for `gearctl status` (see admin.PREFETCH_TAG).
-        parts = [encode(P.SET_CLIENT_ID, admin.worker_client_id(self.client_id, self.prefetch))]
+        # PROBE first: a port that is not gearmand (a web server) answers its line
+        # end at once and the connection fails as a protocol error, instead of the
+        # worker waiting forever for replies to its grabs. gearmand's echo is ignored.
+        # Then the id, with --prefetch advertised for `gearctl status` (admin.PREFETCH_TAG).
+        parts = [PROBE, encode(P.SET_CLIENT_ID, admin.worker_client_id(self.client_id, self.prefetch))]
         # Plain CAN_DO even for functions with a timeout: gearmand 1.1.20's
         # CAN_DO_TIMEOUT (milliseconds) re-queues an expired job instead of failing
         # it, tells nobody, and keeps one timer per connection that fires for the

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import Gearmand, Procs, gearctl, php_worker, wait_until
@@ -104,6 +105,37 @@ def test_a_web_server_on_the_port_fails_at_once_with_exit_7(http_server: int, ar
     assert result.returncode == 7, result.stderr
     first = result.stderr.splitlines()[0]
     assert first.startswith(b"gearctl: ") and (b"bad magic" in first or b"HTTP server" in first), result.stderr
+
+
+def test_ping_says_a_web_server_is_not_gearman(http_server: int) -> None:
+    # Its echo holds a line end, so the web server answers at once: the reason is
+    # the bad magic, not a --io-timeout (30 s by default) run out.
+    result = gearctl("ping", "-s", f"127.0.0.1:{http_server}", timeout=60)
+    assert result.returncode == 3
+    assert b"\tdown\t" in result.stdout and b"bad magic" in result.stdout, result.stdout
+
+
+def test_a_worker_pointed_at_a_web_server_says_so(http_server: int, procs: Procs, tmp_path) -> None:
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as err:
+        procs.start([*GEARCTL, "worker", "-p", str(Path(__file__).parent / "plugins"), "-s",
+                     f"127.0.0.1:{http_server}", "--log-format", "json"], stderr=err)
+    # Before the probe it sat "connected", registering nothing and saying nothing.
+    wait_until(lambda: b"bad magic" in log.read_bytes(), 30, what="the worker reporting a non-Gearman server")
+
+
+def test_require_workers_is_bounded_by_the_io_timeout() -> None:
+    from test_admin_timeouts import SilentServer
+
+    silent = SilentServer()
+    try:
+        result = gearctl("client", "f", "--require-workers", "--data", "x", "-s", silent.address,
+                         "--connect-timeout", "60", "--io-timeout", "0.3", timeout=60)
+    finally:
+        silent.close()
+    assert result.returncode in (3, 4), result.stderr
+    # A fixed 5 s wait said "no reply within 5s"; the documented one names itself.
+    assert b"0.3s" in result.stderr and b"io-timeout" in result.stderr, result.stderr
 
 
 @pytest.fixture
