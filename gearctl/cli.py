@@ -23,8 +23,10 @@ import typer
 
 from . import codecs, logs, plugins, render
 from .cliapp import (
+    HELP_DECODE,
     NO_SERVER_OPTIONS,
     ClickException,
+    DecodeChoice,
     EncodingChoice,
     Out,
     OutputClosed,
@@ -92,6 +94,7 @@ def client(
     max_errors: Annotated[int | None, typer.Option(
         "--max-errors", min=1, metavar="N",
         help="With --each-line: stop submitting once N lines have failed (exit code: the worst error).")] = None,
+    decode: Annotated[DecodeChoice | None, typer.Option("--decode", help="With --wait: " + HELP_DECODE)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per job on stdout.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Print nothing on success (results still print with --wait).")] = False,
@@ -111,6 +114,9 @@ def client(
         raise UsageError("--unique gives every job the same key; it cannot be combined with --each-line")
     if max_errors is not None and not each_line:
         raise UsageError("--max-errors counts the failed lines of --each-line; add --each-line, or drop it")
+    if decode is not None and not wait:
+        raise UsageError("--decode reads a job's result; add --wait (a background job has none)")
+    decoding = decode.value if decode is not None else None
     seconds = parse_duration(timeout) if timeout is not None else None
     gear = server.client()
 
@@ -121,7 +127,7 @@ def client(
     if each_line:
         stream, text = _line_input(payload, data)
         return asyncio.run(_submit_lines(gear, function, stream, text, make_job, encoding.value, inflight, seconds,
-                                         as_json, quiet, require_workers, summary, max_errors))
+                                         as_json, quiet, require_workers, summary, max_errors, decoding))
     body = read_payload(payload, data)
     try:
         body = codecs.prepare_payload(body, encoding.value)
@@ -129,16 +135,36 @@ def client(
         if as_json:  # as for an invalid line of --each-line: the record, then the error
             Out().line(render.json_line(_invalid_record(function, None, one_line(str(e)))))
         raise
-    return asyncio.run(_submit_one(gear, make_job(body), seconds, as_json, quiet, require_workers))
+    return asyncio.run(_submit_one(gear, make_job(body), seconds, as_json, quiet, require_workers, decoding))
+
+
+def _write_decoded(out: Out, record: dict[str, object] | None, result: bytes, decoding: str,
+                   flush: bool = True) -> None:
+    """--decode: the result as a line of JSON, or (with --json) the record with a
+    "value" field. A result that does not decode raises PayloadError, after the
+    record (its "value" null, "decode_error" the reason) went out with --json."""
+    try:
+        if record is None:
+            out.write(codecs.as_json_text(result, decoding) + b"\n", flush=flush)
+            return
+        record["value"] = codecs.json_value(result, decoding)
+    except PayloadError as e:
+        if record is not None:
+            record.update(value=None, decode_error=one_line(str(e)))
+            out.write(render.json_line(record).encode() + b"\n", flush=flush)
+        raise PayloadError(f"--decode {decoding}: {e}", e.data) from e
+    out.write(render.json_line(record).encode() + b"\n", flush=flush)
 
 
 async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_json: bool, quiet: bool,
-                      require_workers: bool) -> int:
+                      require_workers: bool, decoding: str | None = None) -> int:
     out = Out()
     progress = render.JobProgress(job.function, render.is_tty(sys.stderr) and not as_json and not job.background)
     if not as_json:
         # Set before submitting: WORK_* packets can arrive right behind JOB_CREATED.
-        job.on_data = lambda _job, chunk: out.write(chunk)
+        # With --decode stdout is one JSON document, so WORK_DATA goes to stderr.
+        job.on_data = (lambda _job, chunk: out.write(chunk)) if decoding is None else (
+            lambda _job, chunk: _write_stderr(chunk))
         job.on_warning = lambda _job, text: progress.print_warning(text.decode("utf-8", "replace"))
         job.on_status = lambda _job, num, den: progress.update(num, den)
     async with gear:
@@ -161,11 +187,19 @@ async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_jso
                         job._finish("error", e)
                     out.line(render.json_line(job.to_dict()))
                 raise
-        if as_json:
+        if decoding is not None:
+            _write_decoded(out, job.to_dict() if as_json else None, job.result, decoding)
+        elif as_json:
             out.line(render.json_line(job.to_dict()))
         else:
             out.write(job.result)
         return ExitCode.OK
+
+
+def _write_stderr(chunk: bytes) -> None:
+    sys.stderr.flush()
+    sys.stderr.buffer.write(chunk)
+    sys.stderr.buffer.flush()
 
 
 # How a many-job run ends, worst first: the state, and its exit code unless the
@@ -177,7 +211,7 @@ _STATE_EXIT = [("error", ExitCode.NO_SERVER), ("invalid", ExitCode.USAGE), ("tim
 async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | None, text: bytes | None,
                         make_job: Callable[[bytes, int], Job], encoding: str, inflight: int, timeout: float | None,
                         as_json: bool, quiet: bool, require_workers: bool, summary: bool,
-                        max_errors: int | None = None) -> int:
+                        max_errors: int | None = None, decoding: str | None = None) -> int:
     stats = render.SubmitStats(background=make_job(b"", 0).background)
     out = Out()
     errors: dict[str, GearctlError] = {}
@@ -214,7 +248,14 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
             errors.setdefault(job.state, job.error)
         for warning in job.warnings if not as_json else ():
             reports.report(job.index, f"warning: {one_line(warning.decode('utf-8', 'replace'))}")
-        if as_json:
+        if decoding is not None and job.state == "complete":
+            try:
+                _write_decoded(out, job.to_dict() if as_json else None, job.result, decoding, flush=False)
+            except PayloadError as e:  # the job ran: its record still went out; the run exits 2
+                errors.setdefault("undecodable", e)
+                reports.report(job.index, one_line(str(e)))
+                failed_one()
+        elif as_json:
             out.write(render.json_line(job.to_dict()).encode() + b"\n", flush=False)
         elif job.state == "queued":
             if not quiet:
@@ -253,6 +294,8 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
         sys.stderr.write(f"gearctl: timed out; input from line {source.number + 1} on was not submitted\n")
     if view.enabled or stats.failed or summary:
         sys.stderr.write(f"gearctl: {stats.summary()}\n")
+    if "undecodable" in errors and not stats.by_state.get("error"):
+        return ExitCode.USAGE  # ranks with an invalid line: the run's input was fine, its answers were not
     for state, code in _STATE_EXIT:
         if stats.by_state.get(state):
             error = errors.get(state)
@@ -393,24 +436,31 @@ def run_command(
     data: Annotated[str | None, typer.Option("--data", "-d", metavar="TEXT", help="The workload, inline.")] = None,
     encoding: Annotated[EncodingChoice, typer.Option("--encoding", "-e", help=_HELP_ENCODING)] = EncodingChoice.raw,
     plugin_dir: PluginDirs = None,
+    decode: Annotated[DecodeChoice | None, typer.Option("--decode", help=HELP_DECODE)] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object with result, data, warnings, status.")] = False,
 ) -> int:
     """Run one job function in-process, with no server: the way to debug a plugin."""
+    from .clientjob import result_fields
     from .jobs import WorkerJob, execute
 
     registry = _load(plugin_dir)
     fn = registry.select([function])[0]
     body = codecs.prepare_payload(read_payload(payload, data), encoding.value)
     out = Out()  # the real stdout, taken before the job's print()s are sent to stderr
-    sink = _LocalSink(out, stream=not as_json)
+    sink = _LocalSink(out, stream=not as_json, data_to_stderr=decode is not None)
     job = WorkerJob(fn.name, "local:1", "", body, context=fn.context, encoding=fn.encoding, sink=sink)
     with contextlib.redirect_stdout(sys.stderr):  # the job's print()s are not its result
         outcome = asyncio.run(execute(fn, job))
+    record: dict[str, object] | None = None
     if as_json:
-        record = {"function": fn.name, "status": outcome.state, "result": outcome.result.decode("utf-8", "replace"),
-                  "error": outcome.message or None, "data": [c.decode("utf-8", "replace") for c in sink.chunks],
-                  "warnings": sink.warnings, "progress": sink.progress, "seconds": round(outcome.seconds, 6)}
+        fields = result_fields(outcome.result, sink.chunks)
+        record = {"function": fn.name, "status": outcome.state, "result": fields.pop("result"),
+                  "error": outcome.message or None, **fields, "encoding": job.encoding, "warnings": sink.warnings,
+                  "progress": sink.progress, "seconds": round(outcome.seconds, 6)}
+    if decode is not None and outcome.state == "complete":
+        _write_decoded(out, record, outcome.result, decode.value)
+    elif record is not None:
         out.line(json.dumps(record))
     elif outcome.state == "complete":
         out.write(outcome.result)
@@ -426,16 +476,19 @@ def run_command(
 class _LocalSink:
     """`gearctl run`: data to stdout as it comes, warnings and status to stderr."""
 
-    def __init__(self, out: Out, stream: bool) -> None:
+    def __init__(self, out: Out, stream: bool, data_to_stderr: bool = False) -> None:
         self.out = out
         self.stream = stream
+        self.data_to_stderr = data_to_stderr  # --decode: stdout is one JSON document
         self.chunks: list[bytes] = []
         self.warnings: list[str] = []
         self.progress: list[list[int]] = []
 
     def data(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
-        if self.stream:
+        if self.stream and self.data_to_stderr:
+            _write_stderr(chunk)
+        elif self.stream:
             self.out.write(chunk)
 
     def warning(self, text: bytes) -> None:

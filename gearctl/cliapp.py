@@ -56,6 +56,16 @@ class EncodingChoice(str, Enum):
     php = "php"
 
 
+class DecodeChoice(str, Enum):
+    auto = "auto"
+    json = "json"
+    php = "php"
+
+
+HELP_DECODE = ("Print the result decoded (PHP serialize() or JSON; auto: whichever it is) as one line of JSON; "
+               "WORK_DATA then goes to stderr. With --json: a \"value\" field.")
+
+
 # -- options shared by every command that talks to a server ----------------------
 Servers = Annotated[str, typer.Option(
     "--servers", "-s", envvar="GEARCTL_SERVERS", show_default=True, metavar="HOST[:PORT],...",

@@ -50,6 +50,22 @@ def _text_or_base64(value: bytes) -> tuple[str | None, str | None]:
         return None, base64.b64encode(value).decode()
 
 
+def result_fields(result: bytes, chunks: list[bytes] | None) -> dict[str, Any]:
+    """A --json record's "result" and "data" (None: no data field): UTF-8 text, or
+    null with the base64 in "result_base64" / "data_base64" (every chunk)."""
+    fields: dict[str, Any] = {}
+    fields["result"], result_base64 = _text_or_base64(result)
+    if result_base64 is not None:
+        fields["result_base64"] = result_base64
+    if chunks is not None:
+        texts = [_text_or_base64(chunk) for chunk in chunks]
+        if all(encoded is None for _, encoded in texts):
+            fields["data"] = [text for text, _ in texts]
+        else:
+            fields["data"], fields["data_base64"] = None, [base64.b64encode(c).decode() for c in chunks]
+    return fields
+
+
 def _bytes(value: Union[bytes, str]) -> bytes:
     return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
 
@@ -206,16 +222,10 @@ class Job:
             "server": str(self.server) if self.server else None,
             "status": self.state,
         }
-        record["result"], result_base64 = _text_or_base64(self.result)
+        fields = result_fields(self.result, None if self.background else list(self.chunks))
+        record["result"] = fields.pop("result")
         record["error"] = self.error_text()
-        if result_base64 is not None:
-            record["result_base64"] = result_base64
-        if not self.background:
-            chunks = [_text_or_base64(chunk) for chunk in self.chunks]
-            if all(encoded is None for _, encoded in chunks):
-                record["data"] = [text for text, _ in chunks]
-            else:
-                record["data"], record["data_base64"] = None, [base64.b64encode(c).decode() for c in self.chunks]
+        record.update(fields)
         if self.warnings:
             record["warnings"] = [decode_text(w) for w in self.warnings]
         if self.index is not None:

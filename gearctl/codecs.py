@@ -239,12 +239,14 @@ def _unbase64(text: Any) -> bytes:
         raise PayloadError(f"invalid base64 in a PHP value: {e}") from e
 
 
-def as_json_text(data: bytes, decoding: str) -> bytes:
-    """A result shown for `--decode`: decoded (php, json, or auto's guess) and written
-    as one line of JSON in the forms above; raw, or what auto finds raw, as it is.
-    NaN and the infinities are written NaN and Infinity, which jq and Python read."""
+def json_value(data: bytes, decoding: str) -> Any:
+    """A result for `--decode`: decoded as php, json, or what auto finds, as a
+    JSON-ready value in the forms above (raw bytes: a string, or __base64__)."""
     kind = sniff(data) if decoding == "auto" else decoding
-    if kind == "raw":
-        return data
-    value = resolve(kind).decode(data)
-    return json.dumps(to_json(value), ensure_ascii=False).encode()
+    return to_json(data if kind == "raw" else resolve(kind).decode(data))
+
+
+def as_json_text(data: bytes, decoding: str) -> bytes:
+    """json_value() as one line of JSON. NaN and the infinities are written NaN
+    and Infinity, which jq and Python read."""
+    return json.dumps(json_value(data, decoding), ensure_ascii=False).encode()

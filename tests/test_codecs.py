@@ -335,8 +335,8 @@ def test_prepare_unknown_encoding() -> None:
     (b'a:1:{i:3;d:INF;}', "auto", b'{"3": Infinity}'),
     (b'{"a":1}', "json", b'{"a": 1}'),
     (b'{"a":1}', "auto", b'{"a": 1}'),
-    (b"plain text", "auto", b"plain text"),
-    (b"\xff\x00", "raw", b"\xff\x00"),
+    (b"plain text", "auto", b'"plain text"'),
+    (b"\xff\x00", "auto", b'{"__base64__": "/wA="}'),
     (b's:4:"Zo\xc3\xab";', "auto", '"Zoë"'.encode()),
 ])
 def test_as_json_text(data: bytes, decoding: str, shown: bytes) -> None:

@@ -82,3 +82,9 @@ def test_the_php_worker_serves_a_gearctl_client(gearmand: Gearmand, procs: Procs
     assert done.returncode == 0, done.stderr
     assert loads(done.stdout) == {"rows": [{"n": 1, "by": "cron"}, {"n": 2, "by": "cron"}], "count": 2,
                                   "class": "stdClass"}
+    # The same answer for a shell script: JSON on stdout, for jq.
+    decoded = gearctl("client", "report_build", "-e", "php", "--wait", "--decode", "php", "--data",
+                      json.dumps(payload), "-s", gearmand.address)
+    assert decoded.returncode == 0, decoded.stderr
+    assert json.loads(decoded.stdout) == {"rows": [{"n": 1, "by": "cron"}, {"n": 2, "by": "cron"}], "count": 2,
+                                          "class": "stdClass"}

@@ -182,3 +182,62 @@ def test_a_unique_key_coalesces_whoever_submits(gearmand: Gearmand, who: str) ->
     assert gearmand.queued("nap") == 1
     if who != "c":  # the C tool prints no handle for a background job
         assert first == second and first.startswith("H:")
+
+
+# --- --decode: a PHP answer as JSON for shell scripts ------------------------------
+
+def test_decode_prints_a_php_answer_as_json(worker: Gearmand) -> None:
+    data = json.dumps({"uids": [1, 2], "account": {"__php_class__": "Account", "name": "ann"},
+                       "suit": {"__php_enum__": "Suit:Hearts"}})
+    done = gearctl("client", "wk_return", "-e", "php", "--wait", "--decode", "auto", "--data", data,
+                   "-s", worker.address)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"got": {"uids": [1, 2], "account": {"__php_class__": "Account", "name": "ann"},
+                                               "suit": {"__php_enum__": "Suit:Hearts"}}, "encoding": "php"}
+    record = json.loads(gearctl("client", "wk_return", "-e", "php", "--wait", "--decode", "php", "--json",
+                                "--data", "[7]", "-s", worker.address).stdout)
+    assert record["status"] == "complete" and record["value"] == {"got": [7], "encoding": "php"}
+    assert record["result"].startswith("a:2:{")
+
+
+def test_decode_sends_work_data_to_stderr_and_keeps_stdout_one_document(worker: Gearmand) -> None:
+    done = gearctl("client", "wk_data", "--wait", "--decode", "auto", "--data", "x", "-s", worker.address)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b'"end"\n'
+    assert b"part1;part2;" in done.stderr
+
+
+def test_decode_each_line_prints_one_document_per_job(worker: Gearmand) -> None:
+    done = gearctl("client", "wk_return", "-n", "--wait", "--decode", "json", "-e", "json", "--inflight", "1",
+                   "-s", worker.address, input=b"[1]\n[2]\n")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [
+        {"got": [1], "encoding": "json"}, {"got": [2], "encoding": "json"}]
+
+
+def test_a_result_that_does_not_decode_exits_2_and_keeps_the_record(worker: Gearmand) -> None:
+    done = gearctl("client", "wk_data", "--wait", "--decode", "php", "--json", "--data", "x", "-s", worker.address)
+    assert done.returncode == 2
+    record = json.loads(done.stdout)
+    assert record["status"] == "complete" and record["result"] == "end" and record["value"] is None
+    assert "offset 0" in record["decode_error"]
+    assert done.stderr.startswith(b"gearctl: --decode php: invalid PHP serialize() data")
+    lines = gearctl("client", "wk_data", "-n", "--wait", "--decode", "php", "-s", worker.address,
+                    input=b"a\nb\n")
+    assert lines.returncode == 2 and lines.stdout == b""
+    assert lines.stderr.count(b"--decode php: invalid PHP serialize() data") == 2
+
+
+def test_decode_needs_wait(gearmand: Gearmand) -> None:
+    done = gearctl("client", "f", "--decode", "php", "--data", "x", "-s", gearmand.address)
+    assert done.returncode == 2 and b"--decode reads a job's result; add --wait" in done.stderr
+    assert gearmand.queued("f") == 0
+
+
+def test_run_decodes_too() -> None:
+    done = gearctl("run", "-p", str(PLUGINS), "wk_return", "-e", "php", "--decode", "php",
+                   "--data", '{"o": {"__php_class__": "Account", "\\u0000*\\u0000pin": 1}}')
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"got": {"o": {"__php_class__": "Account", "pin": 1}}, "encoding": "php"}
+    record = json.loads(gearctl("run", "-p", str(PLUGINS), "wk_data", "--json", "--data", "x").stdout)
+    assert record["data"] == ["part1;", "part2;"] and record["result"] == "end" and record["encoding"] == "raw"
