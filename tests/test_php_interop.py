@@ -3,6 +3,7 @@ payloads and answers, and every WORK_* packet a job can send."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -241,3 +242,73 @@ def test_run_decodes_too() -> None:
     assert json.loads(done.stdout) == {"got": {"o": {"__php_class__": "Account", "pin": 1}}, "encoding": "php"}
     record = json.loads(gearctl("run", "-p", str(PLUGINS), "wk_data", "--json", "--data", "x").stdout)
     assert record["data"] == ["part1;", "part2;"] and record["result"] == "end" and record["encoding"] == "raw"
+
+
+# --- every documented PHP value, through gearmand both ways --------------------------
+
+def _as_php_json(value):
+    """What json_encode() makes of a Python structure after serialize(): an empty
+    dict is an empty PHP array, `[]`."""
+    if isinstance(value, dict):
+        return {k: _as_php_json(v) for k, v in value.items()} if value else []
+    if isinstance(value, list):
+        return [_as_php_json(v) for v in value]
+    return value
+
+
+def test_every_php_value_reaches_the_plugin_as_documented_and_goes_back(gearmand: Gearmand, procs: Procs,
+                                                                        tmp_path: Path) -> None:
+    sys.path.insert(0, str(PLUGINS))
+    try:
+        from packets import describe
+    finally:
+        sys.path.remove(str(PLUGINS))
+    from test_php_codec import EXPECTED_FROM_PHP
+
+    record = tmp_path / "record"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    env["GEARCTL_TEST_RECORD"] = str(record)
+    procs.start([sys.executable, "-m", "gearctl", "worker", "-p", str(PLUGINS), "-s", gearmand.address,
+                 "--functions", "wk_describe,wk_decode,wk_record"], env=env)
+    wait_until(lambda: all(gearmand.status().get(f, (0, 0, 0))[2] >= 1 for f in
+                           ("wk_describe", "wk_decode", "wk_record")), 15, what="gearctl worker")
+    done = subprocess.run(["php", str(PHP_DIR / "serialize.php"), "submit", gearmand.address], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("\t", 2) for line in done.stdout.splitlines()]
+    described = {name: json.loads(text) for kind, name, text in rows if kind == "describe"}
+    echoed = {name: text for kind, name, text in rows if kind == "echo"}
+    assert not [row for row in rows if row[0] == "background"], rows
+
+    expected = {name: describe(value) for name, value in EXPECTED_FROM_PHP.items()}
+    expected["nan"] = {"float": "nan"}
+    expected["stdclass"] = {"object": "stdClass", "props": {"a": ["public", {"int": 1}],
+                                                            "list": ["public", {"list": [{"int": 1}, {"int": 2}]}]},
+                            "shadowed": []}
+    expected["account"] = {"object": "Account", "props": {"name": ["public", {"str": "ann"}],
+                                                          "balance": ["protected", {"int": 10}],
+                                                          "pin": ["private", {"str": "1234"}]}, "shadowed": []}
+    expected["child"] = {"object": "Child", "props": {"name": ["public", {"str": "ann"}],
+                                                      "balance": ["protected", {"int": 10}],
+                                                      "pin": ["private", {"str": "child"}]},
+                         "shadowed": [["Account", "pin", {"str": "1234"}]]}
+    empty = {"object": "stdClass", "props": {}, "shadowed": []}
+    expected["sameobj"] = {"list": [empty, empty]}
+    expected["self"] = {"object": "stdClass", "props": {"me": ["public", {"cycle": "stdClass"}]}, "shadowed": []}
+    assert set(described) == set(expected)
+    for name, want in expected.items():
+        assert described[name] == _as_php_json(want), name
+
+    # What the plugin returns is what PHP sent, as serialize() sees it (an object that
+    # holds itself included), but for three documented rules: an array reference is
+    # resolved into a copy (PHP gets the values without the reference), None is the
+    # empty result (as a PHP worker's `return;`), and bytes (a string that is not
+    # UTF-8) go out exactly as they are, not serialize()d.
+    assert {name for name, text in echoed.items() if text != "same"} == {"refs", "null", "binary"}
+    assert base64.b64decode(echoed["binary"]) == b"\xff\xfe\x00a" and echoed["null"] == ""
+
+    wait_until(lambda: record.exists() and len(record.read_text().splitlines()) == len(described), 30,
+               what="every background job recorded")
+    backgrounded = {r["name"]: r["described"] for r in map(json.loads, record.read_text().splitlines())}
+    for name, want in expected.items():
+        assert backgrounded[name] == json.loads(json.dumps(want)), name

@@ -5,6 +5,12 @@
 //       PHP's unserialize() refuses the line.
 //   php serialize.php samples
 //       prints NAME TAB base64(serialize(value)) for the values the test knows.
+//   php serialize.php submit HOST:PORT
+//       sends each value as serialize() to a gearctl worker (tests/plugins_php):
+//       doNormal to wk_describe (prints NAME TAB json_encode(unserialize(answer))),
+//       doNormal to wk_decode, which returns what it got (prints NAME TAB "same" when
+//       serialize(unserialize(answer)) is serialize(value), else the answer in base64),
+//       and doBackground to wk_record with NAME as the unique key.
 class Account {
     public $name = 'ann';
     protected $balance = 10;
@@ -46,6 +52,21 @@ $samples = [
     'enum' => Suit::Hearts, 'enums' => [Suit::Hearts, Suit::Spades],
     'bigfloat' => 12345678901234567890,
 ];
+if (($argv[1] ?? '') === 'submit') {
+    $client = new GearmanClient();
+    $client->addServers($argv[2]);
+    foreach ($samples as $name => $value) {
+        $described = $client->doNormal('wk_describe', serialize($value));
+        echo "describe\t$name\t", json_encode(unserialize($described)), "\n";
+        $back = $client->doNormal('wk_decode', serialize($value));
+        echo "echo\t$name\t", serialize(unserialize($back)) === serialize($value) ? 'same' : base64_encode($back), "\n";
+        $client->doBackground('wk_record', serialize($value), $name);
+        if ($client->returnCode() !== GEARMAN_SUCCESS) {
+            echo "background\t$name\tfailed\n";
+        }
+    }
+    exit(0);
+}
 foreach ($samples as $name => $value) {
     echo $name, "\t", base64_encode(serialize($value)), "\n";
 }
