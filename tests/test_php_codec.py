@@ -271,15 +271,17 @@ def test_any_supported_value_round_trips(value):
     assert loads(dumps(value)) == _php_array_form(value)
 
 
+# A deadline per example (far above the microseconds one takes) makes "decodes or
+# refuses in bounded time" part of the property.
 @given(st.binary(max_size=200))
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=2000)
 def test_any_bytes_decode_or_raise_payload_error(data):
     with contextlib.suppress(PayloadError):
         loads(data)
 
 
 @given(values, st.data())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=2000)
 def test_damaged_serializations_decode_or_raise_payload_error(value, data):
     encoded = bytearray(dumps(value))
     for _ in range(data.draw(st.integers(1, 3))):
@@ -294,11 +296,18 @@ def test_damaged_serializations_decode_or_raise_payload_error(value, data):
 
 
 def test_a_hostile_size_costs_nothing():
+    import tracemalloc
+
+    tracemalloc.start()
     start = time.process_time()
-    for data in (b"a:999999999999:{" + b"i:0;N;" * 10, b"s:999999999999:\"x\";", b"O:1:\"A\":99999999999:{}"):
-        with pytest.raises(PayloadError, match=r"larger than the data left|runs past the end"):
+    for data in (b"a:999999999999:{" + b"i:0;N;" * 10, b"s:999999999999:\"x\";", b"O:1:\"A\":99999999999:{}",
+                 b"a:1:{i:0;" * 10_000):
+        with pytest.raises(PayloadError, match=r"larger than the data left|runs past the end|nested deeper"):
             loads(data)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     assert time.process_time() - start < 1.0
+    assert peak < 2_000_000  # bytes: nothing was allocated for the declared sizes
 
 
 # --- against PHP itself ------------------------------------------------------------
