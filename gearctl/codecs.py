@@ -85,8 +85,10 @@ class PhpCodec:
 
 # What `auto` takes for PHP serialize(): a type letter and the start of its value, as
 # serialize() writes them. "s:foo" or "a:b" is text, not a broken PHP payload.
-_LOOKS_PHP = re.compile(rb"(?:[asOCE]:\d|i:[-+\d]|d:[-+\d.INF]|b:[01]|[rR]:\d|N;)")
-_LOOKS_JSON = re.compile(rb"[ \t\r\n]*[{\[]")
+_LOOKS_PHP = re.compile(rb"""(?:[aO]:\d+:[{"]|[sCE]:\d+:"|i:[-+]?\d+;|d:[-+\d.EINAF]+;|b:[01];|N;)""")
+# An object or array as JSON opens: "{" then a key or "}", "[" then a value or "]".
+# "[INFO] started" is text.
+_LOOKS_JSON = re.compile(rb"""[ \t\r\n]*(?:\{[ \t\r\n]*(?:["}]|\Z)|\[[ \t\r\n]*(?:[]"{\[\-0-9tfn]|\Z))""")
 
 
 def sniff(data: bytes) -> str:
@@ -179,6 +181,7 @@ def prepare_payload(data: bytes, encoding: str) -> bytes:
 #   {"__php_serializable__": "ArrayObject", "base64": "..."}   a Serializable's payload
 #   {"__base64__": "..."}                 a string that is not UTF-8 (output only)
 PHP_CLASS, PHP_ENUM, PHP_SERIALIZABLE, BASE64 = "__php_class__", "__php_enum__", "__php_serializable__", "__base64__"
+PHP_VISIBILITY, PHP_SHADOWED, PHP_CYCLE = "__php_visibility__", "__php_shadowed__", "__php_cycle__"
 
 
 def from_json(value: Any) -> Any:
@@ -196,23 +199,50 @@ def from_json(value: Any) -> Any:
         return php.PhpSerializable(str(value[PHP_SERIALIZABLE]), _unbase64(value.get("base64", "")))
     if BASE64 in value and len(value) == 1:
         return _unbase64(value[BASE64])
+    if PHP_CYCLE in value:
+        raise PayloadError(f"{PHP_CYCLE} marks an object inside itself, which JSON cannot rebuild")
     if PHP_CLASS in value:
-        obj = php.PhpObject(str(value[PHP_CLASS]))
-        for key, item in value.items():
-            if key != PHP_CLASS:
-                obj.set_mangled(key, from_json(item))
-        return obj
+        return _object_from_json(value)
     return {k: from_json(v) for k, v in value.items()}
 
 
-def to_json(value: Any) -> Any:
+def _object_from_json(value: dict[str, Any]) -> php.PhpObject:
+    obj = php.PhpObject(str(value[PHP_CLASS]))
+    visibility = value.get(PHP_VISIBILITY) or {}
+    if not isinstance(visibility, dict):
+        raise PayloadError(f"{PHP_VISIBILITY} maps property names to public, protected or private")
+    for key, item in value.items():
+        if key in (PHP_CLASS, PHP_VISIBILITY, PHP_SHADOWED):
+            continue
+        if key.startswith("\0"):
+            if key.count("\0") != 2 or key.endswith("\0"):
+                raise PayloadError(f"property {key!r}: a protected one is \\u0000*\\u0000name, "
+                                   "a private one \\u0000Class\\u0000name")
+            obj.set_mangled(key, from_json(item))
+            continue
+        seen, _, declared = str(visibility.get(key, "public")).partition(":")
+        try:
+            obj.set(key, from_json(item), seen, declared or None)
+        except ValueError as e:
+            raise PayloadError(f"property {key!r}: {e}") from None
+    for entry in value.get(PHP_SHADOWED) or ():
+        try:
+            obj.shadowed[(str(entry["class"]), str(entry["name"]))] = from_json(entry["value"])
+        except (TypeError, KeyError):
+            raise PayloadError(f"{PHP_SHADOWED} holds objects with class, name and value") from None
+    return obj
+
+
+def to_json(value: Any, _inside: frozenset[int] = frozenset()) -> Any:
     """A decoded payload as a JSON-ready value (the forms above; keys made strings)."""
     if isinstance(value, php.PhpObject):
-        return {PHP_CLASS: value.php_class, **{k: to_json(v) for k, v in value.items()}}
+        if id(value) in _inside:
+            return {PHP_CYCLE: value.php_class}
+        return _object_to_json(value, _inside | {id(value)})
     if isinstance(value, dict):
-        return {(k if isinstance(k, str) else _key_text(k)): to_json(v) for k, v in value.items()}
+        return {(k if isinstance(k, str) else _key_text(k)): to_json(v, _inside) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
+        return [to_json(v, _inside) for v in value]
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         try:
@@ -224,6 +254,23 @@ def to_json(value: Any) -> Any:
     if isinstance(value, php.PhpSerializable):
         return {PHP_SERIALIZABLE: value.php_class, "base64": base64.b64encode(value.data).decode()}
     return value
+
+
+def _object_to_json(obj: php.PhpObject, inside: frozenset[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {PHP_CLASS: obj.php_class, **{k: to_json(v, inside) for k, v in obj.items()}}
+    visibility = {}
+    for name in obj:
+        seen = obj.visibility(name)
+        if seen == "private" and obj.declaring_class(name) != obj.php_class:
+            seen = f"private:{obj.declaring_class(name)}"
+        if seen != "public":
+            visibility[name] = seen
+    if visibility:
+        out[PHP_VISIBILITY] = visibility
+    if obj.shadowed:
+        out[PHP_SHADOWED] = [{"class": cls, "name": name, "value": to_json(v, inside)}
+                             for (cls, name), v in obj.shadowed.items()]
+    return out
 
 
 def _key_text(key: Any) -> str:

@@ -141,6 +141,9 @@ class PhpSerializable:
 
 # --- decoding ---------------------------------------------------------------
 
+# What PHP takes for a class (namespaces with \\) or enum case name.
+_IDENT = r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*"
+_CLASS_NAME = re.compile(rf"\\?{_IDENT}(?:\\{_IDENT})*")
 _FLOAT = re.compile(rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|-?INF|NAN")
 _INT = re.compile(rb"[+-]?\d+")
 _UINT = re.compile(rb"\d+")
@@ -412,9 +415,10 @@ class _Writer:
         elif isinstance(value, (dict, list, tuple)):
             self.container(value)
         elif isinstance(value, PhpEnum):
-            out.append(_string(b"E", _utf8(f"{value.php_class}:{value.case}"), b";"))
+            out.append(_string(b"E", _class_name(value.php_class) + b":" + _class_name(value.case, "an enum case"),
+                               b";"))
         elif isinstance(value, PhpSerializable):
-            cls = _utf8(value.php_class)
+            cls = _class_name(value.php_class)
             out.append(b'C:%d:"%s":%d:{%s}' % (len(cls), cls, len(value.data), value.data))
         else:
             raise PayloadError(f"cannot encode {type(value).__name__} as PHP serialize()")
@@ -435,7 +439,7 @@ class _Writer:
             self.out.append(b"r:%d;" % seen)
             return
         self.objects[id(obj)] = self.slot
-        cls = _utf8(obj.php_class)
+        cls = _class_name(obj.php_class)
         items = obj._raw_items()
         self.out.append(b'O:%d:"%s":%d:{' % (len(cls), cls, len(items)))
         for name, item in items:
@@ -451,6 +455,13 @@ class _Writer:
 
 def _string(kind: bytes, raw: bytes, end: bytes) -> bytes:
     return b'%s:%d:"%s"%s' % (kind, len(raw), raw, end)
+
+
+def _class_name(name: str, what: str = "a class") -> bytes:
+    """A name PHP's unserialize() takes, or a PayloadError: PHP would refuse the whole payload."""
+    if not isinstance(name, str) or not _CLASS_NAME.fullmatch(name):
+        raise PayloadError(f"cannot encode as PHP serialize(): {name!r} is not {what} name PHP accepts")
+    return _utf8(name)
 
 
 def _utf8(text: str) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import phpserialize
@@ -238,7 +239,9 @@ def test_auto_decode(data: bytes, value: Any) -> None:
     b"b:1;x",
     b'{"uids": [1, 2}',  # a broken JSON object
     b"[1, 2",
-    b"  {oops}",
+    b'  {"oops": ',
+    b"[1, 2,",
+    b"i:5;x",
 ])
 def test_auto_refuses_what_starts_like_php_or_json_but_does_not_decode(data: bytes) -> None:
     with pytest.raises(PayloadError, match=r"invalid (PHP serialize\(\) data|JSON)") as info:
@@ -247,9 +250,12 @@ def test_auto_refuses_what_starts_like_php_or_json_but_does_not_decode(data: byt
 
 
 @pytest.mark.parametrize(("data", "kind"), [
-    (b'a:1:{i:0;i:1;}', "php"), (b"O:8:", "php"), (b"N;", "php"), (b"E:11:", "php"), (b"i:-1;", "php"),
+    (b'a:1:{i:0;i:1;}', "php"), (b'O:8:"', "php"), (b"N;", "php"), (b'E:11:"', "php"), (b"i:-1;", "php"),
     (b"d:INF;", "php"), (b"b:0;", "php"), (b"{", "json"), (b" [", "json"), (b"42", "json"), (b'"x"', "json"),
     (b"true", "json"), (b"hello", "raw"), (b"", "raw"), (b"\xff", "raw"), (b"s:x", "raw"), (b"12 apples", "raw"),
+    # Text that merely starts with a bracket or a PHP type letter stays text.
+    (b"[INFO] started", "raw"), (b"{oops}", "raw"), (b"i:5 apples", "raw"), (b"a:b", "raw"), (b"d:dev", "raw"),
+    (b"{", "json"), (b"[", "json"), (b'[ "x"', "json"), (b"{}", "json"), (b"[]", "json"),
 ])
 def test_sniff(data: bytes, kind: str) -> None:
     assert sniff(data) == kind
@@ -305,7 +311,8 @@ def test_to_json_and_back() -> None:
     obj.set("balance", 10, "protected")
     value = {"o": obj, 5: [b"\xff", b"ok", PhpEnum("Suit", "Hearts"), PhpSerializable("A", b"x")]}
     shown = to_json(value)
-    assert shown == {"o": {"__php_class__": "Account", "name": "ann", "balance": 10},
+    assert shown == {"o": {"__php_class__": "Account", "name": "ann", "balance": 10,
+                           "__php_visibility__": {"balance": "protected"}},
                      "5": [{"__base64__": "/w=="}, "ok", {"__php_enum__": "Suit:Hearts"},
                            {"__php_serializable__": "A", "base64": "eA=="}]}
     back = from_json(shown)
@@ -346,3 +353,40 @@ def test_as_json_text(data: bytes, decoding: str, shown: bytes) -> None:
 def test_as_json_text_says_what_does_not_decode() -> None:
     with pytest.raises(PayloadError, match="invalid PHP serialize"):
         as_json_text(b"plain text", "php")
+
+
+def test_json_forms_keep_visibility_and_shadowed_privates() -> None:
+    obj = PhpObject("Child", {"name": "ann"})
+    obj.set("balance", 10, "protected")
+    obj.set("pin", "c", "private")
+    obj.set("base", 1, "private", declaring_class="Base")
+    obj.shadowed[("Base", "pin")] = "b"
+    shown = to_json(obj)
+    assert shown == {"__php_class__": "Child", "name": "ann", "balance": 10, "pin": "c", "base": 1,
+                     "__php_visibility__": {"balance": "protected", "pin": "private", "base": "private:Base"},
+                     "__php_shadowed__": [{"class": "Base", "name": "pin", "value": "b"}]}
+    assert from_json(shown) == obj
+    assert prepare_payload(json.dumps(shown).encode(), "php") == php.encode(obj)
+
+
+def test_an_object_inside_itself_is_marked_not_followed() -> None:
+    me = PhpObject("Node")
+    me["next"] = me
+    assert to_json({"list": [me]}) == {"list": [{"__php_class__": "Node", "next": {"__php_cycle__": "Node"}}]}
+    with pytest.raises(PayloadError, match="cannot rebuild"):
+        from_json({"__php_class__": "Node", "next": {"__php_cycle__": "Node"}})
+
+
+@pytest.mark.parametrize("data", [
+    b'{"__php_class__": ""}', b'{"__php_class__": "A\\"B;x"}', b'{"__php_class__": "1abc"}',
+    b'{"__php_enum__": "Suit:1x"}', b'{"__php_class__": "A", "\\u0000bad": 1}',
+    b'{"__php_class__": "A", "x": 1, "__php_visibility__": {"x": "secret"}}',
+])
+def test_names_php_would_refuse_are_refused_at_the_client(data: bytes) -> None:
+    with pytest.raises(PayloadError):
+        prepare_payload(data, "php")
+
+
+def test_namespaced_and_unicode_class_names_are_fine() -> None:
+    assert prepare_payload(b'{"__php_class__": "App\\\\Model\\\\Caf\\u00e9"}', "php") == \
+        'O:15:"App\\Model\\Café":0:{}'.encode()
