@@ -154,22 +154,33 @@ class ManyRun:
     def created(self, job: Job, error: GearctlError | None) -> None:
         if error is not None:
             self.spawn(job, self.resubmit(job))
-        elif self.on_created is not None:
-            self.on_created(job)
+        else:
+            self.report(self.on_created, job)
 
     async def resubmit(self, job: Job) -> None:
         """A pipelined submit was refused or its connection broke: fail over."""
         job.state, job.handle, job.server = "new", None, None
         await self.client.submit_job(job, timeout=remaining(self.deadline))
-        if self.on_created is not None:
-            self.on_created(job)
+        self.report(self.on_created, job)
 
     def finished(self, job: Job) -> None:
         self.inflight.discard(job)
         self.counts[job.state] = self.counts.get(job.state, 0) + 1
-        if self.on_done is not None:
-            self.on_done(job)
-        self.pump()
+        if self.report(self.on_done, job):
+            self.pump()
+
+    def report(self, callback: Callable[[Job], None] | None, job: Job) -> bool:
+        """Call the caller's callback. One that raises (its stdout closed, say) ends
+        the run with its error: it must not pass for the job's own failure, which
+        would leave the run waiting for a pump that never comes."""
+        if callback is None:
+            return True
+        try:
+            callback(job)
+        except Exception as e:
+            self.fail(e)
+            return False
+        return True
 
     def spawn(self, job: Job, coro: Coroutine[Any, Any, None]) -> None:
         """Run `coro` for `job`; whatever it raises ends the job, never the run."""

@@ -190,6 +190,20 @@ def test_closed_stdout_stops_quietly_without_duplicates(gearmand: Gearmand) -> N
     assert gearmand.queued("hd") <= 20_000
 
 
+@pytest.mark.parametrize("wait", [[], ["--wait"]], ids=["background", "wait"])
+def test_closed_stdout_during_an_outage_exits_141(wait: list[str]) -> None:
+    # Each job fails (no server), its --json record hits a closed pipe: that must end
+    # the run with 141, not pass for the job's own failure and leave the run waiting.
+    from conftest import free_port
+
+    # 20,000 records are far more than a pipe holds, so the pipe closes mid-run.
+    proc = subprocess.run(f"seq 1 20000 | {sys.executable} -m gearctl client f --each-line --json {' '.join(wait)} "
+                          f"-s 127.0.0.1:{free_port()} | head -1; echo ${{PIPESTATUS[1]}} >&2", shell=True,
+                          capture_output=True, timeout=60, executable="/bin/bash")
+    assert proc.stdout.count(b"\n") == 1 and b'"status":"error"' in proc.stdout
+    assert proc.stderr == b"141\n"
+
+
 def test_exit_code_141_when_stdout_closes(gearmand: Gearmand) -> None:
     with subprocess.Popen([*GEARCTL, "client", "early", "-n", "-s", gearmand.address],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
