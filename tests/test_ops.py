@@ -263,3 +263,15 @@ def test_collect_reports_a_down_server_with_its_reason(gearmand: Gearmand) -> No
     submit(gearmand, "seen")
     (again,) = asyncio.run(monitor.collect(parse_servers(gearmand.address), **bounds()))
     assert ("seen", 1) in [(f.function, f.total) for f in again.status]
+
+
+def test_readme_operations_example_runs(gearmand: Gearmand, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    (block,) = [b for b in readme.split("```python\n")[1:] if "from gearctl import monitor, ops" in b]
+    code = block.split("```")[0].replace('"gear1:4730,gear2"', repr(gearmand.address))
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert capsys.readouterr().out == f"{gearmand.address} ok\n"
+    assert [s["address"] for s in scope["doc"]["servers"]] == [gearmand.address]  # type: ignore[index]
+    dropped = scope["dropped"]
+    assert isinstance(dropped, ops.Dropped) and dropped.where(ops.DropOutcome.UNKNOWN)
