@@ -1,5 +1,6 @@
 """Status, admin and monitoring commands: status, workers, jobs, job, cancel, drop,
-version, ping, check, exporter. Thin: monitor.py gathers, render.py draws."""
+version, ping, check, exporter. Thin: flags in, a call into monitor.py (what the
+servers say) or ops.py (cancel, drop, ping), render.py draws the answer."""
 
 from __future__ import annotations
 
@@ -12,32 +13,28 @@ from typing import Annotated, Any
 
 import typer
 
-from . import __version__, monitor, render
+from . import __version__, monitor, ops, render
 from .cliapp import NO_SERVER_OPTIONS, Out, ServerOptions, app, complete_functions, with_servers
 from .client import AsyncClient, JobStatus
-from .connection import ServerAddress
-from .errors import ExitCode, GearctlError, NoServerAvailable, ServerError, UsageError
+from .errors import ExitCode, GearctlError, ServerError, UsageError
 
 AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")]
 
 
 def _bounds(server: ServerOptions) -> dict[str, Any]:
-    """monitor's keyword arguments for --connect-timeout, --io-timeout and TLS:
-    every admin wait is bounded by these two documented timeouts."""
-    return {"connect_timeout": server.connect_timeout, "io_timeout": server.io_timeout, "tls": server.ssl_context()}
+    """The library's keyword arguments for --connect-timeout, --io-timeout and
+    TLS: every admin wait is bounded by these two documented timeouts."""
+    return {"connect_timeout": server.connect_timeout, "io_timeout": server.io_timeout, "tls": server.tls_options()}
 
 
-def _collect(server: ServerOptions, **parts: bool) -> list[monitor.ServerReport]:
+def _collect(server: ServerOptions, **parts: Any) -> list[monitor.ServerReport]:
     """One admin report per server (down ones included)."""
     return asyncio.run(monitor.collect(server.addresses(), **_bounds(server), **parts))
 
 
 def _gather(server: ServerOptions, **parts: bool) -> list[monitor.ServerReport]:
     """_collect, failing (exit 3) when no server answered."""
-    reports = _collect(server, **parts)
-    if not any(r.up for r in reports):
-        raise NoServerAvailable("no job server answered: " + "; ".join(str(r.error) for r in reports))
-    return reports
+    return monitor.answered(_collect(server, **parts))
 
 
 def _warn_down(reports: list[monitor.ServerReport]) -> None:
@@ -87,7 +84,7 @@ def _watch_status(server: ServerOptions, patterns: list[str], sort: str, interva
     """On a terminal a table redrawn in place; otherwise (or with --json) one
     snapshot per interval: tab-separated lines after a '# time' line, or one JSON
     document per line. Ctrl-C ends it with exit 0."""
-    addresses, bounds = server.addresses(), _bounds(server)
+    addresses, bounds = server.addresses(), {**_bounds(server), "tls": server.ssl_context()}  # one context
 
     async def loop() -> None:
         if as_json or not render.is_tty(sys.stdout):
@@ -122,15 +119,10 @@ def workers(
     """Connections per server: fd, address, client id and registered functions."""
     reports = _gather(server, status=False, workers=True)
     if as_json:
-        doc = {"servers": [{"address": r.address, "up": r.up, "error": r.error,
-                            "workers": [{"fd": w.fd, "address": w.address, "client_id": w.client_id,
-                                         "functions": list(w.functions)} for w in r.workers]} for r in reports]}
-        Out().line(json.dumps(doc, indent=2))
+        Out().line(json.dumps(monitor.workers_document(reports), indent=2))
         return ExitCode.OK
     _warn_down(reports)
-    rows = [[r.address, str(w.fd), w.address, w.client_id, " ".join(w.functions)]
-            for r in reports for w in r.workers]
-    render.print_table("gearman workers", ["server", "fd", "address", "client id", "functions"], rows)
+    render.print_workers(reports)
     return ExitCode.OK
 
 
@@ -144,34 +136,12 @@ def jobs(
 ) -> int:
     """The jobs each server holds (show jobs): handle, retries, ignored, queued."""
     reports = _gather(server, status=False, jobs=not unique, uniques=unique)
-    out = Out()
     if as_json:
-        doc: dict[str, Any] = {"servers": []}
-        for r in reports:
-            entry: dict[str, Any] = {"address": r.address, "up": r.up, "error": r.error}
-            if unique:
-                entry["uniques"] = list(r.uniques)
-            else:
-                entry["jobs"] = [{"handle": j.handle, "retries": j.retries, "ignored": j.ignore,
-                                  "queued": j.queued} for j in r.jobs]
-            doc["servers"].append(entry)
-        out.line(json.dumps(doc, indent=2))
+        Out().line(json.dumps(monitor.jobs_document(reports, unique), indent=2))
         return ExitCode.OK
     _warn_down(reports)
-    if unique:
-        render.print_table("gearman unique jobs", ["server", "unique"],
-                           [[r.address, u] for r in reports for u in r.uniques])
-    else:
-        render.print_table("gearman jobs", ["server", "handle", "retries", "ignored", "queued"],
-                           [[r.address, j.handle, str(j.retries), "yes" if j.ignore else "no",
-                             "yes" if j.queued else "no"] for r in reports for j in r.jobs])
+    render.print_jobs(reports, unique)
     return ExitCode.OK
-
-
-def _status_record(s: JobStatus) -> dict[str, Any]:
-    return {"handle": s.handle, "unique": s.unique, "server": s.server, "known": s.known, "running": s.running,
-            "numerator": s.numerator, "denominator": s.denominator,
-            "percent": None if s.percent is None else round(s.percent, 2), "waiting": s.waiting}
 
 
 @app.command()
@@ -208,14 +178,9 @@ def job(
 
     answers = asyncio.run(once())
     if as_json:
-        Out().line(json.dumps([_status_record(s) for s in answers], indent=2))
+        Out().line(json.dumps(monitor.job_status_document(answers), indent=2))
     else:
-        rows = [[s.handle or s.unique or "", s.server, "yes" if s.known else "no", "yes" if s.running else "no",
-                 f"{s.numerator}/{s.denominator}" if s.denominator else "-",
-                 f"{s.percent:.0f}%" if s.percent is not None else "-",
-                 "-" if s.waiting is None else str(s.waiting)] for s in answers]
-        render.print_table("gearman jobs", ["job", "server", "known", "running", "progress", "percent", "waiting"],
-                           rows)
+        render.print_job_statuses(answers)
     return ExitCode.OK
 
 
@@ -257,31 +222,11 @@ def cancel(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Cancel a queued job (admin `cancel job`). Exit 8 when no server knows it."""
-    reports = _gather(server, status=False, jobs=True)
-    holders = [(r, j) for r in reports for j in r.jobs if j.handle == handle]
-    if not holders:
-        raise ServerError("UNKNOWN_JOB", f"no server has a job {handle} (finished jobs cannot be cancelled)")
-    if len(holders) > 1:
-        where = ", ".join(r.address for r, _ in holders)
-        raise UsageError(f"{handle} names a job on each of {where} (handles repeat across servers on one host); "
-                         "pick one with -s")
-    report, held = holders[0]
-    if held.ignore:
-        Out().line(f"{handle} on {report.address} was already cancelled")
-        return ExitCode.OK
-    address = next(a for a in server.addresses() if str(a) == report.address)
-
-    async def running() -> bool:  # `show jobs` does not say; GET_STATUS does
-        async with AsyncClient([address], connect_timeout=server.connect_timeout, io_timeout=server.io_timeout,
-                               tls=server.tls_options()) as gear:
-            return (await gear.status(handle, timeout=None)).running
-
-    if not held.queued or asyncio.run(running()):
-        raise ServerError("RUNNING", f"{handle} is running on {report.address}; gearmand cannot stop a running job")
-    ((_, answer),) = asyncio.run(monitor.ask_all([address], "cancel job", handle, **_bounds(server)))
-    if isinstance(answer, GearctlError):
-        raise answer
-    Out().line(f"cancelled {handle} on {report.address}")
+    done = asyncio.run(ops.cancel(server.addresses(), handle, **_bounds(server)))
+    if done.already:
+        Out().line(f"{handle} on {done.server} was already cancelled")
+    else:
+        Out().line(f"cancelled {handle} on {done.server}")
     return ExitCode.OK
 
 
@@ -295,31 +240,15 @@ def drop(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Remove a function from the servers' status (admin `drop function`)."""
-    reports = _gather(server)
-    queued = sum(fs.total for r in reports for fs in r.status if fs.function == function)
-    if queued and not force:
-        raise UsageError(f"{function} has {queued} job(s) queued or running; gearmand would keep them but no worker "
-                         "would ever get them. Let them drain, or use --force")
-    results = asyncio.run(monitor.ask_all(server.addresses(), "drop function", function, **_bounds(server)))
-    dropped, refused = [], []
-    down = []
-    for address, result in results:
-        if isinstance(result, list):
-            dropped.append(str(address))
-        elif not isinstance(result, ServerError):
-            down.append(f"{address} is down: {result}")
-        elif isinstance(result, ServerError) and "workers" in result.text:
-            refused.append(f"{address}: workers are still connected for {function} (or clients wait on its jobs);"
-                           " stop them first")
-        elif isinstance(result, ServerError) and "not found" in result.text:
-            continue
-        else:
-            refused.append(str(result))
+    result = asyncio.run(ops.drop(server.addresses(), function, force=force, **_bounds(server)))
+    dropped = result.where(ops.DropOutcome.DROPPED)
     if dropped:
-        Out().line(f"dropped {function} on {', '.join(dropped)}")
-    for line in refused + down:
-        sys.stderr.write(f"gearctl: {line}\n")
-    if refused:
+        Out().line(f"dropped {function} on {', '.join(s.address for s in dropped)}")
+    for s in result.refused:  # a REFUSED detail is the server's error, which names it
+        sys.stderr.write(f"gearctl: {s.address + ': ' if s.outcome is ops.DropOutcome.BUSY else ''}{s.detail}\n")
+    for s in result.where(ops.DropOutcome.DOWN):
+        sys.stderr.write(f"gearctl: {s.address} is down: {s.detail}\n")
+    if result.refused:
         return ExitCode.SERVER_REFUSED
     if not dropped:
         raise ServerError("ERR", f"no server knows the function {function}")
@@ -346,40 +275,14 @@ def ping(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Exit 0 when every server answers (ECHO round trip), 3 otherwise."""
-    addresses, ctx = server.addresses(), server.ssl_context()
-
-    async def run() -> list[tuple[ServerAddress, float | GearctlError]]:
-        from .connection import PROBE, PROBE_PAYLOAD, Connection
-
-        async def one(address: ServerAddress) -> tuple[ServerAddress, float | GearctlError]:
-            try:
-                conn = await Connection.open(address, timeout=server.connect_timeout, tls=ctx)
-            except GearctlError as e:
-                return address, e
-            try:
-                started = time.perf_counter()
-                # The probe's line end makes a line-based server (HTTP) answer at once.
-                reply = await conn.call(PROBE, server.io_timeout)
-                if reply.args[0] != PROBE_PAYLOAD:
-                    return address, GearctlError(f"{address}: echo came back altered")
-                return address, time.perf_counter() - started
-            except GearctlError as e:
-                return address, e
-            finally:
-                conn.close()
-                await conn.wait_transport_closed()
-
-        return list(await asyncio.gather(*(one(a) for a in addresses)))
-
     out = Out()
-    bad = 0
-    for address, result in asyncio.run(run()):
-        if isinstance(result, float):
-            out.line(f"{address}\tok\t{result * 1000:.2f} ms")
+    pongs = asyncio.run(ops.ping(server.addresses(), **_bounds(server)))
+    for pong in pongs:
+        if pong.seconds is not None:
+            out.line(f"{pong.address}\tok\t{pong.seconds * 1000:.2f} ms")
         else:
-            bad += 1
-            out.line(f"{address}\tdown\t{result}")
-    return ExitCode.NO_SERVER if bad else ExitCode.OK
+            out.line(f"{pong.address}\tdown\t{pong.error}")
+    return ExitCode.OK if all(p.ok for p in pongs) else ExitCode.NO_SERVER
 
 
 @app.command()
@@ -416,32 +319,10 @@ def exporter(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Serve Prometheus metrics: queued, running and workers per server and function, and server up."""
-    from prometheus_client.core import REGISTRY, GaugeMetricFamily
+    from prometheus_client.core import REGISTRY
     from prometheus_client.exposition import start_http_server
-    from prometheus_client.registry import Collector
 
-    addresses, bounds = server.addresses(), _bounds(server)
-    helps = {"gearman_up": "1 when the server answered the admin protocol",
-             "gearman_worker_connections": "worker connections (each registered one or more functions)",
-             "gearman_queued": "jobs waiting for a worker (total minus running)",
-             "gearman_running": "jobs handed to a worker (running, or prefetched and held)",
-             "gearman_held": "of the running jobs, at least this many are held by prefetching gearctl workers",
-             "gearman_workers": "workers registered for the function"}
-
-    class GearmanCollector(Collector):
-        def describe(self) -> Any:
-            return []  # so registering does not scrape the servers before the port is open
-
-        def collect(self) -> Any:
-            reports = asyncio.run(monitor.collect(addresses, workers=True, **bounds))
-            for name, samples in monitor.prometheus_samples(reports).items():
-                labels = ["server"] if name in monitor.PER_SERVER_METRICS else ["server", "function"]
-                family = GaugeMetricFamily(name, helps[name], labels=labels)
-                for sample_labels, value in samples:
-                    family.add_metric([sample_labels[label] for label in labels], value)
-                yield family
-
-    REGISTRY.register(GearmanCollector())
+    REGISTRY.register(monitor.GearmanCollector(server.addresses(), **_bounds(server)))
     try:
         start_http_server(port, addr=address)
     except OSError as e:

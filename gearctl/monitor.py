@@ -1,12 +1,15 @@
 """What the servers say about themselves, gathered across servers. No printing.
 
-`collect()` asks every server at once, over the text admin protocol, for the
-parts wanted (status, workers, jobs, unique jobs, version), one connection per
-server; a server that does not answer is reported as down, with the reason,
-instead of failing the whole view. Every wait is bounded by the two documented
-timeouts: connect_timeout for the connection, io_timeout for a server that
-owes an answer and says nothing. The rest turns reports into totals, a JSON
-document, Nagios check results and Prometheus samples.
+`each_server()` is the one way to ask every server something: all at once,
+one answer or one GearctlError per server, in the order given. `collect()`
+uses it to ask, over the text admin protocol, for the parts wanted (status,
+workers, jobs, unique jobs, version), one connection per server; a server
+that does not answer is reported as down, with the reason, instead of failing
+the whole view. `ask_all()` runs one admin command everywhere, and ops.py's
+actions (cancel, drop, ping) go through the same two. Every wait is bounded by
+the two documented timeouts: connect_timeout for the connection, io_timeout
+for a server that owes an answer and says nothing. The rest turns reports into
+totals, the JSON documents, Nagios check results and Prometheus metrics.
 
 What the figures mean: gearmand's `status` gives per function a total (jobs
 it holds), running (jobs handed to a worker) and workers (connections that
@@ -24,9 +27,9 @@ import asyncio
 import fnmatch
 import functools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from . import admin
 from .admin import FunctionStatus, JobInfo, WorkerInfo
@@ -35,10 +38,25 @@ from .connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
     ServerAddress,
+    TLSOptions,
     admin_request,
     admin_session,
 )
-from .errors import GearctlError, ServerError, UsageError
+from .errors import GearctlError, NoServerAvailable, ServerError, UsageError
+
+if TYPE_CHECKING:
+    import ssl
+
+    from .clientjob import JobStatus
+
+T = TypeVar("T")
+# TLS for admin connections: the options (a context is made from them per call),
+# or a context made once by a caller that asks again and again (status --watch).
+TLS = Union[TLSOptions, "ssl.SSLContext", None]
+
+
+def ssl_context(tls: TLS) -> ssl.SSLContext | None:
+    return tls.context() if isinstance(tls, TLSOptions) else tls
 
 
 @dataclass(frozen=True)
@@ -74,56 +92,79 @@ class ServerReport:
         return max(fs.running - fs.workers, 0) if self.prefetching(fs.function) else 0
 
 
-async def collect(servers: Sequence[ServerAddress], *, status: bool = True, workers: bool = False,
-                  jobs: bool = False, uniques: bool = False, version: bool = False,
-                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, io_timeout: float = DEFAULT_IO_TIMEOUT,
-                  tls: Any = None) -> list[ServerReport]:
-    """One report per server, in the order given."""
-    wanted = [name for name, on in (("status", status), ("workers", workers), ("show jobs", jobs),
-                                    ("show unique jobs", uniques), ("version", version)) if on]
-
-    async def one(address: ServerAddress) -> ServerReport:
-        started = time.monotonic()
+async def each_server(servers: Sequence[ServerAddress],
+                      ask: Callable[[ServerAddress], Awaitable[T]]) -> list[tuple[ServerAddress, T | GearctlError]]:
+    """`ask` every server at once: its answer, or the GearctlError it raised,
+    per server in the order given. Other exceptions are bugs and propagate."""
+    async def one(address: ServerAddress) -> tuple[ServerAddress, T | GearctlError]:
         try:
-            results = await admin_session(address, [(c,) for c in wanted], timeout=connect_timeout,
-                                          io_timeout=io_timeout, tls=tls)
-        except GearctlError as e:
-            return ServerReport(str(address), False, str(e), seconds=time.monotonic() - started)
-        parts: dict[str, Any] = {}
-        for name, result in zip(wanted, results, strict=True):
-            if isinstance(result, ServerError):
-                return ServerReport(str(address), False, str(result))
-            parts[name] = result
-        try:
-            return ServerReport(
-                str(address), True,
-                status=tuple(admin.parse_status(parts["status"])) if "status" in parts else (),
-                workers=tuple(w for w in admin.parse_workers(parts["workers"]) if w.client_id != ADMIN_CLIENT_ID)
-                if "workers" in parts else (),
-                jobs=tuple(admin.parse_jobs(parts["show jobs"])) if "show jobs" in parts else (),
-                uniques=tuple(admin.parse_unique_jobs(parts["show unique jobs"]))
-                if "show unique jobs" in parts else (),
-                version=admin.parse_version(parts["version"]) if "version" in parts else None,
-                seconds=time.monotonic() - started)
-        except GearctlError as e:
-            return ServerReport(str(address), False, str(e))
-
-    return list(await asyncio.gather(*(one(a) for a in servers)))
-
-
-async def ask_all(servers: Sequence[ServerAddress], command: str, *args: str,
-                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, io_timeout: float = DEFAULT_IO_TIMEOUT,
-                  tls: Any = None) -> list[tuple[ServerAddress, list[str] | GearctlError]]:
-    """One admin command on every server at once: its lines, or the error
-    (an ERR answer as ServerError), per server in the order given."""
-    async def one(address: ServerAddress) -> tuple[ServerAddress, list[str] | GearctlError]:
-        try:
-            return address, await admin_request(address, command, *args, timeout=connect_timeout,
-                                                io_timeout=io_timeout, tls=tls)
+            return address, await ask(address)
         except GearctlError as e:
             return address, e
 
     return list(await asyncio.gather(*(one(a) for a in servers)))
+
+
+def _report(address: ServerAddress, wanted: Sequence[str], results: Sequence[list[str] | ServerError],
+            seconds: float) -> ServerReport:
+    """One server's admin answers as a report (down when one was ERR or unparsable)."""
+    parts: dict[str, list[str]] = {}
+    for name, result in zip(wanted, results, strict=True):
+        if isinstance(result, ServerError):
+            return ServerReport(str(address), False, str(result))
+        parts[name] = result
+    try:
+        return ServerReport(
+            str(address), True,
+            status=tuple(admin.parse_status(parts["status"])) if "status" in parts else (),
+            workers=tuple(w for w in admin.parse_workers(parts["workers"]) if w.client_id != ADMIN_CLIENT_ID)
+            if "workers" in parts else (),
+            jobs=tuple(admin.parse_jobs(parts["show jobs"])) if "show jobs" in parts else (),
+            uniques=tuple(admin.parse_unique_jobs(parts["show unique jobs"])) if "show unique jobs" in parts else (),
+            version=admin.parse_version(parts["version"]) if "version" in parts else None,
+            seconds=seconds)
+    except GearctlError as e:
+        return ServerReport(str(address), False, str(e))
+
+
+async def collect(servers: Sequence[ServerAddress], *, status: bool = True, workers: bool = False,
+                  jobs: bool = False, uniques: bool = False, version: bool = False,
+                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, io_timeout: float = DEFAULT_IO_TIMEOUT,
+                  tls: TLS = None) -> list[ServerReport]:
+    """One report per server, in the order given."""
+    wanted = [name for name, on in (("status", status), ("workers", workers), ("show jobs", jobs),
+                                    ("show unique jobs", uniques), ("version", version)) if on]
+    ctx = ssl_context(tls)
+    started = time.monotonic()
+
+    async def ask(address: ServerAddress) -> list[list[str] | ServerError]:
+        return await admin_session(address, [(c,) for c in wanted], timeout=connect_timeout,
+                                   io_timeout=io_timeout, tls=ctx)
+
+    return [ServerReport(str(address), False, str(result), seconds=time.monotonic() - started)
+            if isinstance(result, GearctlError) else _report(address, wanted, result, time.monotonic() - started)
+            for address, result in await each_server(servers, ask)]
+
+
+async def ask_all(servers: Sequence[ServerAddress], command: str, *args: str,
+                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, io_timeout: float = DEFAULT_IO_TIMEOUT,
+                  tls: TLS = None) -> list[tuple[ServerAddress, list[str] | GearctlError]]:
+    """One admin command on every server at once: its lines, or the error
+    (an ERR answer as ServerError), per server in the order given."""
+    ctx = ssl_context(tls)
+
+    async def ask(address: ServerAddress) -> list[str]:
+        return await admin_request(address, command, *args, timeout=connect_timeout, io_timeout=io_timeout, tls=ctx)
+
+    return await each_server(servers, ask)
+
+
+def answered(reports: list[ServerReport]) -> list[ServerReport]:
+    """The reports, when at least one server answered; else NoServerAvailable
+    (exit 3) naming every server's reason."""
+    if not any(r.up for r in reports):
+        raise NoServerAvailable("no job server answered: " + "; ".join(str(r.error) for r in reports))
+    return reports
 
 
 def matches(function: str, patterns: Sequence[str]) -> bool:
@@ -193,6 +234,36 @@ def status_document(reports: Sequence[ServerReport], patterns: Sequence[str] = (
                        "held": t.held, "prefetching": t.prefetching, "stuck": t.stuck}
                       for t in totals(reports, patterns, sort)],
     }
+
+
+def workers_document(reports: Sequence[ServerReport]) -> dict[str, Any]:
+    """`gearctl workers --json` (schema in README)."""
+    return {"servers": [{"address": r.address, "up": r.up, "error": r.error,
+                         "workers": [{"fd": w.fd, "address": w.address, "client_id": w.client_id,
+                                      "functions": list(w.functions)} for w in r.workers]} for r in reports]}
+
+
+def jobs_document(reports: Sequence[ServerReport], unique: bool = False) -> dict[str, Any]:
+    """`gearctl jobs [--unique] --json`: per server its jobs, or with `unique`
+    the unique keys it holds (reports collected with the matching part)."""
+    def entry(r: ServerReport) -> dict[str, Any]:
+        doc: dict[str, Any] = {"address": r.address, "up": r.up, "error": r.error}
+        if unique:
+            doc["uniques"] = list(r.uniques)
+        else:
+            doc["jobs"] = [{"handle": j.handle, "retries": j.retries, "ignored": j.ignore, "queued": j.queued}
+                           for j in r.jobs]
+        return doc
+
+    return {"servers": [entry(r) for r in reports]}
+
+
+def job_status_document(statuses: Sequence[JobStatus]) -> list[dict[str, Any]]:
+    """`gearctl job --json`: one record per GET_STATUS answer."""
+    return [{"handle": s.handle, "unique": s.unique, "server": s.server, "known": s.known, "running": s.running,
+             "numerator": s.numerator, "denominator": s.denominator,
+             "percent": None if s.percent is None else round(s.percent, 2), "waiting": s.waiting}
+            for s in statuses]
 
 
 # -- Nagios / Icinga ------------------------------------------------------------------
@@ -316,3 +387,48 @@ def prometheus_samples(reports: Sequence[ServerReport]) -> dict[str, list[tuple[
             out["gearman_held"].append((labels, float(r.held(fs))))
             out["gearman_workers"].append((labels, float(fs.workers)))
     return out
+
+
+METRIC_HELP = {
+    "gearman_up": "1 when the server answered the admin protocol",
+    "gearman_worker_connections": "worker connections (each registered one or more functions)",
+    "gearman_queued": "jobs waiting for a worker (total minus running)",
+    "gearman_running": "jobs handed to a worker (running, or prefetched and held)",
+    "gearman_held": "of the running jobs, at least this many are held by prefetching gearctl workers",
+    "gearman_workers": "workers registered for the function",
+}
+
+
+def metric_families(reports: Sequence[ServerReport]) -> Iterator[Any]:
+    """prometheus_client gauge families for these reports (imported here: the
+    other commands do not pay for prometheus_client)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    for name, samples in prometheus_samples(reports).items():
+        labels = ["server"] if name in PER_SERVER_METRICS else ["server", "function"]
+        family = GaugeMetricFamily(name, METRIC_HELP[name], labels=labels)
+        for sample_labels, value in samples:
+            family.add_metric([sample_labels[label] for label in labels], value)
+        yield family
+
+
+class GearmanCollector:
+    """A prometheus_client collector that asks the servers on every scrape
+    (register it: `REGISTRY.register(GearmanCollector(servers))`). collect()
+    runs its own event loop, as prometheus_client calls it from its HTTP
+    server's threads; do not call it from inside a running loop."""
+
+    def __init__(self, servers: Sequence[ServerAddress], *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 io_timeout: float = DEFAULT_IO_TIMEOUT, tls: TLS = None) -> None:
+        self.servers = list(servers)
+        self.connect_timeout = connect_timeout
+        self.io_timeout = io_timeout
+        self.tls = ssl_context(tls)  # made once, not per scrape
+
+    def describe(self) -> list[Any]:
+        return []  # so registering does not scrape the servers before the port is open
+
+    def collect(self) -> Iterator[Any]:
+        reports = asyncio.run(collect(self.servers, workers=True, connect_timeout=self.connect_timeout,
+                                      io_timeout=self.io_timeout, tls=self.tls))
+        yield from metric_families(reports)

@@ -325,6 +325,36 @@ def status_lines(reports: list[Any], rows: list[Any]) -> bytes:
     return ("\n".join(out) + "\n").encode("utf-8", "surrogateescape")
 
 
+def print_workers(reports: Sequence[Any]) -> None:
+    """`gearctl workers`: one row per connection (monitor.ServerReport's workers)."""
+    print_table("gearman workers", ["server", "fd", "address", "client id", "functions"],
+                [[r.address, str(w.fd), w.address, w.client_id, " ".join(w.functions)]
+                 for r in reports for w in r.workers])
+
+
+def print_jobs(reports: Sequence[Any], unique: bool = False) -> None:
+    """`gearctl jobs`: `show jobs` rows, or with `unique` the unique keys."""
+    if unique:
+        print_table("gearman unique jobs", ["server", "unique"], [[r.address, u] for r in reports for u in r.uniques])
+        return
+    print_table("gearman jobs", ["server", "handle", "retries", "ignored", "queued"],
+                [[r.address, j.handle, str(j.retries), _yes(j.ignore), _yes(j.queued)]
+                 for r in reports for j in r.jobs])
+
+
+def print_job_statuses(statuses: Sequence[Any]) -> None:
+    """`gearctl job`: one row per GET_STATUS answer (client.JobStatus)."""
+    print_table("gearman jobs", ["job", "server", "known", "running", "progress", "percent", "waiting"],
+                [[s.handle or s.unique or "", s.server, _yes(s.known), _yes(s.running),
+                  f"{s.numerator}/{s.denominator}" if s.denominator else "-",
+                  f"{s.percent:.0f}%" if s.percent is not None else "-",
+                  "-" if s.waiting is None else str(s.waiting)] for s in statuses])
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 def print_renderable(renderable: Any, stream: IO[str] | None = None) -> None:
     from rich.console import Console
 
