@@ -277,7 +277,10 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
             if require_workers:
                 await gear.require_workers(function)
             with view:
-                await gear.submit_many(source, window=inflight, timeout=timeout, on_created=created, on_done=done)
+                # --max-errors N caps the jobs in flight at N too: in an outage every one
+                # in flight fails, and 10,000 of them would blow far past N.
+                window = min(inflight, max_errors) if max_errors is not None else inflight
+                await gear.submit_many(source, window=window, timeout=timeout, on_created=created, on_done=done)
     finally:
         if stream is not None and stream is not sys.stdin.buffer:
             stream.close()
@@ -288,8 +291,9 @@ async def _submit_lines(gear: AsyncClient, function: str, stream: BinaryIO | Non
         return ExitCode.USAGE
     if stopped_at:
         lines = "line" if stats.failed == 1 else "lines"
+        # Whether more input was coming may not be known yet (stdin still open).
         sys.stderr.write(f"gearctl: stopped after {stats.failed:,} failed {lines} (--max-errors {max_errors}); "
-                         f"input from line {stopped_at[0]} on was not submitted\n")
+                         f"no input after line {stopped_at[0] - 1:,} was submitted\n")
     elif stats.by_state.get("timeout") and not source.exhausted:
         sys.stderr.write(f"gearctl: timed out; input from line {source.number + 1} on was not submitted\n")
     if view.enabled or stats.failed or summary:

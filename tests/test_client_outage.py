@@ -95,8 +95,8 @@ def test_max_errors_stops_submitting(gearmand: Gearmand) -> None:
     records = [json.loads(line) for line in out]
     assert [r["line"] for r in records] == list(range(1, BEFORE + 11))  # each line taken has its object
     assert [r["status"] for r in records[BEFORE:]] == ["error"] * 10
-    assert (b"gearctl: stopped after 10 failed lines (--max-errors 10); input from line %d on was not submitted"
-            % (BEFORE + 11)) in err
+    assert (b"gearctl: stopped after 10 failed lines (--max-errors 10); no input after line %d was submitted"
+            % (BEFORE + 10)) in err
 
 
 def test_invalid_lines_get_json_objects_and_are_summarised(gearmand: Gearmand) -> None:
@@ -120,7 +120,7 @@ def test_max_errors_counts_invalid_lines(gearmand: Gearmand) -> None:
     result = gearctl("client", "checked", "-n", "-q", "-e", "json", "--max-errors", "3", "-s", gearmand.address,
                      input=lines)
     assert result.returncode == 2
-    assert b"input from line 4 on was not submitted" in result.stderr
+    assert b"no input after line 3 was submitted" in result.stderr
     assert "checked" not in gearmand.status()
 
 
@@ -138,3 +138,15 @@ def test_max_errors_needs_each_line(gearmand: Gearmand) -> None:
     result = gearctl("client", "f", "--max-errors", "1", "--data", "x", "-s", gearmand.address)
     assert result.returncode == 2 and result.stderr.startswith(b"gearctl: ") and b"--each-line" in result.stderr
     assert gearmand.queued("f") == 0
+
+
+def test_max_errors_caps_what_is_in_flight_in_an_outage() -> None:
+    from conftest import free_port
+
+    # No server at all: every line fails. With the default --inflight of 10,000, ten
+    # thousand were in flight before the first failure came back.
+    result = gearctl("client", "f", "-n", "-q", "--max-errors", "5", "-s", f"127.0.0.1:{free_port()}",
+                     input=b"".join(b"%d\n" % i for i in range(30_000)))
+    assert result.returncode == 3
+    stopped = re.search(rb"stopped after (\d+) failed lines \(--max-errors 5\)", result.stderr)
+    assert stopped is not None and 5 <= int(stopped.group(1)) < 10, result.stderr
