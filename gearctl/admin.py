@@ -245,11 +245,22 @@ def parse_ok(lines: list[str]) -> str:
     raise RemoteProtocolError(f"expected OK, got {line!r}")
 
 
+_VERSION = re.compile(r"\d+(?:\.\d+)*(?:[-+.~]?[0-9A-Za-z.+~-]*)?")
+
+
 def parse_version(lines: list[str]) -> str:
-    """gearmand answers 'OK 1.1.20'; older servers send the bare version."""
+    """gearmand answers 'OK 1.1.20'; older servers send the bare version. Anything
+    else (a web server's page, a Redis error) is not a gearmand admin port."""
+    version = _after_ok(lines)
+    if not _VERSION.fullmatch(version.strip()):
+        raise RemoteProtocolError(f"expected a version, got {(lines or [''])[0][:80]!r}: not a gearmand admin port")
+    return version
+
+
+def _after_ok(lines: list[str]) -> str:
     line = lines[0] if lines else ""
     return line[3:] if line.startswith("OK ") else line
 
 
 def parse_getpid(lines: list[str]) -> int:
-    return _int(parse_version(lines), "getpid")
+    return _int(_after_ok(lines), "getpid")

@@ -548,9 +548,12 @@ async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]
 
     `timeout` bounds connecting (--connect-timeout). With `io_timeout`
     (--io-timeout) the server may then stay silent that long before each chunk
-    of an answer it owes; without it, `timeout` bounds the whole session."""
+    of an answer it owes, and each answer must be whole within `timeout` plus
+    `io_timeout` (gearmand writes an answer at once: one that trickles on and
+    on is not gearmand); without it, `timeout` bounds the whole session."""
     deadline = time.monotonic() + timeout
     silence = f"{timeout:g}s" if io_timeout is None else f"{io_timeout:g}s (--io-timeout)"
+    whole = None if io_timeout is None else timeout + io_timeout
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(address.host, address.port, ssl=tls,
@@ -567,13 +570,20 @@ async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]
             framer = admin.ResponseReader(command)
             seen = b""
             writer.write(admin.command_line(command, *args))
+            if whole is not None:
+                deadline = time.monotonic() + whole
             while True:
-                left = io_timeout if io_timeout is not None else deadline - time.monotonic()
-                if left <= 0:
-                    raise Timeout(f"{address}: no answer to {command!r} within {silence}")
+                left = deadline - time.monotonic()
+                if io_timeout is not None:
+                    left = min(left, io_timeout)
                 try:
+                    if left <= 0:
+                        raise asyncio.TimeoutError
                     chunk = await asyncio.wait_for(reader.read(65536), left)
                 except asyncio.TimeoutError:
+                    if whole is not None and time.monotonic() >= deadline:
+                        raise Timeout(f"{address}: the answer to {command!r} was not whole within {whole:g}s "
+                                      "(--connect-timeout plus --io-timeout)") from None
                     raise Timeout(f"{address}: no answer to {command!r} within {silence}") from None
                 except OSError as e:
                     raise ConnectionFailed(f"{address}: {_reason(e)}") from e

@@ -363,3 +363,71 @@ def test_debug_env_is_parsed_as_a_flag() -> None:
     assert quiet.returncode == 2 and b"Traceback" not in quiet.stderr
     loud = gearctl("client", "f", "--in", "bogus", env={"GEARCTL_DEBUG": "1"})
     assert loud.returncode == 2 and b"Traceback" in loud.stderr
+
+
+class TalkingServer:
+    """Answers each connection with `talk(send)`: a server that is not gearmand."""
+
+    def __init__(self, talk) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.talk = talk
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                self.talk(conn.sendall, self.stop)
+                self.stop.wait(30)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+def _redis(send, stop) -> None:
+    send(b"-ERR unknown command 'version'\r\n")
+
+
+def _drip(send, stop) -> None:
+    # A status answer that never ends, one row every 0.2 s: never silent for --io-timeout.
+    n = 0
+    while not stop.wait(0.2):
+        send(b"f%d\t0\t0\t0\n" % n)
+        n += 1
+
+
+def test_a_one_line_answer_that_is_no_version_is_not_gearmand() -> None:
+    redis = TalkingServer(_redis)
+    try:
+        result = gearctl("version", "-s", redis.address, timeout=60)
+    finally:
+        redis.close()
+    assert result.returncode == 3, result.stdout  # it was 0, with the error text as the "version"
+    assert b"not a gearmand admin port" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["status"], ["check"], ["workers"]])
+def test_an_answer_that_never_ends_is_given_up_on(command: list[str]) -> None:
+    drip = TalkingServer(_drip)
+    try:
+        started = time.monotonic()
+        result = gearctl(*command, "-s", drip.address, "--connect-timeout", "1", "--io-timeout", "1", timeout=60)
+        took = time.monotonic() - started
+    finally:
+        drip.close()
+    assert result.returncode in (2, 3), result  # check: CRITICAL (a server down)
+    assert b"was not whole within 2s" in result.stdout + result.stderr
+    assert took < 30  # it hung until killed before
