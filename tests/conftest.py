@@ -285,6 +285,17 @@ class Terminal:
         self.close()
 
 
+def table_cells(frame: str) -> list[list[str]]:
+    """The rows of the tables in a frame of a live view, as lists of stripped cells."""
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in frame.splitlines() if line.count("│") >= 3]
+
+
+def worker_processes(frame: str) -> list[list[str]]:
+    """The process rows of `gearctl worker`'s live table: pid, state, current job,
+    done, failed, memory, uptime."""
+    return [row for row in table_cells(frame) if row[0].isdigit() and len(row) == 7]
+
+
 def stderr_on_a_terminal(argv: list[str], input: bytes | None = None, timeout: float = 60) -> tuple[int, bytes, bytes]:
     """Run gearctl with stderr on a pseudo-terminal (stdin and stdout piped):
     exit code, stdout, and everything the terminal showed."""
