@@ -168,13 +168,27 @@ def procs() -> Iterator[Procs]:
     p.stop_all()
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any GEARCTL_ setting (a developer's own
+    must not leak into a test), plus `extra`. Every gearctl a test starts gets it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    env.update(extra)
+    return env
+
+
 def gearctl(*args: str, input: bytes | None = None, env: dict | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess:
     """Run the gearctl CLI as users do, in a subprocess."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-    full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "gearctl", *args], input=input, capture_output=True,
-                          env=full_env, timeout=timeout)
+                          env=clean_env(**(env or {})), timeout=timeout)
+
+
+def held_command(release: Path) -> list[str]:
+    """A command for the C worker (`c_worker(..., *held_command(path))`) that runs
+    until the test creates `release` (at most 120 s), so its job is still running
+    when a command looks at it, however slow the machine."""
+    script = 'i=0; while [ ! -e "$0" ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done'
+    return ["sh", "-c", script, str(release)]
 
 
 def c_worker(procs: Procs, server: Gearmand, function: str, *command: str, count: int | None = None,
@@ -217,8 +231,7 @@ class Terminal:
         import threading
 
         self.master, slave = pty.openpty()
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-        full_env.update(COLUMNS="120", LINES="40", TERM="xterm", **(env or {}))
+        full_env = clean_env(**{"COLUMNS": "120", "LINES": "40", "TERM": "xterm", **(env or {})})
         self.proc = subprocess.Popen([sys.executable, "-m", "gearctl", *argv], stdin=subprocess.PIPE,
                                      stdout=slave if stdout_too else subprocess.PIPE, stderr=slave, env=full_env)
         os.close(slave)
@@ -272,9 +285,29 @@ class Terminal:
         self.close()
 
 
+def table_cells(frame: str) -> list[list[str]]:
+    """The rows of the tables in a frame of a live view, as lists of stripped cells."""
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in frame.splitlines() if line.count("│") >= 3]
+
+
+def worker_processes(frame: str) -> list[list[str]]:
+    """The process rows of `gearctl worker`'s live table: pid, state, current job,
+    done, failed, memory, uptime."""
+    return [row for row in table_cells(frame) if row[0].isdigit() and len(row) == 7]
+
+
 def stderr_on_a_terminal(argv: list[str], input: bytes | None = None, timeout: float = 60) -> tuple[int, bytes, bytes]:
     """Run gearctl with stderr on a pseudo-terminal (stdin and stdout piped):
     exit code, stdout, and everything the terminal showed."""
     with Terminal(argv) as term:
         out, _ = term.proc.communicate(input, timeout=timeout)
     return term.proc.returncode, out, term.seen
+
+
+def on_a_terminal(argv: list[str], env: dict | None = None, timeout: float = 60) -> tuple[int, str]:
+    """Run gearctl to its end with stdout and stderr on a pseudo-terminal: exit
+    code, and the text the terminal showed (escape sequences left out)."""
+    with Terminal(argv, stdout_too=True, env=env) as term:
+        term.proc.stdin.close()  # type: ignore[union-attr]
+        code = term.proc.wait(timeout)
+    return code, term.text()

@@ -4,7 +4,6 @@ after --io-timeout, not after a fixed wait or --connect-timeout (issue 8, 5b).""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from conftest import Procs, free_port, gearctl, wait_until
+from conftest import Procs, clean_env, free_port, gearctl, wait_until
 
 # --connect-timeout 60 makes an implementation that waits on it (or on a fixed
 # 5 s) fail clearly against the 20 s bound below; the work itself needs well
@@ -134,7 +133,8 @@ def test_reporting_commands_show_the_server_down_after_the_io_timeout(silent: Si
 def test_status_watch_shows_the_server_down_after_the_io_timeout(silent: SilentServer) -> None:
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "gearctl", "status", "--watch", "--json", "-s", silent.address,
-                             *BOUNDS], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                             *BOUNDS], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=clean_env())
     try:
         assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())  # blocks until the first snapshot
@@ -149,9 +149,8 @@ def test_status_watch_shows_the_server_down_after_the_io_timeout(silent: SilentS
 
 def test_exporter_scrape_gives_up_after_the_io_timeout(silent: SilentServer, procs: Procs) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
     procs.start([sys.executable, "-m", "gearctl", "exporter", "--port", str(port), "-s", silent.address, *BOUNDS],
-                env=env)
+                env=clean_env())
 
     def listening() -> bool:
         try:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -15,7 +13,18 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import Gearmand, Procs, c_worker, free_port, gearctl, wait_until
+from conftest import (
+    Gearmand,
+    Procs,
+    Terminal,
+    c_worker,
+    clean_env,
+    free_port,
+    gearctl,
+    held_command,
+    on_a_terminal,
+    wait_until,
+)
 
 GEARCTL = [sys.executable, "-m", "gearctl"]
 TAB = "fn\twith tab"
@@ -55,9 +64,8 @@ def held_worker(procs: Procs, server: Gearmand, tmp_path: Path, *args: str, extr
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "held.py").write_text(HELD_PLUGIN.format(release=str(release)) + extra)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
     procs.start([*GEARCTL, "worker", "-p", str(plugins), "-s", server.address, "--log-format", "json", *args],
-                env=env)
+                env=clean_env())
     wait_until(lambda: all(server.status().get(f, (0, 0, 0))[2] >= workers for f in expect), 30,
                what=f"gearctl worker registering {expect}")
     return release
@@ -111,46 +119,21 @@ def test_workers_and_jobs_agree_with_gearadmin(gearmand: Gearmand, procs: Procs)
     assert len(uniques["servers"][0]["uniques"]) == 4
 
 
-def _plain(screen: bytes) -> bytes:
-    """What a terminal shows, without its escape sequences (styles split text)."""
-    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", screen)
-
-
-def _read_pty(master: int, until: bytes, timeout: float) -> bytes:
-    """Read until the regex `until` matches the plain text shown (or timeout)."""
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not re.search(until, _plain(seen)):
-        if select.select([master], [], [], 0.1)[0]:
-            try:
-                seen += os.read(master, 65536)
-            except OSError:
-                break
-    return seen
-
-
 def test_status_watch_follows_changes_and_exits_0_on_ctrl_c(gearmand_factory, procs: Procs) -> None:
     one, two = gearmand_factory(), gearmand_factory()
     fill(one, "watched", 2)
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-    env.update(COLUMNS="120", LINES="40", TERM="xterm")
-    proc = subprocess.Popen([*GEARCTL, "status", "--watch", "--interval", "0.2", "-s", f"{one.address},{two.address}"],
-                            stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
-    try:
-        assert b"watched" in _read_pty(master, b"watched", 15)
+    with Terminal(["status", "--watch", "--interval", "0.2", "-s", f"{one.address},{two.address}"],
+                  stdout_too=True) as term:
+        term.wait_for(lambda t: "watched" in t.text(), what="the watched function")
         fill(one, "watched", 5)
-        total = "watched\\s+│\\s+all\\s+│\\s+7\\s".encode()  # the "all" row: 7 queued
-        assert re.search(total, _plain(_read_pty(master, total, 15)))
+        total = re.compile(r"watched\s+│\s+all\s+│\s+7\s")  # the "all" row: 7 queued
+        term.wait_for(lambda t: total.search(t.text()), what="the all row with 7 queued")
+        shown = len(term.text())
+        assert "down" not in term.text()
         two.stop()
-        assert b"down" in _read_pty(master, b"down", 15)
-        os.kill(proc.pid, signal.SIGINT)
-        assert proc.wait(15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
+        term.wait_for(lambda t: "down" in t.text()[shown:], what="the stopped server shown down")
+        os.kill(term.proc.pid, signal.SIGINT)
+        assert term.proc.wait(30) == 0
 
 
 def test_job_watch_follows_a_job_to_completion(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
@@ -158,23 +141,13 @@ def test_job_watch_follows_a_job_to_completion(gearmand: Gearmand, procs: Procs,
     handle = gearctl("client", "held", "-s", gearmand.address).stdout.decode().strip()
     wait_until(lambda: json.loads(gearctl("job", handle, "--json", "-s", gearmand.address).stdout)[0]["denominator"]
                == 4, 30, interval=0.05, what="progress")
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-    env.update(COLUMNS="150", LINES="40", TERM="xterm")
-    proc = subprocess.Popen([*GEARCTL, "job", handle, "--watch", "--interval", "0.1", "-s", gearmand.address],
-                            stdin=slave, stdout=slave, stderr=slave, env=env)
-    os.close(slave)
-    try:
-        seen = _read_pty(master, b"running", 30)  # the watcher shows the job, still held open by us
-        assert handle.encode() in seen and b"running" in seen and b"done" not in seen
+    with Terminal(["job", handle, "--watch", "--interval", "0.1", "-s", gearmand.address], stdout_too=True,
+                  env={"COLUMNS": "150"}) as term:
+        term.wait_for(lambda t: "running" in t.text(), what="the job running")  # still held open by us
+        assert handle in term.text() and "done" not in term.text()
         release.touch()
-        seen += _read_pty(master, b"done", 30)
-        assert proc.wait(30) == 0 and b"done" in seen
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        os.close(master)
+        term.wait_for(lambda t: "done" in t.text(), what="the job done")
+        assert term.proc.wait(30) == 0
     final = json.loads(gearctl("job", handle, "--json", "-s", gearmand.address).stdout)[0]
     assert final["known"] is False
 
@@ -229,17 +202,16 @@ def test_check_exit_codes(gearmand: Gearmand, procs: Procs) -> None:
     assert len(ok.stdout.strip().splitlines()) == 1
 
 
-def test_exporter_matches_status_json(gearmand_factory, procs: Procs) -> None:
+def test_exporter_matches_status_json(gearmand_factory, procs: Procs, tmp_path: Path) -> None:
     one, two = gearmand_factory(), gearmand_factory()
     fill(one, "exported", 3)
     fill(two, "exported", 4)
-    c_worker(procs, two, "exported", "sleep", "60")
+    c_worker(procs, two, "exported", *held_command(tmp_path / "release"))  # never released: one job stays running
     wait_until(lambda: two.status()["exported"][1] == 1, 15, what="the C worker to take a job")
     port = free_port()
     servers = f"{one.address},{two.address},127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
     procs.start([*GEARCTL, "exporter", "--port", str(port), "--address", "127.0.0.1", "-s", servers,
-                 "--connect-timeout", "2"], env=env)
+                 "--connect-timeout", "2"], env=clean_env())
 
     def scrape() -> str | None:
         try:
@@ -270,23 +242,7 @@ def test_exporter_matches_status_json(gearmand_factory, procs: Procs) -> None:
             assert samples[("gearman_workers", labels)] == f["workers"]
 
 
-def _pty_run(argv: list[str], timeout: float = 30) -> tuple[int, bytes]:
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-    env.update(COLUMNS="150", LINES="50", TERM="xterm")
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
-    os.close(slave)
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        if select.select([master], [], [], 0.1)[0]:
-            try:
-                seen += os.read(master, 65536)
-            except OSError:
-                break
-    code = proc.wait(10)
-    os.close(master)
-    return code, seen
+WIDE = {"COLUMNS": "150", "LINES": "50"}
 
 
 def _submit_raw(server: Gearmand, function: bytes) -> None:
@@ -307,14 +263,13 @@ def test_odd_function_names_do_not_break_the_views(gearmand: Gearmand, procs: Pr
         _submit_raw(gearmand, name)
     plain = gearctl("status", "-s", gearmand.address)
     assert plain.returncode == 0 and b"bad\xff\xfe\t" in plain.stdout and b"a[/]b\t" in plain.stdout
-    code, screen = _pty_run([*GEARCTL, "status", "-s", gearmand.address])
-    assert code == 0 and b"a[/]b" in screen and b"[red]x" in screen
+    code, screen = on_a_terminal(["status", "-s", gearmand.address], env=WIDE)
+    assert code == 0 and "a[/]b" in screen and "[red]x" in screen
     checked = gearctl("check", "--max-queued", "pipe*=0", "-s", gearmand.address)
     status_text, _, perfdata = checked.stdout.decode().partition(" | ")
     assert checked.returncode == 2 and "|" not in status_text and "pipe_name" in perfdata
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-    procs.start([*GEARCTL, "exporter", "--port", str(port), "-s", gearmand.address], env=env)
+    procs.start([*GEARCTL, "exporter", "--port", str(port), "-s", gearmand.address], env=clean_env())
 
     def scrape() -> bytes | None:
         try:
@@ -367,26 +322,39 @@ def test_job_watch_of_an_unknown_handle_is_an_error(gearmand: Gearmand) -> None:
     assert result.returncode == 8 and b"no server knows H:nowhere:1" in result.stderr
 
 
-def test_cancel_refuses_running_and_ambiguous_jobs(gearmand_factory, procs: Procs) -> None:
+def test_cancel_refuses_running_and_ambiguous_jobs(gearmand_factory, procs: Procs, tmp_path: Path) -> None:
     one, two = gearmand_factory(), gearmand_factory()
-    c_worker(procs, one, "long", "sleep", "60")
-    running = gearctl("client", "long", "-s", one.address).stdout.decode().strip()
-    wait_until(lambda: one.status()["long"][1] == 1, 10, what="the job to run")
-    refused = gearctl("cancel", running, "-s", one.address)
-    assert refused.returncode == 8 and b"running" in refused.stderr
+    # gearmand names a job H:<host name>:<count>: two fresh servers on this host
+    # both call their first job the same, so the ambiguity really arises.
     a = gearctl("client", "twin", "-s", one.address).stdout.decode().strip()
     b = gearctl("client", "twin", "-s", two.address).stdout.decode().strip()
-    if a == b:  # the same handle on two servers (both gearmands on this host)
-        ambiguous = gearctl("cancel", a, "-s", f"{one.address},{two.address}")
-        assert ambiguous.returncode == 2 and b"pick one with -s" in ambiguous.stderr
+    assert a == b and a.endswith(":1")
+    ambiguous = gearctl("cancel", a, "-s", f"{one.address},{two.address}")
+    assert ambiguous.returncode == 2 and b"pick one with -s" in ambiguous.stderr
+
+    def cancelled(server: Gearmand) -> bool:  # gearmand keeps a cancelled job, marked ignored
+        (job,) = json.loads(gearctl("jobs", "--json", "-s", server.address).stdout)["servers"][0]["jobs"]
+        return bool(job["ignored"])
+
+    assert (cancelled(one), cancelled(two)) == (False, False)  # refused: neither job was touched
     assert gearctl("cancel", b, "-s", two.address).returncode == 0
+    assert (cancelled(one), cancelled(two)) == (False, True)
+    release = tmp_path / "release"
+    c_worker(procs, one, "long", *held_command(release))
+    try:
+        running = gearctl("client", "long", "-s", one.address).stdout.decode().strip()
+        wait_until(lambda: one.status()["long"][1] == 1, 30, what="the job to run")  # held open until released
+        refused = gearctl("cancel", running, "-s", one.address)
+        assert refused.returncode == 8 and b"running" in refused.stderr
+    finally:
+        release.touch()
 
 
 def test_watch_off_a_terminal_prints_snapshots(gearmand: Gearmand) -> None:
     fill(gearmand, "snap", 1)
     for flags, marker in ((["--json"], b'"functions"'), ([], b"# ")):
         proc = subprocess.Popen([*GEARCTL, "status", "--watch", "--interval", "0.2", *flags, "-s", gearmand.address],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
         assert proc.stdout is not None
         seen = b""
         while seen.count(marker) < 2:  # two snapshots, however long the machine takes
@@ -420,8 +388,8 @@ def test_status_shows_jobs_held_by_prefetching_workers(gearmand: Gearmand, procs
         assert (row["total"], row["running"], row["held"], row["prefetching"]) == (15, 15, 14, True)
         plain = gearctl("status", "-s", gearmand.address).stdout.decode().splitlines()
         assert f"held\t{gearmand.address}\t0\t15\t1\t14" in plain
-        code, screen = _pty_run([*GEARCTL, "status", "-s", gearmand.address])
-        assert code == 0 and b"15 (14 held)" in screen and b"--prefetch" in screen
+        code, screen = on_a_terminal(["status", "-s", gearmand.address], env=WIDE)
+        assert code == 0 and "15 (14 held)" in screen and "--prefetch" in screen
         checked = gearctl("check", "-s", gearmand.address)
         assert checked.returncode == 0 and b"15 running (14 of them held by prefetching workers)" in checked.stdout
     finally:

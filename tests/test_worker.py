@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PHP_DIR, Gearmand, Procs, Terminal, gearctl, wait_until
+from conftest import PHP_DIR, Gearmand, Procs, Terminal, clean_env, gearctl, table_cells, wait_until
 
 PLUGINS = Path(__file__).parent / "plugins"
 GEARCTL = [sys.executable, "-m", "gearctl"]
@@ -19,13 +19,12 @@ GEARCTL = [sys.executable, "-m", "gearctl"]
 
 def start_worker(procs: Procs, server: Gearmand, *args: str, plugin_dir: Path = PLUGINS,
                  expect: tuple[str, ...] = ("reverse",), log: Path | None = None) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
     argv = [*GEARCTL, "worker", "-p", str(plugin_dir), "-s", server.address, "--log-format", "json", *args]
     if log is None:
-        proc = procs.start(argv, env=env)
+        proc = procs.start(argv, env=clean_env())
     else:
         with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
-            proc = procs.start(argv, env=env, stderr=out)
+            proc = procs.start(argv, env=clean_env(), stderr=out)
     wait_until(lambda: all(server.status().get(f, (0, 0, 0))[2] >= 1 for f in expect), 15,
                what=f"gearctl worker registering {expect}")
     return proc
@@ -178,9 +177,15 @@ def test_live_table_on_a_terminal(gearmand: Gearmand) -> None:
         wait_until(lambda: gearmand.status().get("reverse", (0, 0, 0))[2] >= 1, 15, what="the worker")
         assert gearctl("client", "reverse", "--wait", "--data", "tty", "-s", gearmand.address).returncode == 0
         assert gearctl("client", "boom", "--wait", "--data", "x", "-s", gearmand.address).returncode == 5
-        term.wait_for(lambda t: "cannot handle x" in t.frame("gearctl worker"), what="the last error column")
+
+        def counted(t: Terminal) -> bool:  # function, done, failed, running, last error
+            rows = {row[0]: row for row in table_cells(t.frame("gearctl worker")) if len(row) == 5}
+            return (rows.get("reverse", [])[1:3] == ["1", "0"] and rows.get("boom", [])[1:3] == ["0", "1"]
+                    and "cannot handle x" in rows["boom"][4])
+
+        term.wait_for(counted, what="one reverse done, one boom failed with its error")
         frame = term.frame("gearctl worker")
-        assert "gearctl worker tty-worker serving" in frame and "reverse" in frame and "done" in frame
+        assert "gearctl worker tty-worker serving" in frame
         assert all(column in frame for column in ("pid", "state", "memory", "uptime", " MB"))
         os.kill(term.proc.pid, signal.SIGINT)
         assert term.proc.wait(15) == 0
@@ -208,9 +213,8 @@ def test_a_plugins_print_goes_to_stderr_everywhere(gearmand: Gearmand, procs: Pr
     plugin_dir.mkdir()
     (plugin_dir / "chatty.py").write_text(CHATTY)
     out, err = tmp_path / "worker.out", tmp_path / "worker.err"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
     with open(out, "wb") as o, open(err, "wb") as e:
-        proc = procs.start([*GEARCTL, "worker", "-p", str(plugin_dir), "-s", gearmand.address], env=env,
+        proc = procs.start([*GEARCTL, "worker", "-p", str(plugin_dir), "-s", gearmand.address], env=clean_env(),
                            stdout=o, stderr=e)
     wait_until(lambda: gearmand.status().get("chatty", (0, 0, 0))[2] >= 1, 15, what="the worker")
     assert gearctl("client", "chatty", "--wait", "-s", gearmand.address).stdout == b"the result"

@@ -6,25 +6,15 @@ import os
 import signal
 from pathlib import Path
 
-from conftest import Gearmand, Terminal, gearctl, wait_until
+from conftest import Gearmand, Terminal, gearctl, table_cells, wait_until, worker_processes
 
 PLUGINS = Path(__file__).parent / "plugins_live"
 TITLE = "gearctl worker"
 
 
-def cells(frame: str) -> list[list[str]]:
-    """The rows of the tables in a frame, as lists of stripped cells."""
-    return [[c.strip() for c in line.split("│")[1:-1]] for line in frame.splitlines() if line.count("│") >= 3]
-
-
-def processes(frame: str) -> list[list[str]]:
-    """pid, state, current job, done, failed, memory, uptime."""
-    return [row for row in cells(frame) if row[0].isdigit() and len(row) == 7]
-
-
 def function_row(frame: str, name: str) -> list[str]:
     """function, done, failed, running, last error."""
-    return next((row for row in cells(frame) if row[0] == name and len(row) == 5), [])
+    return next((row for row in table_cells(frame) if row[0] == name and len(row) == 5), [])
 
 
 def test_live_table_shows_plain_jobs_running_and_failures_in_the_table(gearmand: Gearmand, tmp_path: Path) -> None:
@@ -32,7 +22,8 @@ def test_live_table_shows_plain_jobs_running_and_failures_in_the_table(gearmand:
     with Terminal(["worker", "-p", str(PLUGINS), "-c", "3", "-s", gearmand.address]) as term:
         wait_until(lambda: gearmand.status().get("hold", (0, 0, 0))[2] >= 3, 20, what="3 worker processes")
         # Every function is listed from the start, and the header names what is served.
-        term.wait_for(lambda t: function_row(t.frame(TITLE), "never_runs") and len(processes(t.frame(TITLE))) == 3,
+        term.wait_for(lambda t: function_row(t.frame(TITLE), "never_runs")
+                      and len(worker_processes(t.frame(TITLE))) == 3,
                       what="the table with 3 processes and every function")
         header = " ".join(term.frame(TITLE).split())
         assert f"gearctl worker serving chatter, fails, hold, never_runs on {gearmand.address}" in header
@@ -44,7 +35,7 @@ def test_live_table_shows_plain_jobs_running_and_failures_in_the_table(gearmand:
 
         def all_busy(t: Terminal) -> bool:
             frame = t.frame(TITLE)
-            rows = processes(frame)
+            rows = worker_processes(frame)
             return (len(rows) == 3 and all(r[1] == "busy" and r[2].startswith("hold H:") for r in rows)
                     and function_row(frame, "hold")[3:4] == ["3"])
 
@@ -53,7 +44,7 @@ def test_live_table_shows_plain_jobs_running_and_failures_in_the_table(gearmand:
 
         def all_done(t: Terminal) -> bool:
             frame = t.frame(TITLE)
-            rows = processes(frame)
+            rows = worker_processes(frame)
             return (function_row(frame, "hold")[1:4] == ["3", "0", "0"]
                     and len(rows) == 3 and all(r[1] == "idle" and r[2] == "-" for r in rows))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -13,14 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Gearmand, Procs, gearctl, wait_until
+from conftest import Gearmand, Procs, Terminal, clean_env, gearctl, wait_until, worker_processes
 
 PLUGINS = Path(__file__).parent / "plugins_misbehave"
+LIVE_PLUGINS = Path(__file__).parent / "plugins_live"
 GEARCTL = [sys.executable, "-m", "gearctl"]
 
 
-def start(procs: Procs, servers: str, *args: str, plugin_dir: Path = PLUGINS) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+def start(procs: Procs, servers: str, *args: str, plugin_dir: Path = PLUGINS,
+          release: Path | None = None) -> subprocess.Popen:
+    """A worker; `release` is the file that lets plugins_misbehave/held.py's functions end."""
+    env = clean_env(GEARCTL_TEST_RELEASE=str(release)) if release else clean_env()
     return procs.start([*GEARCTL, "worker", "-p", str(plugin_dir), "-s", servers, *args], env=env)
 
 
@@ -41,29 +45,41 @@ def test_whatever_a_job_raises_fails_only_the_job(gearmand: Gearmand, procs: Pro
     assert gearctl("client", "echo", "--wait", "--data", "alive", "-s", gearmand.address).stdout == b"alive"
 
 
-@pytest.mark.parametrize("function", ["swallows_everything", "blocks_the_loop", "grandchild"])
-def test_timeouts_hold_for_uncooperative_functions(gearmand: Gearmand, procs: Procs, function: str) -> None:
-    start(procs, gearmand.address)
+# The *_until_released functions run until the test releases them (at most 120 s):
+# a "timed out" reply within the client's 60 s can only be the timeout holding,
+# however slow the machine. blocks_the_loop blocks the event loop for 2 s, so its
+# timeout can only be reported once it returns; its reply says "timed out", not "late".
+@pytest.mark.parametrize("function", ["swallows_until_released", "blocks_the_loop", "grandchild_until_released"])
+def test_timeouts_hold_for_uncooperative_functions(gearmand: Gearmand, procs: Procs, tmp_path: Path,
+                                                   function: str) -> None:
+    release = tmp_path / "release"
+    start(procs, gearmand.address, release=release)
     wait_until(lambda: gearmand.status().get("echo", (0, 0, 0))[2] >= 1, 15, what="the worker")
-    started = time.monotonic()
-    result = gearctl("client", function, "--wait", "-s", gearmand.address, timeout=30)
-    assert result.returncode == 1 and b"timed out after 1s" in result.stderr
-    assert time.monotonic() - started < 6
-    assert gearctl("client", "echo", "--wait", "--data", "alive", "-s", gearmand.address).stdout == b"alive"
+    try:
+        result = gearctl("client", function, "--wait", "-s", gearmand.address, timeout=60)
+        assert result.returncode == 1 and b"timed out after 1s" in result.stderr
+        assert gearctl("client", "echo", "--wait", "--data", "alive", "-s", gearmand.address).stdout == b"alive"
+    finally:
+        release.touch()
 
 
-def test_sigterm_does_not_start_prefetched_jobs(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
-    plugin = tmp_path / "slow.py"
-    plugin.write_text("import time\nfrom gearctl import job\n\n@job\ndef slow3(j):\n    time.sleep(3)\n")
-    assert gearctl("client", "slow3", "-n", "-q", "-s", gearmand.address, input=b"1\n2\n3\n4\n5\n6\n").returncode == 0
-    proc = start(procs, gearmand.address, "--prefetch", "4", plugin_dir=tmp_path)
-    wait_until(lambda: gearmand.status().get("slow3", (0, 0, 0))[1] >= 1, 15, what="the first job")
-    time.sleep(0.5)
-    stopped = time.monotonic()
-    os.kill(proc.pid, signal.SIGTERM)
-    assert proc.wait(20) == 0
-    assert time.monotonic() - stopped < 4.5  # one job finished, the three held were not run
-    wait_until(lambda: gearmand.status()["slow3"][:2] == (5, 0), 10, what="five jobs back in the queue")
+def test_sigterm_does_not_start_prefetched_jobs(gearmand: Gearmand, tmp_path: Path) -> None:
+    # Six plain jobs held open by the test (plugins_live `hold` runs until its
+    # workload's file exists); the worker runs one and holds three (--prefetch 4).
+    release = tmp_path / "release"
+    assert gearctl("client", "hold", "-n", "-q", "-s", gearmand.address,
+                   input=f"{release}\n".encode() * 6).returncode == 0
+    with Terminal(["worker", "-p", str(LIVE_PLUGINS), "--functions", "hold", "--prefetch", "4",
+                   "-s", gearmand.address]) as term:
+        wait_until(lambda: gearmand.status().get("hold", (0, 0, 0))[:2] == (6, 4), 30,
+                   what="one job running and three held by the worker")
+        os.kill(term.proc.pid, signal.SIGTERM)
+        # The live table shows the process's own report: it has taken the SIGTERM.
+        term.wait_for(lambda t: [r[1] for r in worker_processes(t.frame("gearctl worker"))] == ["stopping"],
+                      what="the worker process stopping")
+        release.touch()  # from now on a started job ends at once: any prefetched one run would leave the queue
+        assert term.proc.wait(60) == 0
+    wait_until(lambda: gearmand.status()["hold"][:2] == (5, 0), 30, what="five jobs back in the queue")
 
 
 def test_a_server_that_hangs_up_gets_backed_off(gearmand: Gearmand, procs: Procs) -> None:
@@ -86,13 +102,16 @@ def test_a_server_that_hangs_up_gets_backed_off(gearmand: Gearmand, procs: Procs
     try:
         start(procs, f"127.0.0.1:{listener.getsockname()[1]},{gearmand.address}")
         wait_until(lambda: gearmand.status().get("echo", (0, 0, 0))[2] >= 1, 15, what="the worker")
-        time.sleep(4)
+        wait_until(lambda: len(accepts) >= 4, 60, what="four connections to the server that hangs up")
         assert gearctl("client", "echo", "--wait", "--data", "ok", "-s", gearmand.address).stdout == b"ok"
     finally:
         stop.set()
         thread.join(5)
         listener.close()
-    assert 1 <= len(accepts) <= 8  # back-off: 0.5, 1, 2, 4 s ... not thousands
+    # Back-off of 0.5, 1, 2 s, each +-20 %: lower bounds on the gaps, which a slow
+    # machine only widens. A worker reconnecting at once would show gaps of milliseconds.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(accepts)]
+    assert gaps[0] >= 0.35 and gaps[1] >= 0.7 and gaps[2] >= 1.4, gaps
 
 
 def test_children_stop_when_the_supervisor_is_killed(gearmand: Gearmand, procs: Procs) -> None:
