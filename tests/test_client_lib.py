@@ -31,24 +31,32 @@ def test_sync_client_submit_run_and_status(gearmand: Gearmand, procs: Procs) -> 
         assert not client.status("H:no:such").known
 
 
-def test_status_follows_work_status(gearmand: Gearmand, procs: Procs) -> None:
-    php_worker(procs, gearmand, "php_status")
+def test_status_follows_work_status(gearmand: Gearmand, procs: Procs, tmp_path) -> None:
+    # The job sends 2/4, then waits for the release file: status is read while it
+    # is surely running, then after it ended.
+    php_worker(procs, gearmand, "php_status_held")
+    release = tmp_path / "release"
 
-    async def go() -> list[tuple[int, int]]:
+    async def go() -> list[tuple[bool, bool, int, int]]:
         async with AsyncClient(gearmand.address) as client:
-            job = await client.submit("php_status", background=True)
+            job = await client.submit("php_status_held", str(release).encode(), background=True)
             seen = []
-            for _ in range(100):
+            for _ in range(600):
+                status = await client.status(job.handle)
+                if status.denominator:
+                    seen.append((status.known, status.running, status.numerator, status.denominator))
+                    break
+                await asyncio.sleep(0.05)
+            release.touch()
+            for _ in range(600):
                 status = await client.status(job.handle)
                 if not status.known:
+                    seen.append((status.known, status.running, status.numerator, status.denominator))
                     break
-                if status.denominator:
-                    seen.append((status.numerator, status.denominator))
                 await asyncio.sleep(0.05)
             return seen
 
-    seen = asyncio.run(go())
-    assert seen and all(den == 4 for _, den in seen) and max(num for num, _ in seen) >= 2
+    assert asyncio.run(go()) == [(True, True, 2, 4), (False, False, 0, 0)]
 
 
 def test_status_unique_counts_waiting_clients(gearmand: Gearmand) -> None:

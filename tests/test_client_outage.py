@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 
-from conftest import Gearmand, Procs, gearctl, php_worker, wait_until
+from conftest import Gearmand, Procs, clean_env, gearctl, php_worker, wait_until
 
 GEARCTL = [sys.executable, "-m", "gearctl"]
 BEFORE, AFTER = 100, 3000  # lines queued before the kill, lines sent after it
@@ -22,7 +22,7 @@ def _lines(first: int, count: int) -> bytes:
 def _run_through_an_outage(gearmand: Gearmand, *flags: str) -> tuple[int, list[bytes], list[bytes]]:
     """Submit BEFORE lines, see their answers on stdout, kill gearmand, send AFTER
     more lines: the exit code, stdout lines and stderr lines."""
-    proc = subprocess.Popen([*GEARCTL, "client", "outage", "-n", "-s", gearmand.address, *flags],
+    proc = subprocess.Popen([*GEARCTL, "client", "outage", "-n", "-s", gearmand.address, *flags], env=clean_env(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
     try:
@@ -59,7 +59,7 @@ def test_an_outage_is_summarised_not_one_stderr_line_per_job(gearmand: Gearmand)
 
 
 def test_jobs_waited_on_when_the_server_dies_are_summarised(gearmand: Gearmand) -> None:
-    proc = subprocess.Popen([*GEARCTL, "client", "outage", "-n", "--wait", "-s", gearmand.address],
+    proc = subprocess.Popen([*GEARCTL, "client", "outage", "-n", "--wait", "-s", gearmand.address], env=clean_env(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None
     try:

@@ -4,14 +4,13 @@ gearman_drush_client() function, a PHP worker) against gearmand and gearctl."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import PHP_DIR, Gearmand, Procs, gearctl, wait_until
+from conftest import PHP_DIR, Gearmand, Procs, clean_env, gearctl, wait_until
 
 from gearctl.php import loads
 
@@ -32,8 +31,7 @@ def php(*args: str) -> subprocess.CompletedProcess:
 
 
 def example_worker(procs: Procs, server: Gearmand, outbox: Path, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-    env["NOTIFICATIONS_OUTBOX"] = str(outbox)
+    env = clean_env(NOTIFICATIONS_OUTBOX=str(outbox))
     return procs.start([*GEARCTL, "worker", "-p", str(EXAMPLE / "gearman"), "-s", server.address,
                         "--functions", "notifications_send_users", *args], env=env)
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import PHP_DIR, Gearmand, Procs, gearctl, php_worker, wait_until
+from conftest import PHP_DIR, Gearmand, Procs, clean_env, gearctl, php_worker, wait_until
 
 from gearctl.php import PhpObject, dumps
 
@@ -22,9 +21,8 @@ FUNCTIONS = ("wk_status", "wk_data", "wk_warning", "wk_exception", "wk_timeout",
 
 @pytest.fixture
 def worker(gearmand: Gearmand, procs: Procs) -> Gearmand:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
     procs.start([sys.executable, "-m", "gearctl", "worker", "-p", str(PLUGINS), "-s", gearmand.address,
-                 "--log-format", "json"], env=env)
+                 "--log-format", "json"], env=clean_env())
     wait_until(lambda: all(gearmand.status().get(f, (0, 0, 0))[2] >= 1 for f in FUNCTIONS), 15,
                what="gearctl worker")
     return gearmand
@@ -167,8 +165,7 @@ def test_priorities_order_the_queue_whoever_submits(gearmand: Gearmand, tmp_path
         submit(who, gearmand, f"{priority}:0", priority=priority)
     wait_until(lambda: gearmand.queued("nap") == 3, 10, what="3 jobs queued")
     record = tmp_path / "record"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-    env["GEARCTL_TEST_RECORD"] = str(record)
+    env = clean_env(GEARCTL_TEST_RECORD=str(record))
     done = subprocess.run([sys.executable, "-m", "gearctl", "worker", "-p", str(Path(__file__).parent / "plugins_sup"),
                            "--functions", "nap", "--burst", "-s", gearmand.address], env=env, capture_output=True,
                           timeout=60)
@@ -266,8 +263,7 @@ def test_every_php_value_reaches_the_plugin_as_documented_and_goes_back(gearmand
     from test_php_codec import EXPECTED_FROM_PHP
 
     record = tmp_path / "record"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
-    env["GEARCTL_TEST_RECORD"] = str(record)
+    env = clean_env(GEARCTL_TEST_RECORD=str(record))
     procs.start([sys.executable, "-m", "gearctl", "worker", "-p", str(PLUGINS), "-s", gearmand.address,
                  "--functions", "wk_describe,wk_decode,wk_record"], env=env)
     wait_until(lambda: all(gearmand.status().get(f, (0, 0, 0))[2] >= 1 for f in

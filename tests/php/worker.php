@@ -20,6 +20,16 @@ $handlers = [
         }
         return "done";
     },
+    'php_status_held' => function (GearmanJob $job) {
+        // 2/4, then waits until the file named by the workload exists (the test
+        // releases it once it saw the progress), then 4/4.
+        $job->sendStatus(2, 4);
+        for ($i = 0; $i < 1200 && !file_exists($job->workload()); $i++) {
+            usleep(100000);
+        }
+        $job->sendStatus(4, 4);
+        return "done";
+    },
     'php_warning' => function (GearmanJob $job) {
         $job->sendWarning("careful now");
         return "ok";
