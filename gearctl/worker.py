@@ -121,6 +121,7 @@ class _Link:
         self.dry = False  # the last answer was NO_JOB: grab one at a time
         self.failures = 0
         self.last_warned = 0.0
+        self.confirmed = False  # the server echoed our probe: it is gearmand, and up
         self.outbox: list[bytes] = []  # finished jobs' replies not yet written
         self.outbox_since = 0.0
 
@@ -250,12 +251,11 @@ class Worker:
             except ConnectionFailed as e:
                 self.stats.servers[str(link.address)] = "down"
                 self._warn_down(link, str(e))
-                if self.burst and not any(other.conn for other in self.links) and all(
-                        other.failures for other in self.links):
-                    self.stop("no server")  # a cron drain with nothing to drain from
+                if self._no_server_left():
                     break
                 continue
             link.conn, link.grabs, link.held, link.sleeping, link.dry = conn, 0, 0, False, False
+            link.confirmed = False
             link.outbox.clear()  # replies for the old connection's jobs: that server re-runs them
             try:
                 conn.send(self._registration)
@@ -263,20 +263,42 @@ class Worker:
             except ConnectionFailed:
                 pass  # closed at once: counted as a loss below
             connected = time.monotonic()
-            if not conn.closed:
-                self.stats.servers[str(link.address)] = "up"
-                self._changed()
-                if link.failures:
-                    log.warning("%s: connected again after %d failed attempt(s)", link.address, link.failures)
+            # "up" once the probe's echo is back (_confirm): a port that is not
+            # gearmand answers with bytes the decoder refuses and closes instead.
             await conn.wait_closed()
             link.conn = None
             if self._stopping:
                 break
-            if time.monotonic() - connected >= STABLE:
-                link.failures, delay = 0, 0.5  # it was up a while: start the back-off afresh
+            reason = str(conn.error) if conn.error else f"{link.address}: connection lost"
             self.stats.servers[str(link.address)] = "down"
             self._changed()
-            self._warn_down(link, str(conn.error) if conn.error else f"{link.address}: connection lost")
+            if not link.confirmed:  # never got going: a failed attempt, as a refused connect is
+                self._warn_down(link, reason)
+                if self._no_server_left():
+                    break
+                continue
+            if time.monotonic() - connected >= STABLE:
+                link.failures, delay = 0, 0.5  # it was up a while: start the back-off afresh
+            self._warn_down(link, reason)
+
+    def _confirm(self, link: _Link) -> None:
+        """The probe's echo came back: this server is gearmand, and up."""
+        if link.confirmed:
+            return
+        link.confirmed = True
+        self.stats.servers[str(link.address)] = "up"
+        self._changed()
+        if link.failures:
+            log.warning("%s: connected again after %d failed attempt(s)", link.address, link.failures)
+
+    def _no_server_left(self) -> bool:
+        """With --burst and no server to drain from (none connected, every one
+        failing): stop, as a cron drain with nothing to drain from."""
+        if self.burst and not any(other.confirmed and other.conn for other in self.links) and all(
+                other.failures for other in self.links):
+            self.stop("no server")
+            return True
+        return False
 
     def _warn_down(self, link: _Link, reason: str) -> None:
         link.failures += 1
@@ -307,6 +329,8 @@ class Worker:
                 return  # not started: the closing connection hands it back
             self._ready.append((link, conn, packet))
             self._wake.set()
+        elif kind is P.ECHO_RES:
+            self._confirm(link)
         elif kind is P.NO_JOB:
             link.grabs -= 1
             link.dry = True

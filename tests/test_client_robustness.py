@@ -122,6 +122,15 @@ def test_a_worker_pointed_at_a_web_server_says_so(http_server: int, procs: Procs
                      f"127.0.0.1:{http_server}", "--log-format", "json"], stderr=err)
     # Before the probe it sat "connected", registering nothing and saying nothing.
     wait_until(lambda: b"bad magic" in log.read_bytes(), 30, what="the worker reporting a non-Gearman server")
+    assert b"connected again" not in log.read_bytes()  # it never was: it is not gearmand
+
+
+def test_a_burst_worker_pointed_at_a_web_server_exits_3(http_server: int) -> None:
+    # README: --burst exits 3 when no server is reachable; one that is not gearmand is none.
+    done = gearctl("worker", "-p", str(Path(__file__).parent / "plugins"), "--burst", "-s",
+                   f"127.0.0.1:{http_server}", timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert b"bad magic" in done.stderr
 
 
 def test_require_workers_is_bounded_by_the_io_timeout() -> None:
