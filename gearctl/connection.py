@@ -492,9 +492,7 @@ class ServerPool:
             self.on_close(conn, error)
 
     def mark_down(self, address: ServerAddress, error: GearctlError) -> None:
-        backoff = self._backoff.get(address)
-        if backoff is None:
-            backoff = self._backoff[address] = Backoff(1.0, self.max_backoff)
+        backoff = self._backoff.setdefault(address, Backoff(1.0, self.max_backoff))  # 1 s, 2 s, 4 s, ...
         self._down_until[address] = time.monotonic() + backoff.next()
         self.errors[address] = error
 
