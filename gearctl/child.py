@@ -34,9 +34,12 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .supervision import ChildExit, ChildReport, ChildState, FunctionReport, Launch, LogLine, Message, Refusal, encode
+
+if TYPE_CHECKING:  # the worker (asyncio, sockets) is imported in the child only, when it runs
+    from .worker import ExitReason
 
 REPORT_GAP = 0.02  # seconds between two reports at most once per ...
 HEARTBEAT = 1.0  # ... and one at least this often (memory, a gone parent)
@@ -267,10 +270,19 @@ def run_child(spec: WorkerSpec, status_fd: int, launch: Launch) -> int:
             reporter_thread.join(5)
         report()  # the last word: final counts, before the parent reaps us
         sys.stdout.flush()
-    if worker.exit_reason is ExitReason.BURST_DONE:
-        return ChildExit.BURST_DONE
-    if worker.exit_reason is ExitReason.NO_SERVER:
-        return ChildExit.NO_SERVER
     if worker.exit_reason is ExitReason.RECYCLE:
         logs.log.info("worker process %d: recycle: %s", os.getpid(), worker.exit_detail)
+    return exit_code(worker.exit_reason)
+
+
+def exit_code(reason: ExitReason | None) -> ChildExit:
+    """What this process's exit tells the parent, from why its worker stopped:
+    --burst found nothing to do (not replaced) or no server (the command fails
+    with it); anything else (recycling, a stop) makes way for a replacement."""
+    from .worker import ExitReason
+
+    if reason is ExitReason.BURST_DONE:
+        return ChildExit.BURST_DONE
+    if reason is ExitReason.NO_SERVER:
+        return ChildExit.NO_SERVER
     return ChildExit.RECYCLED

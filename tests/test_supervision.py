@@ -1,7 +1,8 @@
 """The messages a worker process sends its supervisor (gearctl/supervision.py),
 without processes: every kind through encode() and decode() and back, fed whole
 and byte by byte, lines torn by a full pipe, and garbage, which decodes to None
-and never raises in the parent. Then the counts the live table sums."""
+and never raises in the parent. Then the counts the live table sums, and the
+exit code a worker's stop reason becomes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gearctl.child import exit_code
+from gearctl.connection import ServerAddress
+from gearctl.plugins import JobFunction
 from gearctl.supervision import (
     ChildExit,
     ChildReport,
@@ -23,6 +27,7 @@ from gearctl.supervision import (
     decode,
     encode,
 )
+from gearctl.worker import ExitReason, Worker
 
 REPORT = ChildReport(ChildState.BUSY, "resize H:web1:42", done=12, failed=3, memory_mb=41.5, functions={
     "resize": FunctionReport(done=10, failed=3, running=1, last_error="ValueError: bad image",
@@ -154,3 +159,21 @@ def test_the_exit_codes_the_supervisor_reads() -> None:
     assert {code.name: int(code) for code in ChildExit} == {
         "RECYCLED": 0, "USAGE": 2, "NO_SERVER": 3, "CRASHED": 70, "BURST_DONE": 75, "PLUGINS_BROKEN": 78}
     assert [state.value for state in ChildState] == ["starting", "idle", "busy", "stopping"]
+
+
+@pytest.mark.parametrize(("reason", "code"), [
+    (ExitReason.BURST_DONE, ChildExit.BURST_DONE), (ExitReason.NO_SERVER, ChildExit.NO_SERVER),
+    (ExitReason.RECYCLE, ChildExit.RECYCLED), (ExitReason.STOPPED, ChildExit.RECYCLED),
+    (ExitReason.PARENT_GONE, ChildExit.RECYCLED), (None, ChildExit.RECYCLED),
+])
+def test_why_the_worker_stopped_decides_the_processs_exit_code(reason: ExitReason | None, code: ChildExit) -> None:
+    assert exit_code(reason) is code
+
+
+def test_a_workers_first_stop_reason_is_the_one_it_keeps() -> None:
+    worker = Worker([JobFunction("f", function=lambda job: b"")], [ServerAddress("127.0.0.1", 1)])
+    assert worker.exit_reason is None and not worker.stopping
+    worker.stop(ExitReason.RECYCLE, "ran 5 jobs (--max-jobs)")
+    worker.stop()  # the SIGTERM that follows does not rewrite why
+    assert (worker.exit_reason, worker.exit_detail, worker.stopping) == (
+        ExitReason.RECYCLE, "ran 5 jobs (--max-jobs)", True)
