@@ -1,6 +1,11 @@
-"""A worker process's side of supervision: its main, and its reports to the parent.
+"""A worker process's side of supervision: its start after the fork, its main,
+and its reports to the parent.
 
-Reports go to the parent as JSON lines on a pipe, from a thread of their own:
+`after_fork()` is what a freshly forked process runs: it puts back the signals the
+parent blocked, runs the child's main and turns however that ends into an
+exit code from supervision.ChildExit; it never returns into the parent's code.
+
+Reports (supervision.ChildReport) go to the parent on a pipe, from a thread of their own:
 a plain (non-async) job function blocks the event loop for as long as it runs,
 so a heartbeat on the loop would show a busy process as idle. The job path
 only raises a flag and, when no report is pending, writes one byte to wake
@@ -21,24 +26,52 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import random
 import select
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from .supervisor import BURST_DONE, NO_SERVER, PLUGINS_BROKEN, RECYCLED, Launch
+from .supervision import ChildExit, ChildReport, ChildState, FunctionReport, Launch, LogLine, Message, Refusal, encode
+
+if TYPE_CHECKING:  # the worker (asyncio, sockets) is imported in the child only, when it runs
+    from .worker import ExitReason
 
 REPORT_GAP = 0.02  # seconds between two reports at most once per ...
 HEARTBEAT = 1.0  # ... and one at least this often (memory, a gone parent)
 
 
+def after_fork(main: Callable[[int, Launch], int], status_fd: int, launch: Launch,
+               signal_mask: Iterable[int]) -> NoReturn:
+    """Run `main(status_fd, launch)` in a process just forked with the parent's
+    signals blocked (`signal_mask` is the mask from before), and exit with its code."""
+    code: int = ChildExit.CRASHED
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+        signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
+        code = main(status_fd, launch)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = ChildExit.CRASHED
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(code))
+
+
 class StatusReporter:
-    """A child's side of the status pipe: JSON lines, written without blocking
+    """A child's side of the status pipe: messages written without blocking
     (a slow parent must never stall the worker; a full pipe drops an update)."""
 
     def __init__(self, fd: int) -> None:
@@ -47,8 +80,8 @@ class StatusReporter:
         self._torn = False  # a partial write left half a line: end it before the next
         os.set_blocking(fd, False)
 
-    def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message).encode() + b"\n"
+    def send(self, message: Message) -> None:
+        data = encode(message)
         with self._lock:
             if self._torn:
                 data = b"\n" + data
@@ -70,12 +103,12 @@ class _PipeText(io.TextIOBase):
     def write(self, text: str) -> int:
         *lines, self._partial = (self._partial + text).split("\n")
         for line in lines:
-            self.reporter.send({"log": line})
+            self.reporter.send(LogLine(line))
         return len(text)
 
     def flush(self) -> None:
         if self._partial:
-            self.reporter.send({"log": self._partial})
+            self.reporter.send(LogLine(self._partial))
             self._partial = ""
 
 
@@ -138,11 +171,11 @@ def choose(spec: WorkerSpec, launch: Launch) -> tuple[list[Any], str]:
 
 def run_child(spec: WorkerSpec, status_fd: int, launch: Launch) -> int:
     """A child's whole life: load plugins, serve, report; its exit code tells the
-    parent what happened (see RECYCLED, BURST_DONE, NO_SERVER, PLUGINS_BROKEN)."""
+    parent what happened (supervision.ChildExit)."""
     import asyncio
 
     from . import logs
-    from .worker import Worker, memory_mb
+    from .worker import ExitReason, Worker, memory_mb
 
     reporter = StatusReporter(status_fd)
     # A plugin's print() (and anything it runs that writes to fd 1) goes to stderr:
@@ -152,12 +185,12 @@ def run_child(spec: WorkerSpec, status_fd: int, launch: Launch) -> int:
     if spec.logs_to_pipe:
         sys.stdout = sys.stderr = _PipeText(reporter)
     logs.setup(spec.log_format, spec.log_level,
-               sink=(lambda line: reporter.send({"log": line})) if spec.logs_to_pipe else None)
+               sink=(lambda line: reporter.send(LogLine(line))) if spec.logs_to_pipe else None)
     _die_with_parent()
     chosen, refused = choose(spec, launch)
     if refused:
-        reporter.send({"refused": refused})
-        return PLUGINS_BROKEN
+        reporter.send(Refusal(refused))
+        return ChildExit.PLUGINS_BROKEN
     lifetime = spec.max_lifetime
     if lifetime:
         lifetime *= random.uniform(1.0, 1.1)  # splay: children started together do not recycle together
@@ -181,13 +214,11 @@ def run_child(spec: WorkerSpec, status_fd: int, launch: Launch) -> int:
     def report() -> None:
         stats = worker.stats
         up = any(state == "up" for state in list(stats.servers.values()))
-        state = "stopping" if worker.stopping else "busy" if stats.current else "idle" if up else "starting"
-        reporter.send({
-            "state": state, "current": stats.current, "done": stats.done, "failed": stats.failed,
-            "memory_mb": memory_mb(),
-            "functions": {name: [f.done, f.failed, f.running, f.last_error, f.last_error_at]
-                          for name, f in list(stats.functions.items())},
-        })
+        state = (ChildState.STOPPING if worker.stopping else ChildState.BUSY if stats.current
+                 else ChildState.IDLE if up else ChildState.STARTING)
+        reporter.send(ChildReport(state, stats.current, stats.done, stats.failed, memory_mb(), {
+            name: FunctionReport(f.done, f.failed, f.running, f.last_error, f.last_error_at)
+            for name, f in list(stats.functions.items())}))
 
     parent = os.getppid()
     finished = threading.Event()
@@ -202,7 +233,7 @@ def run_child(spec: WorkerSpec, status_fd: int, launch: Launch) -> int:
             report()
             if os.getppid() != parent and loop is not None:  # the supervisor is gone (kill -9): stop too
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(worker.stop, "supervisor gone")
+                    loop.call_soon_threadsafe(worker.stop, ExitReason.PARENT_GONE)
             finished.wait(REPORT_GAP)
             select.select([wake_r], [], [], HEARTBEAT)
 
@@ -219,7 +250,7 @@ def run_child(spec: WorkerSpec, status_fd: int, launch: Launch) -> int:
             worker.stop()
             poke()
         else:
-            os._exit(RECYCLED)
+            os._exit(ChildExit.RECYCLED)
 
     signal.signal(signal.SIGTERM, on_term)
     reporter_thread = threading.Thread(target=reporting, name="gearctl-status", daemon=True)
@@ -239,10 +270,19 @@ def run_child(spec: WorkerSpec, status_fd: int, launch: Launch) -> int:
             reporter_thread.join(5)
         report()  # the last word: final counts, before the parent reaps us
         sys.stdout.flush()
-    if worker.exit_reason.startswith("burst"):
-        return BURST_DONE
-    if worker.exit_reason == "no server":
-        return NO_SERVER
-    if worker.exit_reason.startswith("recycle"):
-        logs.log.info("worker process %d: %s", os.getpid(), worker.exit_reason)
-    return RECYCLED
+    if worker.exit_reason is ExitReason.RECYCLE:
+        logs.log.info("worker process %d: recycle: %s", os.getpid(), worker.exit_detail)
+    return exit_code(worker.exit_reason)
+
+
+def exit_code(reason: ExitReason | None) -> ChildExit:
+    """What this process's exit tells the parent, from why its worker stopped:
+    --burst found nothing to do (not replaced) or no server (the command fails
+    with it); anything else (recycling, a stop) makes way for a replacement."""
+    from .worker import ExitReason
+
+    if reason is ExitReason.BURST_DONE:
+        return ChildExit.BURST_DONE
+    if reason is ExitReason.NO_SERVER:
+        return ChildExit.NO_SERVER
+    return ChildExit.RECYCLED

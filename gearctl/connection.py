@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
 from . import admin
+from .backoff import Backoff
 from .errors import ConfigError, ConnectionFailed, GearctlError, RemoteProtocolError, ServerError, Timeout
 from .protocol import RESPONSES, Decoder, Magic, Packet, PacketType, encode
 
@@ -416,7 +417,7 @@ class ServerPool:
         self._live: list[Connection] | None = None
         self._connecting: dict[ServerAddress, asyncio.Future[Connection]] = {}
         self._down_until: dict[ServerAddress, float] = {}
-        self._backoff: dict[ServerAddress, float] = {}
+        self._backoff: dict[ServerAddress, Backoff] = {}
         self.errors: dict[ServerAddress, GearctlError] = {}
         self._next = random.randrange(len(self.servers))  # one-job cron runs spread over servers
         self._by_hash = sorted(self.servers, key=str)  # a key's server must not depend on the flag's order
@@ -491,9 +492,8 @@ class ServerPool:
             self.on_close(conn, error)
 
     def mark_down(self, address: ServerAddress, error: GearctlError) -> None:
-        delay = min(self._backoff.get(address, 0.5) * 2, self.max_backoff)
-        self._backoff[address] = delay
-        self._down_until[address] = time.monotonic() + delay * random.uniform(0.8, 1.2)
+        backoff = self._backoff.setdefault(address, Backoff(1.0, self.max_backoff))  # 1 s, 2 s, 4 s, ...
+        self._down_until[address] = time.monotonic() + backoff.next()
         self.errors[address] = error
 
     def live(self) -> list[Connection]:

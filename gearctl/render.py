@@ -11,7 +11,10 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the worker's live table only: the client's start-up does not pay for it
+    from .supervision import FunctionReport
 
 
 def is_tty(stream: IO[Any]) -> bool:
@@ -174,7 +177,7 @@ class SupervisorView:
         self.console: Any = None
         self._live: Any = None
         self._children: list[Any] = []
-        self._retired: dict[str, list[int]] = {}
+        self._retired: dict[str, FunctionReport] = {}
 
     def __enter__(self) -> SupervisorView:
         if self.enabled:
@@ -217,39 +220,29 @@ class SupervisorView:
         from rich.console import Group
         from rich.table import Table
 
+        from .supervision import FunctionReport
+
         now = time.monotonic()
         procs = Table()  # the title above it, as wide as the terminal, not the table
         for name in ("pid", "state", "current job", "done", "failed", "memory", "uptime"):
             procs.add_column(name, justify="right" if name in ("pid", "done", "failed", "memory", "uptime") else "left")
-        # function -> [done, failed, running, last error, when]: every function served,
-        # then what the processes report, then what exited processes had done
-        totals: dict[str, list[Any]] = {name: [0, 0, 0, "", 0.0] for name in self.served()}
-        for name, (done, failed, *last) in self._retired.items():
-            totals.setdefault(name, [0, 0, 0, "", 0.0])[:2] = [done, failed]
-            _keep_latest(totals[name], last)
+        # every function served, then what the processes report, then what exited processes had done
+        totals = {name: FunctionReport() for name in self.served()}
+        for name, counts in self._retired.items():
+            totals[name] = totals.get(name, FunctionReport()).merged(counts)
         for c in sorted(self._children, key=lambda c: c.slot):
-            procs.add_row(str(c.pid), c.state, shown(c.current or "-"), str(c.done),
+            procs.add_row(str(c.pid), c.state.value, shown(c.current or "-"), str(c.done),
                           f"[red]{c.failed}[/]" if c.failed else "0", f"{c.memory_mb:.0f} MB",
                           _duration(now - c.started))
-            for name, (done, failed, running, *last) in c.functions.items():
-                row = totals.setdefault(name, [0, 0, 0, "", 0.0])
-                row[0] += done
-                row[1] += failed
-                row[2] += running
-                _keep_latest(row, last)
+            for name, counts in c.functions.items():
+                totals[name] = totals.get(name, FunctionReport()).merged(counts)
         funcs = Table(title_justify="left")
         for name in ("function", "done", "failed", "running", "last error"):
             funcs.add_column(name, justify="left" if name in ("function", "last error") else "right")
-        for name, (done, failed, running, last_error, _when) in sorted(totals.items()):
-            funcs.add_row(shown(name), str(done), f"[red]{failed}[/]" if failed else "0", str(running),
-                          shown(" ".join(last_error.split())[:80]))
+        for name, f in sorted(totals.items()):
+            funcs.add_row(shown(name), str(f.done), f"[red]{f.failed}[/]" if f.failed else "0", str(f.running),
+                          shown(" ".join(f.last_error.split())[:80]))
         return Group(shown(self.title()), procs, funcs)
-
-
-def _keep_latest(row: list[Any], last: list[Any]) -> None:
-    """row[3:5] = the error in `last` ([message, epoch time]) when it is newer."""
-    if last and last[0] and (len(last) < 2 or float(last[1]) >= row[4]):
-        row[3], row[4] = str(last[0]), float(last[1]) if len(last) > 1 else row[4]
 
 
 def _duration(seconds: float) -> str:

@@ -23,68 +23,63 @@ status pipes:
 - with --burst, children that find no job exit with BURST_DONE and are not
   replaced; the parent exits once all are gone.
 
-Children report their state as JSON lines on a pipe (child.py): starting, idle,
-busy (with function and handle), stopping, jobs done and failed per function,
-resident memory. The live table is drawn from these.
+Children report their state on a pipe (supervision.ChildReport): starting,
+idle, busy (with function and handle), stopping, jobs done and failed per
+function, resident memory. The live table is drawn from these. What a child
+runs after the fork, and how it reports, is child.py's.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
-import random
 import select
 import signal
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import ExitCode
+from .backoff import Backoff
+from .child import after_fork
+from .supervision import ChildExit, ChildReport, ChildState, FunctionReport, Launch, LogLine, MessageReader, Refusal
 
 log = logging.getLogger("gearctl.supervisor")
 
-# Child exit codes the parent understands.
-RECYCLED = 0  # asked to make way (or stopped): replace at once unless stopping
-BURST_DONE = 75  # --burst: no jobs left; do not replace
-NO_SERVER = int(ExitCode.NO_SERVER)  # --burst and no server reachable
-USAGE = int(ExitCode.USAGE)  # bad options: replacing would fail the same way
-CRASHED = 70  # the child itself failed (EX_SOFTWARE): respawn with back-off
-PLUGINS_BROKEN = 78  # EX_CONFIG: its plugins do not load (a half-deployed file); it sent the reason
-
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
-
-
-@dataclass(frozen=True)
-class Launch:
-    """Why a child is started, for its plugin check (see child.py)."""
-
-    serving: frozenset[str]  # what its predecessor served: a plugin error must not lose any of it
-    reload: bool = False  # started by SIGHUP: any plugin error refuses it, and the old one stays
-    first: bool = False  # one of the first processes: the command has shown the plugin errors
+YOUNG = 10.0  # seconds: a child that dies younger than this makes its slot's respawn back-off grow
 
 
 @dataclass
-class ChildState:
-    """What the parent knows about one child, from its status messages."""
+class ChildProcess:
+    """What the parent knows about one child, from its reports."""
 
     pid: int
     slot: int
     started: float = field(default_factory=time.monotonic)
-    state: str = "starting"  # starting, idle, busy (connected), stopping
+    state: ChildState = ChildState.STARTING
     serving: frozenset[str] = frozenset()  # its functions: given at the start, then as it reports them
     refused: str = ""  # why it would not start (PLUGINS_BROKEN), as it said
     current: str = ""
     done: int = 0
     failed: int = 0
     memory_mb: float = 0.0
-    functions: dict[str, list[Any]] = field(default_factory=dict)  # name -> [done, failed, running, last error]
+    functions: Mapping[str, FunctionReport] = field(default_factory=dict)
     retiring: bool = False  # replaced by a reload; asked to stop once its successor is ready
-    buffer: bytes = b""
+    reader: MessageReader = field(default_factory=MessageReader)
     status_fd: int = -1
+
+    def apply(self, report: ChildReport) -> None:
+        if self.state is not ChildState.STOPPING:  # asked to stop by a reload: it says so until it exits
+            self.state = report.state
+        self.current = report.current
+        self.done = report.done
+        self.failed = report.failed
+        self.memory_mb = report.memory_mb
+        self.functions = report.functions
+        if report.functions:
+            self.serving = frozenset(report.functions)
 
 
 @dataclass
@@ -107,10 +102,10 @@ class Supervisor:
         self.options = options
         self.on_change = on_change
         self.on_log = on_log  # children's log lines, when they send them through the pipe
-        self.children: dict[int, ChildState] = {}
+        self.children: dict[int, ChildProcess] = {}
         self.stopping = False
         self.exit_code = 0
-        self._slot_failures: dict[int, int] = {}
+        self._slot_backoff: dict[int, Backoff] = {}  # slot -> its respawn back-off, while children die young
         self._slot_wait: dict[int, float] = {}  # slot -> monotonic time it may respawn
         self._slot_serving: dict[int, frozenset[str]] = {}  # slot -> what its respawn must serve
         self._burst_done: set[int] = set()
@@ -119,7 +114,7 @@ class Supervisor:
         self._stop_deadline: float | None = None
         # done/failed per function of the processes that have exited, so the live
         # table's totals survive recycling
-        self.retired: dict[str, list[Any]] = {}  # function -> [done, failed, last error, its epoch time]
+        self.retired: dict[str, FunctionReport] = {}  # running is always 0
         self._signals: list[int] = []
         self._wake_r = self._wake_w = -1
 
@@ -209,43 +204,25 @@ class Supervisor:
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         try:
             pid = os.fork()
-            if pid == 0:  # the child
+            if pid == 0:
                 os.close(status_r)
-                code = CRASHED
-                try:
-                    signal.set_wakeup_fd(-1)
-                    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-                        signal.signal(sig, signal.SIG_DFL)
-                    signal.signal(signal.SIGINT, signal.SIG_IGN)
-                    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-                    code = self.child_main(status_w, launch)
-                except SystemExit as e:
-                    code = e.code if isinstance(e.code, int) else 1
-                except BaseException:
-                    import traceback
-
-                    traceback.print_exc()
-                    code = CRASHED
-                finally:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    os._exit(code)
+                after_fork(self.child_main, status_w, launch, old_mask)  # never returns
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(status_w)
         os.set_blocking(status_r, False)
-        self.children[pid] = ChildState(pid=pid, slot=slot, status_fd=status_r, serving=launch.serving)
+        self.children[pid] = ChildProcess(pid=pid, slot=slot, status_fd=status_r, serving=launch.serving)
         log.info("worker process %d started", pid)
         self._changed()
         return pid
 
     def _read_status(self, fd: int) -> None:
-        child = next((c for c in self.children.values() if c.status_fd == fd), None)
-        if child is not None:
-            self._read_child(child)
+        proc = next((c for c in self.children.values() if c.status_fd == fd), None)
+        if proc is not None:
+            self._read_child(proc)
 
-    def _read_child(self, child: ChildState) -> None:
-        fd = child.status_fd
+    def _read_child(self, proc: ChildProcess) -> None:
+        fd = proc.status_fd
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
@@ -254,33 +231,16 @@ class Supervisor:
             data = b""
         if not data:
             os.close(fd)
-            child.status_fd = -1
+            proc.status_fd = -1
             return
-        child.buffer += data
-        *lines, child.buffer = child.buffer.split(b"\n")
-        for line in lines:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(message, dict):
-                continue
-            if "log" in message:
+        for message in proc.reader.feed(data):
+            if isinstance(message, LogLine):
                 if self.on_log is not None:
-                    self.on_log(str(message["log"]))
-                continue
-            if "refused" in message:
-                child.refused = str(message["refused"])
-                continue
-            if child.state != "stopping":  # asked to stop by a reload: it says so until it exits
-                child.state = message.get("state", child.state)
-            child.current = message.get("current", "")
-            child.done = int(message.get("done", child.done))
-            child.failed = int(message.get("failed", child.failed))
-            child.memory_mb = float(message.get("memory_mb", child.memory_mb))
-            child.functions = message.get("functions", child.functions)
-            if child.functions:
-                child.serving = frozenset(child.functions)
+                    self.on_log(message.text)
+            elif isinstance(message, Refusal):
+                proc.refused = message.reason
+            else:
+                proc.apply(message)
         self._changed()
 
     def _reap(self) -> None:
@@ -291,26 +251,22 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            child = self.children.pop(pid, None)
-            if child is None:
+            proc = self.children.pop(pid, None)
+            if proc is None:
                 continue
             for _ in range(64):  # its last reports (final counts, why it refused) first
-                if child.status_fd < 0:
+                if proc.status_fd < 0:
                     break
-                self._read_child(child)
-            if child.status_fd >= 0:  # a grandchild holds the pipe open
-                os.close(child.status_fd)
+                self._read_child(proc)
+            if proc.status_fd >= 0:  # a grandchild holds the pipe open
+                os.close(proc.status_fd)
             code = os.waitstatus_to_exitcode(status)
-            for name, (done, failed, _running, *last) in child.functions.items():  # kept for the live table
-                totals = self.retired.setdefault(name, [0, 0, "", 0.0])
-                totals[0] += done
-                totals[1] += failed
-                if len(last) >= 2 and last[0] and float(last[1]) >= totals[3]:
-                    totals[2:4] = [last[0], float(last[1])]
-            self._exited(child, code)
+            for name, counts in proc.functions.items():  # kept for the live table
+                self.retired[name] = self.retired.get(name, FunctionReport()).merged(replace(counts, running=0))
+            self._exited(proc, code)
             self._changed()
 
-    def _exited(self, child: ChildState, code: int) -> None:
+    def _exited(self, child: ChildProcess, code: int) -> None:
         lived = time.monotonic() - child.started
         if self._reload_new == child.pid:  # the replacement died before it was ready
             why = child.refused.replace("\n", " ") or f"the new worker process exited with {code}"
@@ -324,34 +280,37 @@ class Supervisor:
             return
         if child.retiring:
             return  # replaced by a reload
-        if code == BURST_DONE and self.options.burst:
+        if code == ChildExit.BURST_DONE and self.options.burst:
             self._burst_done.add(child.slot)
             log.info("worker process %d found no more jobs", child.pid)
             return
-        if code == NO_SERVER and self.options.burst:
+        if code == ChildExit.NO_SERVER and self.options.burst:
             log.error("no job server reachable")
-            self.exit_code = NO_SERVER
+            self.exit_code = int(ChildExit.NO_SERVER)
             self.stopping = True
             self._kill_all(signal.SIGTERM)
             return
-        if code == RECYCLED:
+        if code == ChildExit.RECYCLED:
             log.info("worker process %d recycled after %.0fs, %d jobs", child.pid, lived, child.done)
-            self._slot_failures.pop(child.slot, None)
+            self._slot_backoff.pop(child.slot, None)
             self._spawn(child.slot, Launch(child.serving))
             return
-        if code == USAGE:
+        if code == ChildExit.USAGE:
             log.error("worker process %d could not load its job functions; not restarting it", child.pid)
-            self.exit_code = USAGE
+            self.exit_code = int(ChildExit.USAGE)
             if not any(c.slot != child.slot for c in self.children.values()):
                 self.stopping = True
             return
         # A crash (signal or error): respawn after a back-off while children die young.
-        failures = self._slot_failures.get(child.slot, 0) + 1 if lived < 10 else 1
-        self._slot_failures[child.slot] = failures
-        delay = min(0.25 * 2 ** (failures - 1), self.options.max_backoff) * random.uniform(0.8, 1.2)
+        backoff = self._slot_backoff.get(child.slot)
+        if backoff is None:
+            backoff = self._slot_backoff[child.slot] = Backoff(0.25, self.options.max_backoff)
+        elif lived >= YOUNG:
+            backoff.reset()
+        delay = backoff.next()
         self._slot_wait[child.slot] = time.monotonic() + delay
         self._slot_serving[child.slot] = child.serving
-        if code == PLUGINS_BROKEN:
+        if code == ChildExit.PLUGINS_BROKEN:
             log.error("worker process %d cannot start: %s; trying again in %.1fs", child.pid, child.refused, delay)
             return
         how = f"signal {-code}" if code < 0 else f"status {code}"
@@ -390,14 +349,14 @@ class Supervisor:
     def _advance_reload(self) -> None:
         if self._reload_new is not None:
             new = self.children.get(self._reload_new)
-            if new is None or new.state in ("starting",):
+            if new is None or new.state is ChildState.STARTING:
                 return
             self._reload_new = None  # ready: now retire one old child
             while self._reload_queue:
                 old = self._reload_queue.pop(0)
                 if old in self.children:
                     os.kill(old, signal.SIGTERM)
-                    self.children[old].state = "stopping"
+                    self.children[old].state = ChildState.STOPPING
                     break
         if self._reload_new is None and self._reload_queue and not self.stopping:
             pred = self.children.get(self._reload_queue[0])

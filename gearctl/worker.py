@@ -26,15 +26,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import partial
 
 from . import admin
+from .backoff import Backoff
 from .connection import PROBE, Connection, ServerAddress, TLSOptions
 from .errors import ConnectionFailed, GearctlError
 from .jobs import Outcome, WorkerJob, execute
@@ -94,6 +95,16 @@ class WorkerStats:
     @property
     def failed(self) -> int:
         return sum(s.failed for s in self.functions.values())
+
+
+class ExitReason(Enum):
+    """Why Worker.run() returned (exit_detail says more, for RECYCLE)."""
+
+    STOPPED = "stopped"  # stop() from outside: a signal, the caller
+    RECYCLE = "recycle"  # --max-jobs, --max-lifetime or --max-memory reached: make way for a fresh process
+    BURST_DONE = "burst"  # --burst: every connected server said NO_JOB and nothing is held
+    NO_SERVER = "no server"  # --burst and no server could be reached
+    PARENT_GONE = "supervisor gone"  # the supervisor died (kill -9)
 
 
 @dataclass(frozen=True)
@@ -174,7 +185,8 @@ class Worker:
         self.burst = burst
         self.started = time.monotonic()
         self.jobs_run = 0
-        self.exit_reason = ""  # why run() returned: "stopped", "recycle: ...", "burst: ...", "no server"
+        self.exit_reason: ExitReason | None = None  # why run() returned
+        self.exit_detail = ""  # what made it recycle, e.g. "ran 100 jobs (--max-jobs)"
         # Every function and server is in the stats from the start (the live table
         # lists them before their first job, and a reporter thread may read them).
         self.stats = WorkerStats(functions={name: FunctionStats() for name in self.functions},
@@ -211,10 +223,10 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping
 
-    def stop(self, reason: str = "stopped") -> None:
+    def stop(self, reason: ExitReason = ExitReason.STOPPED, detail: str = "") -> None:
         """Stop grabbing, let the running job finish, hand back the rest."""
-        if not self.exit_reason:
-            self.exit_reason = reason
+        if self.exit_reason is None:
+            self.exit_reason, self.exit_detail = reason, detail
         self._stopping = True
         self._ready.clear()  # prefetched, not started: the closing connection hands them back
         self._wake.set()
@@ -236,11 +248,10 @@ class Worker:
     async def _maintain(self, link: _Link, ssl_context: object) -> None:
         """Keep one server connected: connect, register, serve, and on loss
         reconnect with exponential back-off and jitter, logging sparingly."""
-        delay = 0.5
+        backoff = Backoff(0.5, self.max_backoff)
         while not self._stopping:
             if link.failures:  # after a failure or a loss: back off before the next try
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.max_backoff)
+                await asyncio.sleep(backoff.next())
                 if self._stopping:
                     break
             self.stats.servers[str(link.address)] = "connecting"
@@ -278,7 +289,8 @@ class Worker:
                     break
                 continue
             if time.monotonic() - connected >= STABLE:
-                link.failures, delay = 0, 0.5  # it was up a while: start the back-off afresh
+                link.failures = 0  # it was up a while: start the back-off afresh
+                backoff.reset()
             self._warn_down(link, reason)
 
     def _confirm(self, link: _Link) -> None:
@@ -296,7 +308,7 @@ class Worker:
         failing): stop, as a cron drain with nothing to drain from."""
         if self.burst and not any(other.confirmed and other.conn for other in self.links) and all(
                 other.failures for other in self.links):
-            self.stop("no server")
+            self.stop(ExitReason.NO_SERVER)  # a cron drain with nothing to drain from
             return True
         return False
 
@@ -412,11 +424,11 @@ class Worker:
     def _check_recycle(self) -> None:
         """After a job: time to make way for a fresh process?"""
         if self.max_jobs and self.jobs_run >= self.max_jobs:
-            self.stop(f"recycle: ran {self.jobs_run} jobs (--max-jobs)")
+            self.stop(ExitReason.RECYCLE, f"ran {self.jobs_run} jobs (--max-jobs)")
         elif self.max_lifetime and time.monotonic() - self.started >= self.max_lifetime:
-            self.stop(f"recycle: up {time.monotonic() - self.started:.0f}s (--max-lifetime)")
+            self.stop(ExitReason.RECYCLE, f"up {time.monotonic() - self.started:.0f}s (--max-lifetime)")
         elif self.max_memory_mb and (rss := memory_mb()) >= self.max_memory_mb:
-            self.stop(f"recycle: {rss:.0f} MB resident (--max-memory)")
+            self.stop(ExitReason.RECYCLE, f"{rss:.0f} MB resident (--max-memory)")
 
     def _check_burst(self) -> None:
         """--burst: done once every connected server said NO_JOB and nothing is held."""
@@ -424,7 +436,7 @@ class Worker:
             return
         links = [link for link in self.links if link.conn is not None and not link.conn.closed]
         if links and all(link.sleeping and link.held == 0 for link in links):
-            self.stop("burst: no jobs left")
+            self.stop(ExitReason.BURST_DONE)
 
     def _finish(self, link: _Link, conn: Connection, handle: bytes, outcome: Outcome) -> None:
         """Send how the job ended and, in the same write, ask for the next one."""
