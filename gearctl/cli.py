@@ -363,6 +363,10 @@ def worker(
         help="On SIGTERM/Ctrl-C, let running jobs finish for up to this long, then kill.")] = "30s",
     pidfile: Annotated[str | None, typer.Option("--pidfile", metavar="FILE", help="Write the supervisor's pid.")
     ] = None,
+    start_timeout: Annotated[str, typer.Option(
+        "--start-timeout", metavar="DURATION",
+        help="On SIGHUP, how long a new process may take to be ready (import, connect) before the reload is "
+             "abandoned.")] = "60s",
     poll_interval: Annotated[float, typer.Option(
         "--poll-interval", min=0.1, metavar="SECONDS",
         help="While idle, ask each server this often (gearmand does not wake workers for --at/--in jobs).")] = 5.0,
@@ -396,7 +400,8 @@ def worker(
                       logs_to_pipe=live)
 
     options = SupervisorOptions(concurrency=concurrency, graceful_timeout=parse_duration(graceful_timeout),
-                                pidfile=pidfile, burst=burst, functions=frozenset(f.name for f in chosen))
+                                pidfile=pidfile, burst=burst, functions=frozenset(f.name for f in chosen),
+                                start_timeout=parse_duration(start_timeout))
     view = render.SupervisorView(client_id or "", server.servers, live, [f.name for f in chosen])
     with view:
         logs.setup(log_format.value, log_level, console=view.console)

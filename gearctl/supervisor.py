@@ -90,6 +90,7 @@ class SupervisorOptions:
     burst: bool = False
     max_backoff: float = 30.0
     functions: frozenset[str] = frozenset()  # what the first processes are to serve
+    start_timeout: float = 60.0  # how long a reload's new process may take to be ready
 
 
 class Supervisor:
@@ -111,6 +112,8 @@ class Supervisor:
         self._burst_done: set[int] = set()
         self._reload_queue: list[int] = []  # pids of old children to replace
         self._reload_new: int | None = None  # pid of the replacement we wait to be ready
+        self._reload_new_since = 0.0  # when it started
+        self._reload_stopped: set[int] = set()  # old children the reload asked to stop
         self._stop_deadline: float | None = None
         # done/failed per function of the processes that have exited, so the live
         # table's totals survive recycling
@@ -269,8 +272,9 @@ class Supervisor:
     def _exited(self, child: ChildProcess, code: int) -> None:
         lived = time.monotonic() - child.started
         if self._reload_new == child.pid:  # the replacement died before it was ready
-            why = child.refused.replace("\n", " ") or f"the new worker process exited with {code}"
-            log.error("reload failed, the old worker processes keep serving: %s", why)
+            if not self.stopping:
+                why = child.refused.replace("\n", " ") or f"the new worker process exited with {code}"
+                log.error("reload failed, the old worker processes keep serving: %s", why)
             self._reload_new = None
             self._reload_queue.clear()
             for other in self.children.values():
@@ -278,8 +282,13 @@ class Supervisor:
             return
         if self.stopping:
             return
-        if child.retiring:
+        if child.pid in self._reload_stopped:
+            self._reload_stopped.discard(child.pid)
             return  # replaced by a reload
+        if child.retiring:  # ended on its own (recycled, crashed) before the reload reached it:
+            child.retiring = False  # its slot is respawned as any other, or it would be lost
+            if child.pid in self._reload_queue:
+                self._reload_queue.remove(child.pid)
         if code == ChildExit.BURST_DONE and self.options.burst:
             self._burst_done.add(child.slot)
             log.info("worker process %d found no more jobs", child.pid)
@@ -349,19 +358,37 @@ class Supervisor:
     def _advance_reload(self) -> None:
         if self._reload_new is not None:
             new = self.children.get(self._reload_new)
-            if new is None or new.state is ChildState.STARTING:
+            if new is not None and new.state is ChildState.STARTING:
+                if time.monotonic() - self._reload_new_since > self.options.start_timeout and not new.refused:
+                    # A plugin that hangs at import, or no server to register with:
+                    # give up on it; _exited abandons the reload when it is gone.
+                    new.refused = f"the new worker process was not ready within {self.options.start_timeout:g}s"
+                    os.kill(new.pid, signal.SIGKILL)
+                return
+            if new is None:
                 return
             self._reload_new = None  # ready: now retire one old child
             while self._reload_queue:
                 old = self._reload_queue.pop(0)
                 if old in self.children:
-                    os.kill(old, signal.SIGTERM)
-                    self.children[old].state = ChildState.STOPPING
+                    self._retire(old)
                     break
+            else:
+                # The old ones it would replace ended on their own and were respawned
+                # (they read the plugins anew too): this one is one too many.
+                if len(self.children) > self.options.concurrency:
+                    self._retire(new.pid)
         if self._reload_new is None and self._reload_queue and not self.stopping:
             pred = self.children.get(self._reload_queue[0])
             self._reload_new = self._spawn(pred.slot if pred else 0,
                                            Launch(pred.serving if pred else self.options.functions, reload=True))
+            self._reload_new_since = time.monotonic()
+
+    def _retire(self, pid: int) -> None:
+        """Ask a child to stop for a reload: its exit is not respawned."""
+        os.kill(pid, signal.SIGTERM)
+        self.children[pid].state = ChildState.STOPPING
+        self._reload_stopped.add(pid)
 
     # -- bookkeeping -----------------------------------------------------------------
     def _changed(self) -> None:

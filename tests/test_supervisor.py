@@ -301,3 +301,52 @@ def test_a_recycled_process_does_not_start_serving_less(gearmand: Gearmand, proc
     (plugin_dir / "a.py").write_text(good)
     wait_until(lambda: _workers(gearmand, "alpha") == 1 and _workers(gearmand, "beta") == 1, 30,
                what="alpha and beta served again once the file is whole")
+
+
+def _hanging_plugin(plugin_dir: Path, hold: Path) -> None:
+    """A plugin file whose import hangs while `hold` exists (a slow mount, a plugin
+    that connects to a database at import)."""
+    (plugin_dir / "hang.py").write_text(
+        f"import os, time\nwhile os.path.exists({str(hold)!r}):\n    time.sleep(0.05)\n")
+
+
+def test_a_reload_whose_new_process_never_gets_ready_is_abandoned(gearmand: Gearmand, procs: Procs,
+                                                                   tmp_path: Path) -> None:
+    plugin_dir = _plugins_alpha_beta(tmp_path)
+    run = Run(procs, gearmand, tmp_path, "--concurrency", "2", "--start-timeout", "2s", plugin_dir=plugin_dir)
+    wait_until(lambda: _workers(gearmand, "alpha") == 2, 15, what="2 workers")
+    before = sorted(run.children())
+    hold = tmp_path / "hold"
+    hold.touch()
+    _hanging_plugin(plugin_dir, hold)
+    os.kill(run.proc.pid, signal.SIGHUP)
+    wait_until(lambda: _log_lines(run, "reload failed"), 60, what="the reload to be given up")
+    assert "not ready within 2s" in _log_lines(run, "reload failed")[0]
+    wait_until(lambda: sorted(run.children()) == before, 15, what="the old processes alone")
+    assert _workers(gearmand, "alpha") == 2
+    # A later reload is not refused as "already under way".
+    hold.unlink()
+    os.kill(run.proc.pid, signal.SIGHUP)
+    wait_until(lambda: not set(run.children()) & set(before) and _workers(gearmand, "alpha") == 2, 60,
+               what="the second reload to replace both processes")
+    assert not _log_lines(run, "already under way")
+
+
+def test_a_process_recycled_during_a_stalled_reload_is_replaced(gearmand: Gearmand, procs: Procs,
+                                                                 tmp_path: Path) -> None:
+    # --max-jobs 1: each job recycles its process while the reload waits on a new one
+    # that hangs at import. The recycled slots must come back, not be lost to the reload.
+    plugin_dir = _plugins_alpha_beta(tmp_path)
+    run = Run(procs, gearmand, tmp_path, "--concurrency", "2", "--max-jobs", "1", "--start-timeout", "10m",
+              plugin_dir=plugin_dir)
+    wait_until(lambda: _workers(gearmand, "alpha") == 2, 15, what="2 workers")
+    hold = tmp_path / "hold"
+    hold.touch()
+    _hanging_plugin(plugin_dir, hold)
+    os.kill(run.proc.pid, signal.SIGHUP)
+    wait_until(lambda: len(run.children()) == 3, 15, what="the reload's new process")
+    submit(gearmand, "a:0", "b:0", wait=True)  # both old processes recycle
+    hold.unlink()  # the imports finish: every slot is served again
+    wait_until(lambda: _workers(gearmand, "alpha") == 2 and len(run.children()) == 2, 60,
+               what="both slots served again")
+    assert gearctl("client", "alpha", "--wait", "-s", gearmand.address, timeout=30).stdout == b"alpha"
