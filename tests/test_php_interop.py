@@ -236,7 +236,9 @@ def test_run_decodes_too() -> None:
     done = gearctl("run", "-p", str(PLUGINS), "wk_return", "-e", "php", "--decode", "php",
                    "--data", '{"o": {"__php_class__": "Account", "\\u0000*\\u0000pin": 1}}')
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"got": {"o": {"__php_class__": "Account", "pin": 1}}, "encoding": "php"}
+    assert json.loads(done.stdout) == {"got": {"o": {"__php_class__": "Account", "pin": 1,
+                                                      "__php_visibility__": {"pin": "protected"}}},
+                                       "encoding": "php"}
     record = json.loads(gearctl("run", "-p", str(PLUGINS), "wk_data", "--json", "--data", "x").stdout)
     assert record["data"] == ["part1;", "part2;"] and record["result"] == "end" and record["encoding"] == "raw"
 
