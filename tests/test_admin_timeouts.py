@@ -39,6 +39,10 @@ class SilentServer:
             except OSError:
                 return
             self.held.append(conn)
+            self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        """What a connection gets: nothing, here."""
 
     def close(self) -> None:
         self.sock.close()
@@ -57,14 +61,8 @@ class SlowServer(SilentServer):
         self.gap = gap
         super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+    def _serve(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn: socket.socket) -> None:
         asked = b""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,78 +18,85 @@ from conftest import Gearmand, Procs, clean_env, gearctl, php_worker, wait_until
 GEARCTL = [sys.executable, "-m", "gearctl"]
 
 
+class FakeServer:
+    """A loopback port that is not gearmand: each connection is handed to
+    `talk(conn, stop)` in a thread of its own; close() stops them all."""
+
+    def __init__(self, talk: Callable[[socket.socket, threading.Event], None]) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.stop = threading.Event()
+        self.talk = talk
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            self.talk(conn, self.stop)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+def _serving(talk: Callable[[socket.socket, threading.Event], None]) -> Iterator[int]:
+    server = FakeServer(talk)
+    yield server.port
+    server.close()
+
+
+def _garbage(conn: socket.socket, stop: threading.Event) -> None:
+    """Answers the first read with bytes that are not Gearman, then closes."""
+    if conn.recv(65536):
+        conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+    stop.wait(0.2)
+
+
+def _web(conn: socket.socket, stop: threading.Event) -> None:
+    """A web server on the wrong port: silent until a line ends, then "400 Bad
+    Request", and the connection stays open (keep-alive)."""
+    conn.settimeout(0.2)
+    buf = b""
+    while not stop.is_set():
+        try:
+            chunk = conn.recv(65536)
+        except TimeoutError:
+            continue
+        if not chunk:
+            return
+        buf += chunk
+        if b"\n" in buf:
+            buf = b""
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+
+def _greeting(conn: socket.socket, stop: threading.Event) -> None:
+    """Speaks first, in another protocol (as SSH or SMTP do), then waits."""
+    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+    stop.wait(30)
+
+
 @pytest.fixture
 def garbage_server() -> Iterator[int]:
-    """Accepts connections and answers every read with bytes that are not Gearman."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            with conn:
-                try:
-                    if conn.recv(65536):
-                        conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
-                    time.sleep(0.2)
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    listener.close()
+    yield from _serving(_garbage)
 
 
 @pytest.fixture
 def http_server() -> Iterator[int]:
-    """Behaves like a web server on the wrong port: silent until a line ends, then
-    "400 Bad Request", and the connection stays open (keep-alive)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-    conns: list[socket.socket] = []
+    yield from _serving(_web)
 
-    def answer(conn: socket.socket) -> None:
-        buf = b""
-        conn.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                chunk = conn.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
-            buf += chunk
-            if b"\n" in buf:
-                buf = b""
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            conns.append(conn)
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for conn in conns:
-        conn.close()
-    listener.close()
+@pytest.fixture
+def greeting_server() -> Iterator[int]:
+    yield from _serving(_greeting)
 
 
 @pytest.mark.parametrize("args", [
@@ -145,33 +153,6 @@ def test_require_workers_is_bounded_by_the_io_timeout() -> None:
     assert result.returncode in (3, 4), result.stderr
     # A fixed 5 s wait said "no reply within 5s"; the documented one names itself.
     assert b"0.3s" in result.stderr and b"io-timeout" in result.stderr, result.stderr
-
-
-@pytest.fixture
-def greeting_server() -> Iterator[int]:
-    """Speaks first, in another protocol (as SSH or SMTP do), then waits."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-    conns: list[socket.socket] = []
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            conns.append(conn)
-            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for conn in conns:
-        conn.close()
-    listener.close()
 
 
 def test_a_server_greeting_in_another_protocol_fails_over_or_exits_7(gearmand: Gearmand,
@@ -381,52 +362,23 @@ def test_debug_env_is_parsed_as_a_flag() -> None:
     assert loud.returncode == 2 and b"Traceback" in loud.stderr
 
 
-class TalkingServer:
-    """Answers each connection with `talk(send)`: a server that is not gearmand."""
-
-    def __init__(self, talk) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.stop = threading.Event()
-        self.talk = talk
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.recv(65536)
-                self.talk(conn.sendall, self.stop)
-                self.stop.wait(30)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.stop.set()
-        self.listener.close()
+def _redis(conn: socket.socket, stop: threading.Event) -> None:
+    conn.recv(65536)
+    conn.sendall(b"-ERR unknown command 'version'\r\n")
+    stop.wait(30)
 
 
-def _redis(send, stop) -> None:
-    send(b"-ERR unknown command 'version'\r\n")
-
-
-def _drip(send, stop) -> None:
+def _drip(conn: socket.socket, stop: threading.Event) -> None:
     # A status answer that never ends, one row every 0.2 s: never silent for --io-timeout.
+    conn.recv(65536)
     n = 0
     while not stop.wait(0.2):
-        send(b"f%d\t0\t0\t0\n" % n)
+        conn.sendall(b"f%d\t0\t0\t0\n" % n)
         n += 1
 
 
 def test_a_one_line_answer_that_is_no_version_is_not_gearmand() -> None:
-    redis = TalkingServer(_redis)
+    redis = FakeServer(_redis)
     try:
         result = gearctl("version", "-s", redis.address, timeout=60)
     finally:
@@ -437,7 +389,7 @@ def test_a_one_line_answer_that_is_no_version_is_not_gearmand() -> None:
 
 @pytest.mark.parametrize("command", [["status"], ["check"], ["workers"]])
 def test_an_answer_that_never_ends_is_given_up_on(command: list[str]) -> None:
-    drip = TalkingServer(_drip)
+    drip = FakeServer(_drip)
     try:
         started = time.monotonic()
         result = gearctl(*command, "-s", drip.address, "--connect-timeout", "1", "--io-timeout", "1", timeout=60)
