@@ -155,7 +155,10 @@ async def execute(fn: JobFunction, job: WorkerJob) -> Outcome:
                     result = await _run_async(result, fn.timeout)
         if fn.timeout and took() > fn.timeout:
             return timed_out()  # it blocked where it could not be interrupted
-        body = codecs.encode_answer(result, job.encoding)
+        # None and bytes go out as they are: only other answers need the workload
+        # sniffed for its encoding (a JSON parse attempt), so the hot path skips it.
+        plain = result is None or isinstance(result, (bytes, bytearray, memoryview))
+        body = codecs.encode_answer(result, "raw" if plain else job.encoding)
     except (JobTimeout, _OurTimeout):
         return timed_out()
     except CommandFailed as e:
