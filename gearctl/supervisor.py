@@ -270,7 +270,31 @@ class Supervisor:
             self._changed()
 
     def _exited(self, child: ChildProcess, code: int) -> None:
-        lived = time.monotonic() - child.started
+        if self._reload_exit(child, code) or self.stopping:
+            return
+        if code == ChildExit.BURST_DONE and self.options.burst:
+            self._burst_done.add(child.slot)
+            log.info("worker process %d found no more jobs", child.pid)
+        elif code == ChildExit.NO_SERVER and self.options.burst:
+            log.error("no job server reachable")
+            self.exit_code = int(ChildExit.NO_SERVER)
+            self.stopping = True
+            self._kill_all(signal.SIGTERM)
+        elif code == ChildExit.RECYCLED:
+            log.info("worker process %d recycled after %.0fs, %d jobs", child.pid,
+                     time.monotonic() - child.started, child.done)
+            self._slot_backoff.pop(child.slot, None)
+            self._spawn(child.slot, Launch(child.serving))
+        elif code == ChildExit.USAGE:
+            log.error("worker process %d could not load its job functions; not restarting it", child.pid)
+            self.exit_code = int(ChildExit.USAGE)
+            if not any(c.slot != child.slot for c in self.children.values()):
+                self.stopping = True
+        else:
+            self._respawn_later(child, code)
+
+    def _reload_exit(self, child: ChildProcess, code: int) -> bool:
+        """What a reload makes of a child's exit; True when nothing else is to be done."""
         if self._reload_new == child.pid:  # the replacement died before it was ready
             if not self.stopping:
                 why = child.refused.replace("\n", " ") or f"the new worker process exited with {code}"
@@ -279,38 +303,22 @@ class Supervisor:
             self._reload_queue.clear()
             for other in self.children.values():
                 other.retiring = False
-            return
+            return True
         if self.stopping:
-            return
+            return True
         if child.pid in self._reload_stopped:
             self._reload_stopped.discard(child.pid)
-            return  # replaced by a reload
+            return True  # replaced by a reload
         if child.retiring:  # ended on its own (recycled, crashed) before the reload reached it:
             child.retiring = False  # its slot is respawned as any other, or it would be lost
             if child.pid in self._reload_queue:
                 self._reload_queue.remove(child.pid)
-        if code == ChildExit.BURST_DONE and self.options.burst:
-            self._burst_done.add(child.slot)
-            log.info("worker process %d found no more jobs", child.pid)
-            return
-        if code == ChildExit.NO_SERVER and self.options.burst:
-            log.error("no job server reachable")
-            self.exit_code = int(ChildExit.NO_SERVER)
-            self.stopping = True
-            self._kill_all(signal.SIGTERM)
-            return
-        if code == ChildExit.RECYCLED:
-            log.info("worker process %d recycled after %.0fs, %d jobs", child.pid, lived, child.done)
-            self._slot_backoff.pop(child.slot, None)
-            self._spawn(child.slot, Launch(child.serving))
-            return
-        if code == ChildExit.USAGE:
-            log.error("worker process %d could not load its job functions; not restarting it", child.pid)
-            self.exit_code = int(ChildExit.USAGE)
-            if not any(c.slot != child.slot for c in self.children.values()):
-                self.stopping = True
-            return
-        # A crash (signal or error): respawn after a back-off while children die young.
+        return False
+
+    def _respawn_later(self, child: ChildProcess, code: int) -> None:
+        """A crash (signal or error), or plugins that broke: respawn after a
+        back-off while children die young."""
+        lived = time.monotonic() - child.started
         backoff = self._slot_backoff.get(child.slot)
         if backoff is None:
             backoff = self._slot_backoff[child.slot] = Backoff(0.25, self.options.max_backoff)
