@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from . import __version__, monitor, ops, render
-from .cliapp import NO_SERVER_OPTIONS, Out, ServerOptions, app, complete_functions, with_servers
-from .client import AsyncClient, JobStatus
-from .errors import ExitCode, GearctlError, ServerError, UsageError
+from .. import __version__, monitor, ops, render
+from ..client import AsyncClient, JobStatus
+from ..errors import ExitCode, GearctlError, ServerError, UsageError
+from .app import NO_SERVER_OPTIONS, Out, ServerOptions, app, complete_functions, with_servers
 
 AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")]
 

@@ -16,9 +16,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__
-from .client import AsyncClient
-from .connection import (
+from .. import __version__
+from ..client import AsyncClient
+from ..connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
     DEFAULT_SERVERS,
@@ -26,7 +26,7 @@ from .connection import (
     TLSOptions,
     parse_servers,
 )
-from .errors import ExitCode, GearctlError, UsageError
+from ..errors import ExitCode, GearctlError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -229,7 +229,7 @@ def complete_functions(incomplete: str) -> list[str]:
     import contextlib
     import io
 
-    from . import monitor, plugins
+    from .. import monitor, plugins
 
     names: set[str] = set()
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):

@@ -21,8 +21,13 @@ from typing import Annotated, BinaryIO
 
 import typer
 
-from . import codecs, logs, plugins, render
-from .cliapp import (
+from .. import codecs, logs, plugins, render
+from ..client import AsyncClient, Job
+from ..errors import ExitCode, GearctlError, JobException, PayloadError, Timeout, UsageError
+from ..lines import LineReports, LineSource
+from ..pipeline import deadline_after, remaining
+from ..timeparse import parse_duration, parse_when
+from .app import (
     HELP_DECODE,
     NO_SERVER_OPTIONS,
     ClickException,
@@ -39,11 +44,6 @@ from .cliapp import (
     read_payload,
     with_servers,
 )
-from .client import AsyncClient, Job
-from .errors import ExitCode, GearctlError, JobException, PayloadError, Timeout, UsageError
-from .lines import LineReports, LineSource
-from .pipeline import deadline_after, remaining
-from .timeparse import parse_duration, parse_when
 
 
 def _line_input(payload: str | None, data: str | None) -> tuple[BinaryIO | None, bytes | None]:
@@ -378,8 +378,8 @@ def worker(
     """Serve job functions from the plugin directory until SIGTERM or Ctrl-C.
 
     SIGHUP reloads the plugins (the processes are replaced one at a time)."""
-    from .child import WorkerSpec, run_child
-    from .supervisor import Supervisor, SupervisorOptions
+    from ..child import WorkerSpec, run_child
+    from ..supervisor import Supervisor, SupervisorOptions
 
     registry = _load(plugin_dir)
     names = None
@@ -450,8 +450,8 @@ def run_command(
         "--json", help="One JSON object with result, data, warnings, status.")] = False,
 ) -> int:
     """Run one job function in-process, with no server: the way to debug a plugin."""
-    from .clientjob import result_fields
-    from .jobs import WorkerJob, execute
+    from ..clientjob import result_fields
+    from ..jobs import WorkerJob, execute
 
     registry = _load(plugin_dir)
     fn = registry.select([function])[0]
@@ -511,7 +511,7 @@ class _LocalSink:
             sys.stderr.write(f"status: {numerator}/{denominator}\n")
 
 
-from . import cli_status  # noqa: E402,F401  (registers status, workers, jobs, ... on the app)
+from . import status  # noqa: E402,F401  (registers status, workers, jobs, ... on the app)
 
 
 def _silence_stdout() -> None:

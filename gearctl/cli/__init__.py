@@ -1,0 +1,5 @@
+"""The gearctl command line: typer commands, one module per group."""
+
+from .client import main
+
+__all__ = ["main"]
