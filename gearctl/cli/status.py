@@ -16,7 +16,8 @@ import typer
 from .. import __version__, monitor, ops, render
 from ..client import AsyncClient, JobStatus
 from ..errors import ExitCode, GearctlError, ServerError, UsageError
-from .app import NO_SERVER_OPTIONS, Out, ServerOptions, app, complete_functions, with_servers
+from .app import NO_SERVER_OPTIONS, ServerOptions, app, complete_functions, with_servers
+from .streams import Out
 
 AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")]
 
