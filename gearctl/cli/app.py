@@ -47,7 +47,6 @@ app = typer.Typer(
 ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
-
 @dataclass
 class GlobalFlags:
     """The root command's own flags (`gearctl --debug ...`), kept for invoke()."""
