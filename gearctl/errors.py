@@ -1,7 +1,7 @@
 """The error tree and the exit codes every gearctl command shares.
 
 Every error gearctl raises on purpose derives from GearctlError and carries the
-exit code the CLI turns it into; cli.py maps them in one place. Errors say whose
+exit code the CLI turns it into; cli/app.py (invoke) maps them in one place. Errors say whose
 fault they are: the caller's (bad input, a local protocol misuse) or the peer's
 (a server that sent something invalid, or refused).
 """

@@ -1,24 +1,27 @@
-"""What every gearctl command shares: the typer app, the server and TLS options,
-stdout handling and one-line error text. The commands live in cli.py (jobs and
-workers) and cli_status.py (status, admin and monitoring)."""
+"""What every gearctl command shares: the typer app and its root flags, the server
+and TLS options, the choices and help texts several commands use, function-name
+completion, and `invoke()`, the one place where an error becomes a line on stderr
+and an exit code. The commands live in the modules beside this one."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from . import __version__
-from .client import AsyncClient
-from .connection import (
+from .. import __version__, plugins
+from ..client import AsyncClient
+from ..connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
     DEFAULT_SERVERS,
@@ -26,7 +29,8 @@ from .connection import (
     TLSOptions,
     parse_servers,
 )
-from .errors import ExitCode, GearctlError, UsageError
+from ..errors import ExitCode, GearctlError
+from .streams import OutputClosed, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,7 +46,16 @@ app = typer.Typer(
 # typer may vendor its own click: find its exception base through a public class.
 ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
-_state = {"debug": os.environ.get("GEARCTL_DEBUG", "").lower() in ("1", "true", "yes", "on")}
+
+@dataclass
+class GlobalFlags:
+    """The root command's own flags (`gearctl --debug ...`), kept for invoke()."""
+
+    debug: bool = False
+
+
+GLOBAL_FLAGS = GlobalFlags(debug=os.environ.get("GEARCTL_DEBUG", "").lower() in ("1", "true", "yes", "on"))
+
 
 class PriorityChoice(str, Enum):
     high = "high"
@@ -64,6 +77,22 @@ class DecodeChoice(str, Enum):
 
 HELP_DECODE = ("Print the result decoded (PHP serialize() or JSON; auto: whichever it is) as one line of JSON; "
                "WORK_DATA then goes to stderr. With --json: a \"value\" field.")
+HELP_ENCODING = "raw: bytes as given. json: checked to be JSON. php: JSON in, PHP serialize() out."
+
+
+# -- the plugin directories (worker, functions, run) ---------------------------------
+PluginDirs = Annotated[list[str] | None, typer.Option(
+    "--plugin-dir", "-p", metavar="DIR",
+    help=f"Plugin directory (repeatable). Default: $GEARCTL_PLUGIN_PATH, else ./{plugins.DEFAULT_PLUGIN_DIR}.")]
+
+
+def load_registry(plugin_dir: list[str] | None, *, quiet: bool = False) -> plugins.Registry:
+    """The plugins of --plugin-dir (or its defaults); each plugin error is one stderr line."""
+    registry = plugins.load_plugins(plugins.plugin_dirs(plugin_dir))
+    if not quiet:
+        for error in registry.errors:
+            sys.stderr.write(f"gearctl: plugin error: {one_line(error)}\n")
+    return registry
 
 
 # -- options shared by every command that talks to a server ----------------------
@@ -105,7 +134,7 @@ def _root(
     4 timeout, 5 job raised an exception, 6 no worker for the function,
     7 protocol error, 8 server refused the request.
     """
-    _state["debug"] = _state["debug"] or debug
+    GLOBAL_FLAGS.debug = GLOBAL_FLAGS.debug or debug
 
 
 @dataclass(frozen=True)
@@ -165,71 +194,12 @@ def with_servers(*, io_timeout: bool = True) -> Callable[[F], F]:
     return decorate
 
 
-def read_payload(payload: str | None, data: str | None) -> bytes:
-    if data is not None and payload is not None:
-        raise UsageError("give the payload either as a file argument or with --data, not both")
-    if data is not None:
-        return data.encode("utf-8", "surrogateescape")
-    if payload is None:
-        return b""
-    if payload == "-":
-        return sys.stdin.buffer.read()
-    try:
-        with open(payload, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise UsageError(f"cannot read payload file {payload}: {e.strerror or e}") from e
-
-
-class OutputClosed(GearctlError):
-    """stdout went away (| head): stop like a process killed by SIGPIPE."""
-
-    exit_code = ExitCode.OUTPUT_CLOSED
-
-
-class Out:
-    """stdout for results: bytes exactly as given; a closed pipe becomes
-    OutputClosed; no stdout at all (>&-) writes nothing."""
-
-    def __init__(self) -> None:
-        self.stream = sys.stdout.buffer if sys.stdout is not None else None
-        self._flush_pending = False
-
-    def write(self, data: bytes, flush: bool = True) -> None:
-        if self.stream is None:
-            return
-        try:
-            self.stream.write(data)
-            if flush:
-                self.stream.flush()
-        except BrokenPipeError:
-            raise OutputClosed("stdout was closed") from None
-
-    def line(self, text: str) -> None:
-        self.write(text.encode("utf-8", "surrogateescape") + b"\n")
-
-    def flush_soon(self) -> None:
-        """Flush once per event-loop turn, not once per job."""
-        if not self._flush_pending and self.stream is not None:
-            self._flush_pending = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_pending = False
-        self.write(b"", flush=True)
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def complete_functions(incomplete: str) -> list[str]:
     """Shell completion for FUNCTION: the plugin directories' functions, and the
     functions the servers in GEARCTL_SERVERS know (asked with a short timeout)."""
-    import contextlib
     import io
 
-    from . import monitor, plugins
+    from .. import monitor
 
     names: set[str] = set()
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
@@ -240,3 +210,57 @@ def complete_functions(incomplete: str) -> list[str]:
             for report in asyncio.run(monitor.collect(servers, connect_timeout=0.5, io_timeout=0.5)):
                 names.update(fs.function for fs in report.status)
     return sorted(n for n in names if n.startswith(incomplete) and "\t" not in n)
+
+
+def _silence_stdout() -> None:
+    """The reader went away (| head). Point stdout at devnull so the
+    interpreter's final flush does not fail again."""
+    if sys.stdout is not None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def invoke(argv: list[str] | None = None) -> NoReturn:
+    """Run one command line and exit: every error becomes one line on stderr and
+    its exit code (errors.ExitCode, documented in README)."""
+    command = typer.main.get_command(app)
+    if any(key.startswith("_GEARCTL_COMPLETE") for key in os.environ):
+        # Shell completion is asking (see completions/): typer's classes answer.
+        with contextlib.suppress(ImportError):
+            from typer._completion_classes import completion_init
+
+            completion_init()
+    try:
+        code = command.main(args=argv, prog_name="gearctl", standalone_mode=False)
+        if code == ExitCode.INTERRUPTED:  # typer turned Ctrl-C into exit 130, silently
+            sys.stderr.write("gearctl: interrupted\n")
+    except (OutputClosed, BrokenPipeError):
+        _silence_stdout()
+        code = ExitCode.OUTPUT_CLOSED
+    except GearctlError as e:
+        if GLOBAL_FLAGS.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"gearctl: {one_line(str(e))}\n")
+        code = e.exit_code
+    except ClickException as e:
+        code = _report_bad_usage(e)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("gearctl: interrupted\n")
+        code = ExitCode.INTERRUPTED
+    sys.exit(int(code or 0))
+
+
+def _report_bad_usage(e: Exception) -> int:
+    """click's usage errors (a bad flag or value, a missing argument): one line
+    naming the command, or its help when it was given no arguments at all."""
+    ctx = getattr(e, "ctx", None)
+    if ctx is not None and ctx.info_name == "check":
+        # A monitoring plugin: a bad argument is UNKNOWN (3) with one status line.
+        sys.stdout.write(f"GEARMAN UNKNOWN - {one_line(e.format_message())}\n")  # type: ignore[attr-defined]
+        return 3
+    where = ctx.command_path if ctx is not None else "gearctl"
+    message = e.format_message()  # type: ignore[attr-defined]
+    if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        sys.stderr.write(ctx.get_help() + "\n")
+    else:
+        sys.stderr.write(f"{where}: {one_line(message)} (see {where} --help)\n")
+    return int(e.exit_code)  # type: ignore[attr-defined]

@@ -13,10 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
-from . import __version__, monitor, ops, render
-from .cliapp import NO_SERVER_OPTIONS, Out, ServerOptions, app, complete_functions, with_servers
-from .client import AsyncClient, JobStatus
-from .errors import ExitCode, GearctlError, ServerError, UsageError
+from .. import __version__, monitor, ops, render
+from ..client import AsyncClient, JobStatus
+from ..errors import ExitCode, GearctlError, ServerError, UsageError
+from .app import NO_SERVER_OPTIONS, ServerOptions, app, complete_functions, with_servers
+from .streams import Out
 
 AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")]
 
@@ -32,7 +33,7 @@ def _collect(server: ServerOptions, **parts: Any) -> list[monitor.ServerReport]:
     return asyncio.run(monitor.collect(server.addresses(), **_bounds(server), **parts))
 
 
-def _gather(server: ServerOptions, **parts: bool) -> list[monitor.ServerReport]:
+def _collect_answered(server: ServerOptions, **parts: bool) -> list[monitor.ServerReport]:
     """_collect, failing (exit 3) when no server answered."""
     return monitor.answered(_collect(server, **parts))
 
@@ -62,7 +63,7 @@ def status(
         raise UsageError(f"--sort takes one of {', '.join(monitor.SORT_KEYS)}, not {sort!r}")
     if watch:
         return _watch_status(server, wanted, sort, interval, as_json)
-    reports = _gather(server, workers=True)  # workers: who prefetches (held jobs)
+    reports = _collect_answered(server, workers=True)  # workers: who prefetches (held jobs)
     _print_status(reports, wanted, sort, as_json)
     return ExitCode.OK
 
@@ -117,7 +118,7 @@ def workers(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Connections per server: fd, address, client id and registered functions."""
-    reports = _gather(server, status=False, workers=True)
+    reports = _collect_answered(server, status=False, workers=True)
     if as_json:
         Out().line(json.dumps(monitor.workers_document(reports), indent=2))
         return ExitCode.OK
@@ -135,7 +136,7 @@ def jobs(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """The jobs each server holds (show jobs): handle, retries, ignored, queued."""
-    reports = _gather(server, status=False, jobs=not unique, uniques=unique)
+    reports = _collect_answered(server, status=False, jobs=not unique, uniques=unique)
     if as_json:
         Out().line(json.dumps(monitor.jobs_document(reports, unique), indent=2))
         return ExitCode.OK
@@ -222,11 +223,11 @@ def cancel(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Cancel a queued job (admin `cancel job`). Exit 8 when no server knows it."""
-    done = asyncio.run(ops.cancel(server.addresses(), handle, **_bounds(server)))
-    if done.already:
-        Out().line(f"{handle} on {done.server} was already cancelled")
+    cancelled = asyncio.run(ops.cancel(server.addresses(), handle, **_bounds(server)))
+    if cancelled.already:
+        Out().line(f"{handle} on {cancelled.server} was already cancelled")
     else:
-        Out().line(f"cancelled {handle} on {done.server}")
+        Out().line(f"cancelled {handle} on {cancelled.server}")
     return ExitCode.OK
 
 
@@ -299,13 +300,13 @@ def check(
     """A Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; one line with perfdata."""
     out = Out()
     try:
-        queued = [monitor.Threshold.parse(t, "--max-queued") for t in max_queued or []]
-        workers_ = [monitor.Threshold.parse(t, "--min-workers") for t in min_workers or []]
+        queued_limits = [monitor.Threshold.parse(t, "--max-queued") for t in max_queued or []]
+        worker_limits = [monitor.Threshold.parse(t, "--min-workers") for t in min_workers or []]
         reports = _collect(server, workers=True)  # workers: connections, not registrations
     except GearctlError as e:  # the plugin could not check: UNKNOWN, whatever the cause
         out.line(f"GEARMAN UNKNOWN - {e}")
         return monitor.UNKNOWN
-    state, line = monitor.check(reports, queued, workers_)
+    state, line = monitor.check(reports, queued_limits, worker_limits)
     out.line(line)
     return state
 

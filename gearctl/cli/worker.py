@@ -1,0 +1,97 @@
+"""`gearctl worker`: serve the plugin directories' functions from supervised
+worker processes (supervisor.py runs them, child.py is each one's side)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from .. import logs, render
+from ..errors import UsageError
+from ..timeparse import parse_duration
+from .app import NO_SERVER_OPTIONS, PluginDirs, ServerOptions, app, load_registry, with_servers
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+@with_servers(io_timeout=False)
+def worker(
+    functions: Annotated[str | None, typer.Option(
+        "--functions", "-f", metavar="NAME,...", help="Functions to register (comma-separated). Default: all.")] = None,
+    plugin_dir: PluginDirs = None,
+    client_id: Annotated[str | None, typer.Option(
+        "--id", metavar="ID", help="Client id shown by gearadmin --workers. Default: HOST-PID of each process.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", "-c", min=1, max=512, metavar="N", help="Worker processes.")] = 1,
+    prefetch: Annotated[int, typer.Option(
+        "--prefetch", min=1, max=1000, metavar="N",
+        help="Jobs held per server at once (grabs outstanding + jobs waiting). 1 is fairest for slow jobs.")] = 1,
+    max_jobs: Annotated[int | None, typer.Option(
+        "--max-jobs", min=1, metavar="N", help="Replace a process after N jobs (after the current job).")] = None,
+    max_lifetime: Annotated[str | None, typer.Option(
+        "--max-lifetime", metavar="DURATION", help="Replace a process after this long (plus up to 10% splay).")] = None,
+    max_memory: Annotated[float | None, typer.Option(
+        "--max-memory", min=1, metavar="MB", help="Replace a process whose resident memory passes MB.")] = None,
+    burst: Annotated[bool, typer.Option(
+        "--burst", help="Exit 0 once no function has a job left on any server (drain, then stop: for cron).")] = False,
+    graceful_timeout: Annotated[str, typer.Option(
+        "--graceful-timeout", metavar="DURATION",
+        help="On SIGTERM/Ctrl-C, let running jobs finish for up to this long, then kill.")] = "30s",
+    pidfile: Annotated[str | None, typer.Option("--pidfile", metavar="FILE", help="Write the supervisor's pid.")
+    ] = None,
+    start_timeout: Annotated[str, typer.Option(
+        "--start-timeout", metavar="DURATION",
+        help="On SIGHUP, how long a new process may take to be ready (import, connect) before the reload is "
+             "abandoned.")] = "60s",
+    poll_interval: Annotated[float, typer.Option(
+        "--poll-interval", min=0.1, metavar="SECONDS",
+        help="While idle, ask each server this often (gearmand does not wake workers for --at/--in jobs).")] = 5.0,
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help="Log lines as text or JSON.")] = LogFormat.text,
+    log_level: Annotated[str, typer.Option(
+        "--log-level", metavar="LEVEL", help="debug, info (one line per job), warning, error.")] = "info",
+    server: ServerOptions = NO_SERVER_OPTIONS,
+) -> int:
+    """Serve job functions from the plugin directory until SIGTERM or Ctrl-C.
+
+    SIGHUP reloads the plugins (the processes are replaced one at a time)."""
+    from ..child import WorkerSpec, run_child
+    from ..supervisor import Supervisor, SupervisorOptions
+
+    registry = load_registry(plugin_dir)
+    names = None
+    if functions is not None:
+        names = [n.strip() for n in functions.split(",") if n.strip()]
+        if not names:
+            raise UsageError("--functions is empty; name at least one function, or leave it out to serve all")
+    chosen = registry.select(names)  # fail now (exit 2), not in every child
+    tls_options = server.tls_options()
+    tls_options.context()  # bad TLS files: exit 2 now
+    live = render.is_tty(sys.stderr) and log_format is LogFormat.text
+    spec = WorkerSpec(plugin_dirs=plugin_dir, functions=names, servers=server.addresses(),
+                      client_id=client_id or "", prefetch=prefetch, connect_timeout=server.connect_timeout,
+                      tls=tls_options,
+                      poll_interval=poll_interval, max_jobs=max_jobs,
+                      max_lifetime=parse_duration(max_lifetime) if max_lifetime else None,
+                      max_memory_mb=max_memory, burst=burst, log_format=log_format.value, log_level=log_level,
+                      logs_to_pipe=live)
+
+    options = SupervisorOptions(concurrency=concurrency, graceful_timeout=parse_duration(graceful_timeout),
+                                pidfile=pidfile, burst=burst, functions=frozenset(f.name for f in chosen),
+                                start_timeout=parse_duration(start_timeout))
+    view = render.SupervisorView(client_id or "", server.servers, live, [f.name for f in chosen])
+    with view:
+        logs.setup(log_format.value, log_level, console=view.console)
+        logs.log.info("serving %s on %s with %d process(es)", ", ".join(f.name for f in chosen), server.servers,
+                      concurrency)
+        supervisor = Supervisor(functools.partial(run_child, spec), options, on_change=view.update,
+                                on_log=view.print_line)
+        return supervisor.run()
