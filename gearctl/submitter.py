@@ -75,7 +75,7 @@ class Submitter:
         if not job.unique:
             live = self.pool.live()
             return live[turn % len(live)] if live else None
-        for address in self.pool.order(job.server_key):
+        for address in self.candidates(job):
             conn = self.pool.connected(address)
             if conn is not None:
                 return conn
