@@ -1,8 +1,9 @@
 """A submitted job and a job's status: what was sent, and what the servers said.
 
 `Job` holds one job's request (function, workload, unique key, priority) and
-its state as the replies come in; AsyncClient drives it (`_work`, `_finish`)
-and callers read it or wait on it. `JobStatus` is a GET_STATUS answer. No sockets.
+its state as the replies come in; the submitter drives it through its public
+transitions (`created`, `apply_work`, `finish`, `abort_wait`) and callers read
+it or wait on it. `JobStatus` is a GET_STATUS answer. No sockets.
 """
 
 from __future__ import annotations
@@ -98,7 +99,6 @@ class Job:
 
     __slots__ = (
         "_future",
-        "_on_done",
         "_wire_function",
         "_wire_unique",
         "background",
@@ -112,6 +112,7 @@ class Job:
         "index",
         "numerator",
         "on_data",
+        "on_finished",
         "on_status",
         "on_warning",
         "priority",
@@ -163,7 +164,8 @@ class Job:
         self.on_data: Callable[[Job, bytes], None] | None = None
         self.on_warning: Callable[[Job, bytes], None] | None = None
         self.on_status: Callable[[Job, int, int], None] | None = None
-        self._on_done: Callable[[Job], None] | None = None
+        # Called once, when the job reaches a done state (submit_many's run sets it).
+        self.on_finished: Callable[[Job], None] | None = None
         self._future: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
@@ -178,6 +180,12 @@ class Job:
         """What `gearctl client --wait` prints: the WORK_DATA chunks, then the
         result. To parse the result, use `result` (what wait() returns)."""
         return b"".join(self.chunks) + self.result if self.chunks else self.result
+
+    @property
+    def server_key(self) -> bytes:
+        """What picks the job's first server: its unique key, or b"" for a
+        generated one (such jobs rotate over the servers)."""
+        return self._wire_unique if self.unique else b""
 
     def packet(self) -> bytes:
         """The SUBMIT packet for this job."""
@@ -206,7 +214,7 @@ class Job:
             try:
                 await asyncio.wait_for(asyncio.shield(self._future), timeout)
             except asyncio.TimeoutError:
-                self._finish("timeout", Timeout(
+                self.finish("timeout", Timeout(
                     f"job {self.handle} ({self.function}) did not finish in time; it may still run on the server"))
         self.raise_for_state()
         return self.result
@@ -241,14 +249,20 @@ class Job:
             return str(self.error)
         return None
 
-    # -- driven by AsyncClient --------------------------------------------------
-    def _abort(self, error: BaseException) -> None:
-        """Wake a waiter with an error that is not the job's (the caller's own
-        output failed): the job's state stays as it is."""
-        if self._future is not None and not self._future.done():
-            self._future.set_exception(error)
+    # -- state transitions, driven by the submitter (and the CLI on an error) -------
+    def created(self, handle: bytes, server: ServerAddress) -> None:
+        """A server answered JOB_CREATED. A foreground job is now "created" and
+        waits for WORK_*; a background one stays as it is until the submitter
+        finishes it as "queued", once the caller has heard it was created."""
+        self.handle = decode_text(handle)
+        self.server = server
+        if not self.background:
+            self.state = "created"
 
-    def _finish(self, state: str, error: GearctlError | None = None) -> None:
+    def finish(self, state: str, error: GearctlError | None = None) -> None:
+        """End the job in done state `state` (with `error` for "error" and
+        "timeout"): wake its waiter, call `on_finished`. A job that is done
+        already stays as it ended."""
         if self.done:
             return
         self.state = state
@@ -256,10 +270,18 @@ class Job:
             self.error = error
         if self._future is not None and not self._future.done():
             self._future.set_result(None)
-        if self._on_done is not None:
-            self._on_done(self)
+        if self.on_finished is not None:
+            self.on_finished(self)
 
-    def _work(self, packet: Packet) -> bool:
+    _finish = finish  # the old name, until every caller says finish()
+
+    def abort_wait(self, error: BaseException) -> None:
+        """Wake a waiter with an error that is not the job's (the caller's own
+        output failed): the job's state stays as it is."""
+        if self._future is not None and not self._future.done():
+            self._future.set_exception(error)
+
+    def apply_work(self, packet: Packet) -> bool:
         """Apply a WORK_* packet; True when it ends the job."""
         kind, args = packet.type, packet.args
         if kind is P.WORK_DATA:
@@ -277,16 +299,16 @@ class Job:
                 self.on_status(self, self.numerator, self.denominator)
         elif kind is P.WORK_COMPLETE:
             self.result = args[1]
-            self._finish("complete")
+            self.finish("complete")
             return True
         elif kind is P.WORK_FAIL:
-            self._finish("failed")
+            self.finish("failed")
             return True
         elif kind is P.WORK_EXCEPTION:
             # gearmand ends the job on WORK_EXCEPTION and forwards it only to
             # clients that set the "exceptions" option (we always do).
             self.exception = args[1]
-            self._finish("exception")
+            self.finish("exception")
             return True
         return False
 

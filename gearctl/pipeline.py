@@ -2,33 +2,31 @@
 
 The window is refilled from reply callbacks (`pump`), so no task wakes up per
 job; SUBMITs queue per connection and are written once per read or loop turn.
-A job whose submit fails is handed to AsyncClient.submit_job for failover in a
+A job whose submit fails is handed to Submitter.submit for failover in a
 task of its own, and whatever that task raises ends the job, never the run.
+The run only uses the Submitter's public surface (submitter.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .deadlines import deadline_after, remaining
 from .errors import GearctlError, Timeout
 
 if TYPE_CHECKING:
-    from .client import AsyncClient
     from .clientjob import Job
     from .connection import Connection
+    from .submitter import Submitter
+
+# deadline_after and remaining are deadlines.py's; still importable from here for
+# callers not yet moved over.
+__all__ = ["BATCH", "IterSource", "JobSource", "ManyRun", "deadline_after", "remaining"]
 
 BATCH = 256  # submits written per write() at most
 
-
-def deadline_after(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
 class JobSource:
     """Where submit_many takes jobs from. take() gives the next job, or None
@@ -67,9 +65,9 @@ class ManyRun:
     """The state of one submit_many() call. The window is refilled from reply
     callbacks (pump), so no task wakes up per job."""
 
-    def __init__(self, client: AsyncClient, source: JobSource, window: int, deadline: float | None,
+    def __init__(self, submitter: Submitter, source: JobSource, window: int, deadline: float | None,
                  on_created: Callable[[Job], None] | None, on_done: Callable[[Job], None] | None) -> None:
-        self.client = client
+        self.submitter = submitter
         self.source = source
         self.window = window
         self.deadline = deadline
@@ -105,22 +103,14 @@ class ManyRun:
             self.all_done.set()
 
     def place(self, job: Job) -> None:
-        job._on_done = self.finished
+        job.on_finished = self.finished
         self.inflight.add(job)
-        conn: Connection | None = None
-        if not job.unique:
-            live = self.client._pool.live()
-            if live:
-                conn = live[self.rotation % len(live)]
-                self.rotation += 1
-        else:
-            for address in self.client._candidates(job):
-                conn = self.client._pool.connected(address)
-                if conn is not None:
-                    break
+        conn = self.submitter.ready_connection(job, self.rotation)
         if conn is None:
             self.spawn(job, self.place_slowly(job))
             return
+        if not job.unique:
+            self.rotation += 1  # jobs without a key take the open connections in turn
         batch = self.batches.get(conn)
         if batch is None:
             batch = self.batches[conn] = []
@@ -130,11 +120,11 @@ class ManyRun:
 
     async def place_slowly(self, job: Job) -> None:
         """No open connection fits the job: connect (with failover) first."""
-        conn = await self.client._connection_for(job)
+        conn = await self.submitter.connection_for(job)
         if conn is None:
-            job._finish("error", self.client._no_server_error())
+            job.finish("error", self.submitter.no_server_error())
             return
-        self.client._send(conn, [job], self.created)
+        self.submitter.send(conn, [job], self.answered)
 
     def schedule_flush(self) -> None:
         if not self.flush_scheduled and self.batches:
@@ -142,16 +132,17 @@ class ManyRun:
             self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Write the queued SUBMITs: at the end of a read (AsyncClient._on_drained)
-        or on the next loop turn, whichever comes first."""
+        """Write the queued SUBMITs: at the end of a read (the submitter's
+        on_drained) or on the next loop turn, whichever comes first."""
         self.flush_scheduled = False
         if not self.batches:
             return
         batches, self.batches = self.batches, {}
         for conn, batch in batches.items():
-            self.client._send(conn, batch, self.created)
+            self.submitter.send(conn, batch, self.answered)
 
-    def created(self, job: Job, error: GearctlError | None) -> None:
+    def answered(self, job: Job, error: GearctlError | None) -> None:
+        """A SUBMIT's answer: created (tell the caller), or fail over."""
         if error is not None:
             self.spawn(job, self.resubmit(job))
         else:
@@ -160,10 +151,11 @@ class ManyRun:
     async def resubmit(self, job: Job) -> None:
         """A pipelined submit was refused or its connection broke: fail over."""
         job.state, job.handle, job.server = "new", None, None
-        await self.client.submit_job(job, timeout=remaining(self.deadline))
+        await self.submitter.submit(job, self.deadline)
         self.report(self.on_created, job)
 
     def finished(self, job: Job) -> None:
+        """A job reached a done state (its on_finished): count it, refill."""
         self.inflight.discard(job)
         self.counts[job.state] = self.counts.get(job.state, 0) + 1
         if self.report(self.on_done, job):
@@ -188,11 +180,11 @@ class ManyRun:
             try:
                 await coro
             except Timeout as e:
-                job._finish("timeout", e)
+                job.finish("timeout", e)
             except GearctlError as e:
-                job._finish("error", e)
+                job.finish("error", e)
             except Exception as e:
-                job._finish("error", GearctlError(f"{type(e).__name__}: {e}"))
+                job.finish("error", GearctlError(f"{type(e).__name__}: {e}"))
 
         task = asyncio.ensure_future(guarded())
         self.tasks.add(task)
@@ -201,7 +193,7 @@ class ManyRun:
     def expire(self, error: Timeout) -> None:
         self.stopped = True  # what was not taken from the source is not submitted
         for job in list(self.inflight):
-            job._finish("timeout", Timeout(f"job {job.handle or '(not created)'} ({job.function}): {error}"))
+            job.finish("timeout", Timeout(f"job {job.handle or '(not created)'} ({job.function}): {error}"))
 
     def fail(self, error: BaseException) -> None:
         """A caller's callback failed: take no more jobs, stop waiting, re-raise it."""
