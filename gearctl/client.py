@@ -24,7 +24,7 @@ from typing import Any, TypeVar, Union
 
 from . import admin, monitor
 from .clientjob import Job, JobStatus, decode_text, status_from
-from .connection import DEFAULT_IO_TIMEOUT, ServerAddress, TLSOptions, admin_request, parse_servers
+from .connection import DEFAULT_IO_TIMEOUT, ServerAddress, TLSOptions, parse_servers
 from .deadlines import deadline_after, remaining, within
 from .errors import ConnectionFailed, GearctlError, NoWorker, RemoteProtocolError, ServerError, Timeout
 from .pipeline import IterSource, JobSource, ManyRun
@@ -176,11 +176,8 @@ class AsyncClient:
         pool = self._submitter.pool
         ctx = pool.ssl_context
         connect, io = (pool.connect_timeout, pool.io_timeout) if timeout is None else (timeout, None)
-
-        async def ask(address: ServerAddress) -> list[str]:
-            return await admin_request(address, command, *args, timeout=connect, tls=ctx, io_timeout=io)
-
-        return dict(await monitor.each_server(pool.servers, ask))
+        return dict(await monitor.ask_all(pool.servers, command, *args, connect_timeout=connect, io_timeout=io,
+                                          tls=ctx))
 
     async def workers_for(self, function: str, timeout: float | None = None) -> int:
         """Workers registered for `function`, summed over servers. Raises

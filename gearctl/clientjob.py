@@ -273,7 +273,6 @@ class Job:
         if self.on_finished is not None:
             self.on_finished(self)
 
-    _finish = finish  # the old name, until every caller says finish()
 
     def abort_wait(self, error: BaseException) -> None:
         """Wake a waiter with an error that is not the job's (the caller's own

@@ -147,10 +147,11 @@ async def collect(servers: Sequence[ServerAddress], *, status: bool = True, work
 
 
 async def ask_all(servers: Sequence[ServerAddress], command: str, *args: str,
-                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, io_timeout: float = DEFAULT_IO_TIMEOUT,
+                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, io_timeout: float | None = DEFAULT_IO_TIMEOUT,
                   tls: TLS = None) -> list[tuple[ServerAddress, list[str] | GearctlError]]:
     """One admin command on every server at once: its lines, or the error
-    (an ERR answer as ServerError), per server in the order given."""
+    (an ERR answer as ServerError), per server in the order given. An
+    io_timeout of None leaves the whole exchange to connect_timeout."""
     ctx = ssl_context(tls)
 
     async def ask(address: ServerAddress) -> list[str]:

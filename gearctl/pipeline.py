@@ -13,7 +13,6 @@ import asyncio
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .deadlines import deadline_after, remaining
 from .errors import GearctlError, Timeout
 
 if TYPE_CHECKING:
@@ -21,9 +20,7 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .submitter import Submitter
 
-# deadline_after and remaining are deadlines.py's; still importable from here for
-# callers not yet moved over.
-__all__ = ["BATCH", "IterSource", "JobSource", "ManyRun", "deadline_after", "remaining"]
+__all__ = ["BATCH", "IterSource", "JobSource", "ManyRun"]
 
 BATCH = 256  # submits written per write() at most
 

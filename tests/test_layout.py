@@ -55,7 +55,6 @@ def _foreign_private_uses(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.xfail(reason="issue 10: client internals not yet behind an interface", strict=True)
 def test_no_module_uses_another_modules_private_names() -> None:
     found = [use for path in MODULES for use in _foreign_private_uses(path)]
     assert not found, "\n".join(found)

@@ -50,12 +50,6 @@ def test_finish_ends_a_job_once_and_tells_on_finished_once() -> None:
     assert (job.state, job.error, seen) == ("timeout", error, ["timeout"])
 
 
-def test_the_old_finish_name_still_works() -> None:
-    job = Job("f")
-    job._finish("queued")
-    assert job.state == "queued" and job.done
-
-
 def test_apply_work_keeps_data_warnings_and_status_and_ends_on_complete() -> None:
     job = Job("f", background=False)
     seen: list[Any] = []

@@ -12,8 +12,8 @@ import typer
 
 from .. import codecs, render
 from ..client import AsyncClient, Job
+from ..deadlines import deadline_after, remaining
 from ..errors import ExitCode, GearctlError, PayloadError, UsageError
-from ..pipeline import deadline_after, remaining
 from ..timeparse import parse_duration, parse_when
 from .app import (
     HELP_DECODE,
@@ -135,7 +135,7 @@ async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_jso
             except GearctlError as e:
                 if as_json and not isinstance(e, OutputClosed):
                     if not job.done:
-                        job._finish("error", e)
+                        job.finish("error", e)
                     out.line(render.json_line(job.to_dict()))
                 raise
         if decoding is not None:
