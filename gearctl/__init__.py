@@ -2,7 +2,7 @@
 
 from .client import AsyncClient, Client, Job, JobStatus
 from .errors import ExitCode, GearctlError
-from .jobs import WorkerJob
+from .execution import WorkerJob
 from .plugins import job
 
 __version__ = "0.1.0"
