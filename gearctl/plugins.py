@@ -343,5 +343,5 @@ def _source_file(fn: Any, default: Path) -> str:
 def _source_line(fn: Any) -> int:
     try:
         return inspect.getsourcelines(fn)[1]
-    except (OSError, TypeError):
+    except Exception:  # no source (OSError, TypeError), or source that is not Python (a tokenize error)
         return 0

@@ -45,7 +45,7 @@ from typing import Any, Union
 from . import admin
 from .backoff import Backoff
 from .connection import PROBE, Connection, ServerAddress, TLSOptions, parse_servers
-from .errors import ConnectionFailed, GearctlError
+from .errors import ConnectionFailed, UsageError
 from .execution import Outcome, OutcomeState, WorkerJob, execute
 from .plugins import JobFunction, as_job_function
 from .protocol import Packet, PacketType, encode
@@ -212,6 +212,16 @@ class _Sink:
         self._send(encode(P.WORK_STATUS, self.handle, str(numerator).encode(), str(denominator).encode()))
 
 
+def _by_name(functions: Iterable[JobFunction]) -> dict[str, JobFunction]:
+    chosen: dict[str, JobFunction] = {}
+    for fn in functions:
+        if chosen.setdefault(fn.name, fn) != fn:  # the same function given twice is one
+            raise UsageError(f"two job functions are named {fn.name!r}")
+    if not chosen:
+        raise UsageError("no job functions to serve")
+    return chosen
+
+
 class Worker:
     """Serves job functions on every server until stopped.
 
@@ -228,10 +238,7 @@ class Worker:
                  on_event: Callable[[JobEvent], None] | None = None, max_jobs: int | None = None,
                  max_lifetime: float | None = None, max_memory_mb: float | None = None,
                  burst: bool = False, on_change: Callable[[], None] | None = None) -> None:
-        chosen = [as_job_function(item, index) for index, item in enumerate(functions)]
-        if not chosen:
-            raise GearctlError("no job functions to serve")
-        self.functions = {fn.name: fn for fn in chosen}
+        self.functions = _by_name(as_job_function(item, index) for index, item in enumerate(functions))
         self.client_id = client_id or default_client_id()
         self.prefetch = max(1, prefetch)
         registration = self._registration_bytes()
