@@ -9,8 +9,8 @@ conversations; it belongs here too.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from .execution import Outcome, OutcomeState
 from .protocol import Packet, PacketType, encode
@@ -62,14 +62,17 @@ class Happened(str, Enum):
     NOTHING = "nothing"  # counted, nothing for the worker to do
 
 
-@dataclass(frozen=True)
-class Reaction:
-    """What WorkerSession.receive() decided: bytes to send, and what happened."""
+class Reaction(NamedTuple):
+    """What WorkerSession.receive() decided: bytes to send, and what happened.
+    (A NamedTuple, as Packet: one per packet on the hot path.)"""
 
     happened: Happened
     send: bytes = b""
     job: Packet | None = None
     error: str = ""
+
+
+_NOTHING = Reaction(Happened.NOTHING)
 
 
 def reply_for(handle: bytes, outcome: Outcome) -> bytes:
@@ -148,7 +151,7 @@ class WorkerSession:
             self.held += 1
             self.dry = False
             if self.stopping:  # not started: the closing connection hands it back
-                return Reaction(Happened.NOTHING)
+                return _NOTHING
             return Reaction(Happened.JOB, job=packet)
         if kind is P.NO_JOB:
             return self._no_job()
@@ -156,10 +159,10 @@ class WorkerSession:
             if self.sleeping:
                 self.dry = False
                 return Reaction(Happened.NOTHING, self._grab(self.prefetch - self.held))
-            return Reaction(Happened.NOTHING)
+            return _NOTHING
         if kind is P.ECHO_RES:
             if self.confirmed:
-                return Reaction(Happened.NOTHING)
+                return _NOTHING
             self.confirmed = True
             return Reaction(Happened.CONFIRMED)
         if kind is P.ERROR:
@@ -167,7 +170,7 @@ class WorkerSession:
             # the server no longer knows. Logged, nothing else changes.
             code, text = (a.decode(errors="replace") for a in packet.args[:2])
             return Reaction(Happened.ERROR, error=f"server error {code}: {text}")
-        return Reaction(Happened.NOTHING)
+        return _NOTHING
 
     def _no_job(self) -> Reaction:
         self.grabs -= 1
@@ -176,7 +179,7 @@ class WorkerSession:
             self.grabs = 0
             self.sleeping = True
             return Reaction(Happened.SLEEPING, PRE_SLEEP)
-        return Reaction(Happened.NOTHING)
+        return _NOTHING
 
     def poll(self) -> bytes:
         """Now and then while asleep: one grab (gearmand does not wake sleeping
