@@ -1,6 +1,6 @@
 """The public worker API: README's Library examples run as written, and Worker
 in this process (its own event loop, in a thread or in the test's main thread)
-and in a 5-line script under real signals, against a real gearmand."""
+and in a short script under real signals, against a real gearmand."""
 
 from __future__ import annotations
 
@@ -159,7 +159,9 @@ def test_stop_lets_the_running_job_finish_and_hands_prefetched_jobs_back(gearman
             client.submit("hold", b"%d" % i)
     worker = Worker([hold], servers=gearmand.address, prefetch=4)
     with serving(worker):
-        wait_until(lambda: gearmand.status().get("hold", (0, 0, 0))[:2] == (5, 4), 30,
+        # gearmand counts a job as running once it is handed out: the first one
+        # must also have started here, or the stop would hand all four back.
+        wait_until(lambda: started and gearmand.status().get("hold", (0, 0, 0))[:2] == (5, 4), 30,
                    what="one job running and three held")
         worker.stop_threadsafe()
         wait_until(lambda: worker.stopping, 10, what="the worker to take the stop")
@@ -197,6 +199,7 @@ SCRIPT = """\
 import pathlib, sys, time
 from gearctl import Worker
 def hold(job):  # runs until its workload's file exists (at most 120 s)
+    print("started", flush=True)
     path, end = pathlib.Path(job.workload().decode()), time.monotonic() + 120
     while not path.exists() and time.monotonic() < end: time.sleep(0.02)
 def said(): worker.stopping and print("stopping", flush=True)  # on_change: the signal was taken
@@ -246,7 +249,7 @@ def test_first_sigterm_finishes_the_running_job_and_hands_back_the_rest(gearmand
     release = tmp_path / "release"
     queue_held(gearmand, release, 6)
     with Script(procs, tmp_path, gearmand.address) as script:
-        wait_until(lambda: gearmand.status().get("hold", (0, 0, 0))[:2] == (6, 4), 30,
+        wait_until(lambda: "started" in script.lines and gearmand.status().get("hold", (0, 0, 0))[:2] == (6, 4), 30,
                    what="one job running and three held by the script's worker")
         os.kill(script.proc.pid, signal.SIGTERM)
         wait_until(lambda: "stopping" in script.lines, 30, what="the worker to take the SIGTERM")
@@ -262,7 +265,7 @@ def test_a_second_sigterm_exits_at_once_and_the_server_keeps_every_job(gearmand:
     release = tmp_path / "release"  # never created: the running job would run for 120 s
     queue_held(gearmand, release, 3)
     with Script(procs, tmp_path, gearmand.address) as script:
-        wait_until(lambda: gearmand.status().get("hold", (0, 0, 0))[:2] == (3, 3), 30,
+        wait_until(lambda: "started" in script.lines and gearmand.status().get("hold", (0, 0, 0))[:2] == (3, 3), 30,
                    what="one job running and two held")
         os.kill(script.proc.pid, signal.SIGTERM)
         wait_until(lambda: "stopping" in script.lines, 30, what="the worker to take the first SIGTERM")
