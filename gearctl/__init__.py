@@ -1,10 +1,66 @@
 """gearctl: a command-line tool and Python library for the Gearman job server."""
 
+from typing import TYPE_CHECKING, Any
+
 from .client import AsyncClient, Client, Job, JobStatus
-from .errors import ExitCode, GearctlError
-from .jobs import WorkerJob
+from .connection import ServerAddress, TLSOptions, parse_servers
+from .errors import (
+    ConfigError,
+    ConnectionFailed,
+    ExitCode,
+    GearctlError,
+    JobException,
+    JobFailed,
+    NoServerAvailable,
+    NoWorker,
+    PayloadError,
+    ProtocolError,
+    ServerError,
+    Timeout,
+    UsageError,
+)
+from .execution import WorkerJob
 from .plugins import job
+
+if TYPE_CHECKING:
+    from .worker import ExitReason, Worker
 
 __version__ = "0.1.0"
 
-__all__ = ["AsyncClient", "Client", "ExitCode", "GearctlError", "Job", "JobStatus", "WorkerJob", "__version__", "job"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ConfigError",
+    "ConnectionFailed",
+    "ExitCode",
+    "ExitReason",
+    "GearctlError",
+    "Job",
+    "JobException",
+    "JobFailed",
+    "JobStatus",
+    "NoServerAvailable",
+    "NoWorker",
+    "PayloadError",
+    "ProtocolError",
+    "ServerAddress",
+    "ServerError",
+    "TLSOptions",
+    "Timeout",
+    "UsageError",
+    "Worker",
+    "WorkerJob",
+    "__version__",
+    "job",
+    "parse_servers",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The worker side is imported when first asked for: `gearctl client` starts
+    # without it (a one-job cron run pays every millisecond of import).
+    if name in ("ExitReason", "Worker"):
+        from . import worker
+
+        return getattr(worker, name)
+    raise AttributeError(f"module 'gearctl' has no attribute {name!r}")

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from .supervision import ChildExit, ChildReport, ChildState, FunctionReport, Launch, LogLine, Message, Refusal, encode
 
 if TYPE_CHECKING:  # the worker (asyncio, sockets) is imported in the child only, when it runs
-    from .worker import ExitReason
+    from .worker import ExitReason, Worker
 
 REPORT_GAP = 0.02  # seconds between two reports at most once per ...
 HEARTBEAT = 1.0  # ... and one at least this often (memory, a gone parent)
@@ -169,108 +169,118 @@ def choose(spec: WorkerSpec, launch: Launch) -> tuple[list[Any], str]:
     return chosen, ""
 
 
-def run_child(spec: WorkerSpec, status_fd: int, launch: Launch) -> int:
-    """A child's whole life: load plugins, serve, report; its exit code tells the
-    parent what happened (supervision.ChildExit)."""
-    import asyncio
+class _Reports:
+    """The reporter thread: it sends the worker's state when poked (a job
+    started or ended, a server came or went), and at least every HEARTBEAT."""
 
+    def __init__(self, reporter: StatusReporter) -> None:
+        self.reporter = reporter
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        os.set_blocking(self.wake_r, False)
+        self.pending = False
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="gearctl-status", daemon=True)
+        self.worker: Worker | None = None
+        self.parent = os.getppid()
+
+    def poke(self) -> None:
+        """On the loop, at every job start and end: cheap when a report is pending."""
+        if not self.pending:
+            self.pending = True
+            with contextlib.suppress(BlockingIOError):
+                os.write(self.wake_w, b"!")
+
+    def start(self, worker: Worker) -> None:
+        self.worker = worker
+        self.thread.start()
+
+    def report(self) -> None:
+        assert self.worker is not None
+        from .worker import ServerState, memory_mb
+
+        worker, stats = self.worker, self.worker.stats
+        up = any(state is ServerState.UP for state in list(stats.servers.values()))
+        state = (ChildState.STOPPING if worker.stopping else ChildState.BUSY if stats.current
+                 else ChildState.IDLE if up else ChildState.STARTING)
+        self.reporter.send(ChildReport(state, stats.current, stats.done, stats.failed, memory_mb(), {
+            name: FunctionReport(f.done, f.failed, f.running, f.last_error, f.last_error_at)
+            for name, f in list(stats.functions.items())}))
+
+    def _run(self) -> None:
+        from .worker import ExitReason
+
+        assert self.worker is not None
+        while not self.finished.is_set():
+            self.pending = False
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.wake_r, 4096)
+            self.report()
+            if os.getppid() != self.parent:  # the supervisor is gone (kill -9): stop too
+                self.worker.stop_threadsafe(ExitReason.PARENT_GONE)
+            self.finished.wait(REPORT_GAP)
+            select.select([self.wake_r], [], [], HEARTBEAT)
+
+    def finish(self) -> None:
+        """Stop the thread, then send the last word: final counts, before the parent reaps us."""
+        self.finished.set()
+        os.write(self.wake_w, b"!")
+        if self.thread.is_alive():
+            self.thread.join(5)
+        self.report()
+
+
+def _own_output(spec: WorkerSpec, reporter: StatusReporter) -> None:
+    """A plugin's print() (and anything it runs that writes to fd 1) goes to stderr:
+    stdout is not the worker's to fill. On a terminal, both go above the table."""
     from . import logs
-    from .worker import ExitReason, Worker, memory_mb
 
-    reporter = StatusReporter(status_fd)
-    # A plugin's print() (and anything it runs that writes to fd 1) goes to stderr:
-    # stdout is not the worker's to fill. On a terminal, both go above the table.
     sys.stdout.flush()
     os.dup2(2, 1)
     if spec.logs_to_pipe:
         sys.stdout = sys.stderr = _PipeText(reporter)
     logs.setup(spec.log_format, spec.log_level,
                sink=(lambda line: reporter.send(LogLine(line))) if spec.logs_to_pipe else None)
+
+
+def build_worker(spec: WorkerSpec, chosen: list[Any], on_change: Callable[[], None]) -> Worker:
+    """The library's Worker, set up as the spec says."""
+    from . import logs
+    from .worker import Worker
+
+    lifetime = spec.max_lifetime
+    if lifetime:
+        lifetime *= random.uniform(1.0, 1.1)  # splay: children started together do not recycle together
+    return Worker(chosen, spec.servers, client_id=spec.client_id, prefetch=spec.prefetch,
+                  connect_timeout=spec.connect_timeout, tls=spec.tls, poll_interval=spec.poll_interval,
+                  max_jobs=spec.max_jobs, max_lifetime=lifetime, max_memory_mb=spec.max_memory_mb,
+                  burst=spec.burst, on_event=logs.job_event_logger(live=spec.logs_to_pipe), on_change=on_change)
+
+
+def run_child(spec: WorkerSpec, status_fd: int, launch: Launch) -> int:
+    """A child's whole life: load plugins, serve, report; its exit code tells the
+    parent what happened (supervision.ChildExit)."""
+    from . import logs
+    from .worker import ExitReason
+
+    reporter = StatusReporter(status_fd)
+    _own_output(spec, reporter)
     _die_with_parent()
     chosen, refused = choose(spec, launch)
     if refused:
         reporter.send(Refusal(refused))
         return ChildExit.PLUGINS_BROKEN
-    lifetime = spec.max_lifetime
-    if lifetime:
-        lifetime *= random.uniform(1.0, 1.1)  # splay: children started together do not recycle together
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    os.set_blocking(wake_r, False)
-    pending = False
-
-    def poke() -> None:  # on the loop, at every job start and end: cheap when a report is pending
-        nonlocal pending
-        if not pending:
-            pending = True
-            with contextlib.suppress(BlockingIOError):
-                os.write(wake_w, b"!")
-
-    worker = Worker(chosen, spec.servers, client_id=spec.client_id, prefetch=spec.prefetch,
-                    connect_timeout=spec.connect_timeout, tls=spec.tls, poll_interval=spec.poll_interval,
-                    max_jobs=spec.max_jobs, max_lifetime=lifetime, max_memory_mb=spec.max_memory_mb,
-                    burst=spec.burst, on_event=logs.job_event_logger(live=spec.logs_to_pipe), on_change=poke)
-
-    def report() -> None:
-        stats = worker.stats
-        up = any(state == "up" for state in list(stats.servers.values()))
-        state = (ChildState.STOPPING if worker.stopping else ChildState.BUSY if stats.current
-                 else ChildState.IDLE if up else ChildState.STARTING)
-        reporter.send(ChildReport(state, stats.current, stats.done, stats.failed, memory_mb(), {
-            name: FunctionReport(f.done, f.failed, f.running, f.last_error, f.last_error_at)
-            for name, f in list(stats.functions.items())}))
-
-    parent = os.getppid()
-    finished = threading.Event()
-    loop: asyncio.AbstractEventLoop | None = None
-
-    def reporting() -> None:
-        nonlocal pending
-        while not finished.is_set():
-            pending = False
-            with contextlib.suppress(BlockingIOError):
-                os.read(wake_r, 4096)
-            report()
-            if os.getppid() != parent and loop is not None:  # the supervisor is gone (kill -9): stop too
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(worker.stop, ExitReason.PARENT_GONE)
-            finished.wait(REPORT_GAP)
-            select.select([wake_r], [], [], HEARTBEAT)
-
-    terms = 0
-
-    def on_term(_signum: int, _frame: Any) -> None:
-        # A Python-level handler, not the loop's: it runs between two bytecodes
-        # even while a plain job blocks the loop, so prefetched jobs are not
-        # started after a SIGTERM. A second one leaves at once: closing the
-        # sockets hands every held job back to gearmand.
-        nonlocal terms
-        terms += 1
-        if terms == 1:
-            worker.stop()
-            poke()
-        else:
-            os._exit(ChildExit.RECYCLED)
-
-    signal.signal(signal.SIGTERM, on_term)
-    reporter_thread = threading.Thread(target=reporting, name="gearctl-status", daemon=True)
-
-    async def serve() -> None:
-        nonlocal loop
-        loop = asyncio.get_running_loop()
-        reporter_thread.start()
-        await worker.run()
-
+    reports = _Reports(reporter)
+    worker = build_worker(spec, chosen, reports.poke)
+    reports.start(worker)
     try:
-        asyncio.run(serve())
+        # SIGTERM only: Ctrl-C reaches the whole group and the parent decides (SIGINT
+        # stays ignored). A second SIGTERM leaves at once, as a recycled process.
+        reason = worker.run(signals=(signal.SIGTERM,), hard_exit=ChildExit.RECYCLED)
     finally:
-        finished.set()
-        os.write(wake_w, b"!")
-        if reporter_thread.is_alive():
-            reporter_thread.join(5)
-        report()  # the last word: final counts, before the parent reaps us
+        reports.finish()
         sys.stdout.flush()
-    if worker.exit_reason is ExitReason.RECYCLE:
+    if reason is ExitReason.RECYCLE:
         logs.log.info("worker process %d: recycle: %s", os.getpid(), worker.exit_detail)
     return exit_code(worker.exit_reason)
 

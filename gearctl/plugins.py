@@ -208,12 +208,9 @@ def _load_file(path: Path, registry: Registry) -> None:
         return
     seen: set[int] = set()
     for value in list(vars(module).values()):
-        spec = getattr(value, _MARK, None)
-        if isinstance(spec, _JobSpec) and callable(value) and id(value) not in seen:
+        if _decorated(value) and id(value) not in seen:
             seen.add(id(value))
-            registry.add(JobFunction(
-                name=spec.name or value.__name__, function=value, context=spec.context, timeout=spec.timeout,
-                encoding=spec.encoding, source=_source_file(value, path), line=_source_line(value)))
+            registry.add(_from_decorated(value, path))
     hook = getattr(module, HOOK, None)
     if hook is None:
         return
@@ -232,8 +229,41 @@ def _load_file(path: Path, registry: Registry) -> None:
         registry.errors.append(f"{path}: {HOOK}() failed: {_describe(e)}")
 
 
-def _from_hook(entry: Any, path: Path, index: int) -> JobFunction:
-    where = f"{path}: {HOOK}() entry {index}"
+def _decorated(value: Any) -> bool:
+    return isinstance(getattr(value, _MARK, None), _JobSpec) and callable(value)
+
+
+def _from_decorated(value: Any, path: Path) -> JobFunction:
+    spec: _JobSpec = getattr(value, _MARK)
+    return JobFunction(name=spec.name or value.__name__, function=value, context=spec.context, timeout=spec.timeout,
+                       encoding=spec.encoding, source=_source_file(value, path), line=_source_line(value))
+
+
+def as_job_function(item: Any, index: int = 0) -> JobFunction:
+    """What a Python caller hands `Worker` as a JobFunction: a JobFunction as it
+    is, an @job function, a hook entry (a dict with function_name, function or
+    command, context, timeout, encoding: checked as the hook's are), or a plain
+    callable, named by its __name__. Raises PluginError for anything else."""
+    if isinstance(item, JobFunction):
+        return item
+    if isinstance(item, dict):
+        return _from_hook(item, Path("<python>"), index, label="job function")
+    if not callable(item):
+        raise PluginError(f"job function {index}: expected a function, a @job function, a hook entry (dict) "
+                          f"or a JobFunction, got {type(item).__name__}")
+    path = Path(_source_file(item, Path("<python>")))
+    if _decorated(item):
+        return _from_decorated(item, path)
+    name = getattr(item, "__name__", None)
+    _check_options(name, None, "auto", f"job function {index}")
+    if name is None:
+        raise PluginError(f"job function {index}: {item!r} has no __name__; decorate it with @job('name')")
+    return JobFunction(name=name, function=item, source=str(path), line=_source_line(item))
+
+
+def _from_hook(entry: Any, path: Path, index: int, label: str | None = None) -> JobFunction:
+    label = label or f"{path}: {HOOK}() entry"  # how messages name the entry
+    where = f"{label} {index}"
     if not isinstance(entry, dict):
         raise PluginError(f"{where}: expected a dict, got {type(entry).__name__}")
     unknown = set(entry) - HOOK_KEYS
@@ -243,7 +273,7 @@ def _from_hook(entry: Any, path: Path, index: int) -> JobFunction:
     name = entry.get("function_name")
     if name is None:
         raise PluginError(f"{where}: function_name is missing")
-    where = f"{path}: {HOOK}() entry {name!r}"
+    where = f"{label} {name!r}"
     encoding = entry.get("encoding", "auto")
     timeout = _check_options(name, entry.get("timeout"), encoding, where)
     function, command = entry.get("function"), entry.get("command")
@@ -313,5 +343,5 @@ def _source_file(fn: Any, default: Path) -> str:
 def _source_line(fn: Any) -> int:
     try:
         return inspect.getsourcelines(fn)[1]
-    except (OSError, TypeError):
+    except Exception:  # no source (OSError, TypeError), or source that is not Python (a tokenize error)
         return 0

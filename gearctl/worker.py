@@ -1,23 +1,28 @@
-"""One worker: registers job functions on every server and runs their jobs.
+"""The public Worker: one process's loop over its server sessions.
 
-Per server there is one connection and a small state machine:
+    from gearctl import Worker, job
 
-    registered --GRAB_JOB_UNIQ x n--> grabbing --JOB_ASSIGN_UNIQ--> (job queued)
-                                         |--NO_JOB (none outstanding, none held)--> PRE_SLEEP, sleeping
-    sleeping --NOOP--> grabbing          (and every poll_interval: one GRAB, for
-                                          scheduled jobs gearmand does not wake us for)
+    @job
+    def reverse(job):
+        return job.workload()[::-1]
 
-`prefetch` bounds the jobs a connection holds: grabs outstanding plus jobs
-received and not yet finished. gearmand hands out one job per grab and puts
-back the jobs a closed connection held, so prefetching never loses a job: on
-a lost server, its prefetched jobs are dropped unstarted (it will hand them
-out again), and on a stop they are handed back by closing the connection.
+    Worker([reverse], servers="127.0.0.1:4730").run(burst=True)
+
+What each server connection asks for, holds and owes is sans-IO state in
+sessions.WorkerSession (its docstring there describes the state machine); this
+module keeps the asyncio orchestration around it: one task per server that
+connects, registers and reconnects with back-off, the loop that runs jobs,
+stats, recycling limits and signals.
 
 Jobs run one at a time, in the order they arrived, on this process's event
 loop (plain functions run inline: no thread hop per job). Every packet the
-server sends is handled as it comes: grabs are counted, not matched to replies,
-so an ERROR about an old job (JOB_NOT_FOUND after a server-side timeout) cannot
-be mistaken for the answer to a grab.
+server sends is handled as it comes.
+
+Signals (run()): the first SIGTERM or SIGINT stops grabbing, lets the running
+job finish and hands the rest back; a second one exits at once (closing the
+sockets hands every held job back to gearmand). The handler is a Python-level
+one, not the loop's: it runs between two bytecodes even while a plain job
+blocks the loop, so prefetched jobs are not started after the first signal.
 """
 
 from __future__ import annotations
@@ -26,30 +31,32 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
+from typing import Any, Union
 
 from . import admin
 from .backoff import Backoff
-from .connection import PROBE, Connection, ServerAddress, TLSOptions
-from .errors import ConnectionFailed, GearctlError
-from .jobs import Outcome, WorkerJob, execute
-from .plugins import JobFunction
+from .connection import PROBE, Connection, ServerAddress, TLSOptions, parse_servers
+from .errors import ConnectionFailed, UsageError
+from .execution import Outcome, OutcomeState, WorkerJob, execute
+from .plugins import JobFunction, as_job_function
 from .protocol import Packet, PacketType, encode
+from .sessions import Happened, WorkerSession, drained
 
 P = PacketType
 log = logging.getLogger("gearctl.worker")
 STABLE = 10.0  # seconds a connection must last before a loss starts the back-off afresh
-OUTBOX_JOBS = 64  # finished jobs' replies written together at most
-OUTBOX_SECONDS = 0.05  # ... and never held longer than this
+SERVERS_ENV = "GEARCTL_SERVERS"
 
-GRAB = encode(P.GRAB_JOB_UNIQ)
-PRE_SLEEP = encode(P.PRE_SLEEP)
+Servers = Union[str, Iterable[Union[str, ServerAddress]], None]
 
 
 def memory_mb() -> float:
@@ -63,6 +70,27 @@ def memory_mb() -> float:
 
 def default_client_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def servers_from(servers: Servers) -> list[ServerAddress]:
+    """"h1:4730,h2", a list of such strings or ServerAddresses, or None: the
+    GEARCTL_SERVERS setting, else 127.0.0.1:4730 (as the CLI's --servers)."""
+    if servers is None:
+        return parse_servers(os.environ.get(SERVERS_ENV) or None)
+    if isinstance(servers, str):
+        return parse_servers(servers)
+    return parse_servers([str(s) for s in servers])
+
+
+class ServerState(str, Enum):
+    """A server as the worker sees it (WorkerStats.servers)."""
+
+    CONNECTING = "connecting"
+    UP = "up"  # gearmand echoed our probe
+    DOWN = "down"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -79,7 +107,7 @@ class WorkerStats:
     """Counts per function, for the live table and for tests."""
 
     functions: dict[str, FunctionStats] = field(default_factory=dict)
-    servers: dict[str, str] = field(default_factory=dict)  # address -> "up" | "down" | "connecting"
+    servers: dict[str, ServerState] = field(default_factory=dict)  # address -> its state
     current: str = ""  # "function handle" of the running job
 
     def of(self, name: str) -> FunctionStats:
@@ -98,7 +126,7 @@ class WorkerStats:
 
 
 class ExitReason(Enum):
-    """Why Worker.run() returned (exit_detail says more, for RECYCLE)."""
+    """Why Worker.serve() (and run()) returned (exit_detail says more, for RECYCLE)."""
 
     STOPPED = "stopped"  # stop() from outside: a signal, the caller
     RECYCLE = "recycle"  # --max-jobs, --max-lifetime or --max-memory reached: make way for a fresh process
@@ -107,11 +135,24 @@ class ExitReason(Enum):
     PARENT_GONE = "supervisor gone"  # the supervisor died (kill -9)
 
 
+class JobEventKind(str, Enum):
+    """A job started, or how it ended (the last four are OutcomeState's values)."""
+
+    START = "start"
+    COMPLETE = "complete"
+    EXCEPTION = "exception"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class JobEvent:
     """A job started or ended; what the CLI logs or draws."""
 
-    kind: str  # "start" | "complete" | "exception" | "failed" | "timeout"
+    kind: JobEventKind
     function: str
     handle: str
     server: str
@@ -121,20 +162,30 @@ class JobEvent:
 
 
 class _Link:
-    """One server: its connection and grab bookkeeping."""
+    """One server: its session, its current connection and its reconnect bookkeeping."""
 
-    def __init__(self, address: ServerAddress) -> None:
+    def __init__(self, address: ServerAddress, session: WorkerSession) -> None:
         self.address = address
+        self.session = session
         self.conn: Connection | None = None
-        self.grabs = 0  # GRAB_JOB_UNIQs sent and not answered
-        self.held = 0  # jobs received and not finished
-        self.sleeping = False
-        self.dry = False  # the last answer was NO_JOB: grab one at a time
         self.failures = 0
         self.last_warned = 0.0
-        self.confirmed = False  # the server echoed our probe: it is gearmand, and up
-        self.outbox: list[bytes] = []  # finished jobs' replies not yet written
-        self.outbox_since = 0.0
+
+    def send(self, data: bytes) -> None:
+        """Write to the current connection; a lost one drops it (the server re-runs those jobs)."""
+        if data and self.conn is not None and not self.conn.closed:
+            with contextlib.suppress(ConnectionFailed):
+                self.conn.send(data)
+
+    @property
+    def open(self) -> bool:
+        return self.conn is not None and not self.conn.closed
+
+    @property
+    def usable(self) -> bool:
+        """Open, and not already closing: a reply written now can arrive."""
+        conn = self.conn
+        return conn is not None and not conn.closed and conn.transport is not None and not conn.transport.is_closing()
 
 
 class _Sink:
@@ -161,19 +212,37 @@ class _Sink:
         self._send(encode(P.WORK_STATUS, self.handle, str(numerator).encode(), str(denominator).encode()))
 
 
+def _by_name(functions: Iterable[JobFunction]) -> dict[str, JobFunction]:
+    chosen: dict[str, JobFunction] = {}
+    for fn in functions:
+        if chosen.setdefault(fn.name, fn) != fn:  # the same function given twice is one
+            raise UsageError(f"two job functions are named {fn.name!r}")
+    if not chosen:
+        raise UsageError("no job functions to serve")
+    return chosen
+
+
 class Worker:
-    def __init__(self, functions: Sequence[JobFunction], servers: Sequence[ServerAddress], *,
+    """Serves job functions on every server until stopped.
+
+    `functions`: @job functions, plain callables (named by __name__),
+    plugins.JobFunction objects or hook entries (dicts, as gearman_functions()
+    returns). `servers`: "h1:4730,h2", a list of strings or ServerAddresses, or
+    None for GEARCTL_SERVERS (else 127.0.0.1:4730). run() serves with signal
+    handling and returns why it stopped; serve() is the same for asyncio code.
+    """
+
+    def __init__(self, functions: Iterable[Any], servers: Servers = None, *,
                  client_id: str | None = None, prefetch: int = 1, connect_timeout: float = 5.0,
                  tls: TLSOptions | None = None, poll_interval: float = 5.0, max_backoff: float = 30.0,
                  on_event: Callable[[JobEvent], None] | None = None, max_jobs: int | None = None,
                  max_lifetime: float | None = None, max_memory_mb: float | None = None,
                  burst: bool = False, on_change: Callable[[], None] | None = None) -> None:
-        if not functions:
-            raise GearctlError("no job functions to serve")
-        self.functions = {fn.name: fn for fn in functions}
-        self.links = [_Link(a) for a in servers]
+        self.functions = _by_name(as_job_function(item, index) for index, item in enumerate(functions))
         self.client_id = client_id or default_client_id()
         self.prefetch = max(1, prefetch)
+        registration = self._registration_bytes()
+        self.links = [_Link(a, WorkerSession(registration, self.prefetch)) for a in servers_from(servers)]
         self.connect_timeout = connect_timeout
         self.tls = tls or TLSOptions()
         self.poll_interval = poll_interval
@@ -185,23 +254,60 @@ class Worker:
         self.burst = burst
         self.started = time.monotonic()
         self.jobs_run = 0
-        self.exit_reason: ExitReason | None = None  # why run() returned
+        self.exit_reason: ExitReason | None = None  # why serve() returned
         self.exit_detail = ""  # what made it recycle, e.g. "ran 100 jobs (--max-jobs)"
         # Every function and server is in the stats from the start (the live table
         # lists them before their first job, and a reporter thread may read them).
         self.stats = WorkerStats(functions={name: FunctionStats() for name in self.functions},
-                                 servers={str(link.address): "connecting" for link in self.links})
+                                 servers={str(link.address): ServerState.CONNECTING for link in self.links})
         self.on_change = on_change  # called on the loop when a job starts or ends, or a server comes or goes
-        self._ready: deque[tuple[_Link, Connection, Packet]] = deque()
+        self._ready: deque[tuple[_Link, int, Packet]] = deque()  # (server, its connection's epoch, JOB_ASSIGN*)
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._registration = self._registration_bytes()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------
-    async def run(self) -> None:
+    def run(self, burst: bool | None = None, *, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT),
+            hard_exit: int | None = None) -> ExitReason:
+        """Serve until stopped (a signal, stop(), --burst drained, a recycling
+        limit) and say why. The first of `signals` stops grabbing and lets the
+        running job finish; a second exits the process at once with `hard_exit`
+        (default 128 + the signal's number). Signals are only handled when run()
+        is called from the main thread."""
+        if burst is not None:
+            self.burst = burst
+        with self._signals_handled(signals, hard_exit):
+            asyncio.run(self.serve())
+        return self.exit_reason or ExitReason.STOPPED
+
+    @contextlib.contextmanager
+    def _signals_handled(self, signals: Sequence[int], hard_exit: int | None) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        seen = 0
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            nonlocal seen
+            seen += 1
+            if seen > 1:
+                os._exit(128 + signum if hard_exit is None else hard_exit)
+            self.stop()
+            self._changed()
+            self._nudge()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    async def serve(self) -> None:
         """Serve until stop(); returns once the running job (if any) finished
         and every connection is closed."""
+        self._loop = asyncio.get_running_loop()
         ssl_context = self.tls.context()
         self._tasks = [asyncio.ensure_future(self._maintain(link, ssl_context)) for link in self.links]
         self._tasks.append(asyncio.ensure_future(self._poll()))
@@ -214,10 +320,17 @@ class Worker:
                 if link.conn is not None:
                     link.conn.close()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._loop = None
 
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
+
+    def _nudge(self) -> None:
+        """Wake the loop's selector (a signal handler's stop() only queues work)."""
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(lambda: None)
 
     @property
     def stopping(self) -> bool:
@@ -228,8 +341,19 @@ class Worker:
         if self.exit_reason is None:
             self.exit_reason, self.exit_detail = reason, detail
         self._stopping = True
+        for link in self.links:
+            link.session.stop()
         self._ready.clear()  # prefetched, not started: the closing connection hands them back
         self._wake.set()
+
+    def stop_threadsafe(self, reason: ExitReason = ExitReason.STOPPED) -> None:
+        """stop() from another thread (e.g. a supervisor watchdog)."""
+        loop = self._loop
+        if loop is None:
+            self.stop(reason)
+            return
+        with contextlib.suppress(RuntimeError):  # the loop just closed: it has stopped anyway
+            loop.call_soon_threadsafe(self.stop, reason)
 
     # -- connections -----------------------------------------------------------
     def _registration_bytes(self) -> bytes:
@@ -245,6 +369,9 @@ class Worker:
         parts += [encode(P.CAN_DO, fn.name) for fn in self.functions.values()]
         return b"".join(parts)
 
+    def _set_state(self, link: _Link, state: ServerState) -> None:
+        self.stats.servers[str(link.address)] = state
+
     async def _maintain(self, link: _Link, ssl_context: object) -> None:
         """Keep one server connected: connect, register, serve, and on loss
         reconnect with exponential back-off and jitter, logging sparingly."""
@@ -254,38 +381,31 @@ class Worker:
                 await asyncio.sleep(backoff.next())
                 if self._stopping:
                     break
-            self.stats.servers[str(link.address)] = "connecting"
+            self._set_state(link, ServerState.CONNECTING)
             try:
                 conn = await Connection.open(link.address, timeout=self.connect_timeout,
                                              tls=ssl_context,  # type: ignore[arg-type]
                                              on_packet=partial(self._on_packet, link))
             except ConnectionFailed as e:
-                self.stats.servers[str(link.address)] = "down"
-                self._warn_down(link, str(e))
-                if self._no_server_left():
+                self._set_state(link, ServerState.DOWN)
+                if self._failed(link, str(e)):
                     break
                 continue
-            link.conn, link.grabs, link.held, link.sleeping, link.dry = conn, 0, 0, False, False
-            link.confirmed = False
-            link.outbox.clear()  # replies for the old connection's jobs: that server re-runs them
-            try:
-                conn.send(self._registration)
-                self._grab(link, self.prefetch)
-            except ConnectionFailed:
-                pass  # closed at once: counted as a loss below
+            link.conn = conn
+            link.send(link.session.connect())  # closed at once: counted as a loss below
             connected = time.monotonic()
             # "up" once the probe's echo is back (_confirm): a port that is not
             # gearmand answers with bytes the decoder refuses and closes instead.
             await conn.wait_closed()
             link.conn = None
+            link.session.lose()
             if self._stopping:
                 break
             reason = str(conn.error) if conn.error else f"{link.address}: connection lost"
-            self.stats.servers[str(link.address)] = "down"
+            self._set_state(link, ServerState.DOWN)
             self._changed()
-            if not link.confirmed:  # never got going: a failed attempt, as a refused connect is
-                self._warn_down(link, reason)
-                if self._no_server_left():
+            if not link.session.confirmed:  # never got going: a failed attempt, as a refused connect is
+                if self._failed(link, reason):
                     break
                 continue
             if time.monotonic() - connected >= STABLE:
@@ -293,12 +413,14 @@ class Worker:
                 backoff.reset()
             self._warn_down(link, reason)
 
+    def _failed(self, link: _Link, reason: str) -> bool:
+        """An attempt that did not get going; True when --burst has no server left."""
+        self._warn_down(link, reason)
+        return self._no_server_left()
+
     def _confirm(self, link: _Link) -> None:
         """The probe's echo came back: this server is gearmand, and up."""
-        if link.confirmed:
-            return
-        link.confirmed = True
-        self.stats.servers[str(link.address)] = "up"
+        self._set_state(link, ServerState.UP)
         self._changed()
         if link.failures:
             log.warning("%s: connected again after %d failed attempt(s)", link.address, link.failures)
@@ -306,7 +428,7 @@ class Worker:
     def _no_server_left(self) -> bool:
         """With --burst and no server to drain from (none connected, every one
         failing): stop, as a cron drain with nothing to drain from."""
-        if self.burst and not any(other.confirmed and other.conn for other in self.links) and all(
+        if self.burst and not any(other.session.confirmed and other.conn for other in self.links) and all(
                 other.failures for other in self.links):
             self.stop(ExitReason.NO_SERVER)  # a cron drain with nothing to drain from
             return True
@@ -321,45 +443,22 @@ class Worker:
         else:
             log.debug("%s (attempt %d)", reason, link.failures)
 
-    def _grab(self, link: _Link, count: int) -> None:
-        conn = link.conn
-        if count <= 0 or conn is None or conn.closed or self._stopping:
-            return
-        link.grabs += count
-        link.sleeping = False
-        conn.send(GRAB * count)
-
     def _on_packet(self, link: _Link, conn: Connection, packet: Packet) -> None:
         if conn is not link.conn:
             return  # a packet from a connection we already gave up
-        kind = packet.type
-        if kind is P.JOB_ASSIGN_UNIQ or kind is P.JOB_ASSIGN or kind is P.JOB_ASSIGN_ALL:
-            link.grabs -= 1
-            link.held += 1
-            link.dry = False
-            if self._stopping:
-                return  # not started: the closing connection hands it back
-            self._ready.append((link, conn, packet))
+        reaction = link.session.receive(packet)
+        link.send(reaction.send)
+        happened = reaction.happened
+        if happened is Happened.JOB:
+            assert reaction.job is not None
+            self._ready.append((link, link.session.epoch, reaction.job))
             self._wake.set()
-        elif kind is P.ECHO_RES:
+        elif happened is Happened.SLEEPING:
+            self._check_burst()
+        elif happened is Happened.CONFIRMED:
             self._confirm(link)
-        elif kind is P.NO_JOB:
-            link.grabs -= 1
-            link.dry = True
-            if link.grabs <= 0 and link.held <= 0 and not self._stopping:
-                link.grabs = 0
-                link.sleeping = True
-                conn.send(PRE_SLEEP)
-                self._check_burst()
-        elif kind is P.NOOP:
-            if link.sleeping:
-                link.dry = False
-                self._grab(link, self.prefetch - link.held)
-        elif kind is P.ERROR:
-            # Not an answer to a grab (those are NO_JOB or JOB_ASSIGN): about a job
-            # the server no longer knows. Logged, nothing else changes.
-            log.warning("%s: server error %s: %s", link.address, packet.args[0].decode(errors="replace"),
-                        packet.args[1].decode(errors="replace"))
+        elif happened is Happened.ERROR:
+            log.warning("%s: %s", link.address, reaction.error)
 
     async def _poll(self) -> None:
         """gearmand does not wake sleeping workers when a scheduled (--at/--in)
@@ -367,8 +466,7 @@ class Worker:
         while not self._stopping:
             await asyncio.sleep(self.poll_interval)
             for link in self.links:
-                if link.sleeping:
-                    self._grab(link, 1)
+                link.send(link.session.poll())
 
     # -- running jobs ----------------------------------------------------------
     async def _execute_loop(self) -> None:
@@ -380,14 +478,14 @@ class Worker:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            link, conn, packet = ready.popleft()
-            if conn.closed or conn is not link.conn:
+            link, epoch, packet = ready.popleft()
+            if not link.open or not link.session.current(epoch):
                 continue  # the server is gone and will hand the job out again
-            await self._run_one(link, conn, packet)
-            if not ready or len(link.outbox) >= OUTBOX_JOBS or time.monotonic() - link.outbox_since > OUTBOX_SECONDS:
+            await self._run_one(link, epoch, packet)
+            if not ready or link.session.flush_due(time.monotonic()):
                 self._flush()
 
-    async def _run_one(self, link: _Link, conn: Connection, packet: Packet) -> None:
+    async def _run_one(self, link: _Link, epoch: int, packet: Packet) -> None:
         args = packet.args
         handle, name = args[0], args[1].decode("utf-8", "surrogateescape")
         unique = args[2].decode("utf-8", "surrogateescape") if packet.type is not P.JOB_ASSIGN else ""
@@ -395,31 +493,39 @@ class Worker:
         handle_text = handle.decode("ascii", "replace")
         server = str(link.address)
         if fn is None:  # registered elsewhere on this connection? never: fail it loudly
-            outcome = Outcome("exception", message=f"this worker has no function {name!r}")
+            outcome = Outcome(OutcomeState.EXCEPTION, message=f"this worker has no function {name!r}")
         else:
-            stats = self.stats.of(name)
-            stats.running += 1
-            self.stats.current = f"{name} {handle_text}"
-            self._changed()
-            if self.on_event is not None:
-                self.on_event(JobEvent("start", name, handle_text, server))
+            assert link.conn is not None  # open: checked by the execute loop
             job = WorkerJob(name, handle_text, unique, args[-1], context=fn.context, encoding=fn.encoding,
-                            sink=_Sink(conn, handle))
-            outcome = await execute(fn, job)
-            stats.running -= 1
-            self.stats.current = ""
-            if outcome.state == "complete":
-                stats.done += 1
-            else:
-                stats.failed += 1
-                stats.last_error, stats.last_error_at = outcome.message, time.time()
-            self._changed()
+                            sink=_Sink(link.conn, handle))
+            outcome = await self._execute(fn, job, server)
         self.jobs_run += 1
         self._check_recycle()
-        self._finish(link, conn, handle, outcome)
+        if not (link.usable and link.session.finish(epoch, handle, outcome, time.monotonic())):
+            log.warning("%s: connection lost before job %s could be reported; the server will run it again",
+                        link.address, handle_text)
         if self.on_event is not None:
-            self.on_event(JobEvent(outcome.state, name, handle_text, server, outcome.seconds, outcome.message,
-                                   outcome.traceback))
+            self.on_event(JobEvent(JobEventKind(outcome.state.value), name, handle_text, server, outcome.seconds,
+                                   outcome.message, outcome.traceback))
+
+    async def _execute(self, fn: JobFunction, job: WorkerJob, server: str) -> Outcome:
+        """Run one job, with its stats and start event around it."""
+        stats = self.stats.of(fn.name)
+        stats.running += 1
+        self.stats.current = f"{fn.name} {job.handle}"
+        self._changed()
+        if self.on_event is not None:
+            self.on_event(JobEvent(JobEventKind.START, fn.name, job.handle, server))
+        outcome = await execute(fn, job)
+        stats.running -= 1
+        self.stats.current = ""
+        if outcome.state is OutcomeState.COMPLETE:
+            stats.done += 1
+        else:
+            stats.failed += 1
+            stats.last_error, stats.last_error_at = outcome.message, time.time()
+        self._changed()
+        return outcome
 
     def _check_recycle(self) -> None:
         """After a job: time to make way for a fresh process?"""
@@ -434,49 +540,10 @@ class Worker:
         """--burst: done once every connected server said NO_JOB and nothing is held."""
         if not self.burst or self._stopping or self._ready:
             return
-        links = [link for link in self.links if link.conn is not None and not link.conn.closed]
-        if links and all(link.sleeping and link.held == 0 for link in links):
+        if drained(link.session for link in self.links if link.open):
             self.stop(ExitReason.BURST_DONE)
-
-    def _finish(self, link: _Link, conn: Connection, handle: bytes, outcome: Outcome) -> None:
-        """Send how the job ended and, in the same write, ask for the next one."""
-        if conn is link.conn:  # a job from a connection since replaced counts against nothing
-            link.held = max(link.held - 1, 0)
-        if outcome.state == "complete":
-            reply = encode(P.WORK_COMPLETE, handle, outcome.result)
-        elif outcome.state == "exception":
-            # gearmand 1.1.20 ends the job on WORK_EXCEPTION (a client without the
-            # exceptions option gets WORK_FAIL); a WORK_FAIL after it would be
-            # answered with ERROR JOB_NOT_FOUND.
-            reply = encode(P.WORK_EXCEPTION, handle, outcome.message.encode("utf-8", "replace"))
-        elif outcome.state == "timeout":
-            note = f"gearctl: job {outcome.message}".encode()
-            reply = encode(P.WORK_WARNING, handle, note) + encode(P.WORK_FAIL, handle)
-        else:
-            reply = encode(P.WORK_FAIL, handle)
-        if conn.closed or conn is not link.conn or conn.transport is None or conn.transport.is_closing():
-            log.warning("%s: connection lost before job %s could be reported; the server will run it again",
-                        link.address, handle.decode(errors="replace"))
-            return
-        more = 0
-        if not self._stopping:
-            more = 1 if link.dry else self.prefetch - link.grabs - link.held
-        if more > 0:
-            link.grabs += more
-            reply += GRAB * more
-        # Results wait in an outbox while more prefetched jobs are ready to run, so
-        # a run of short jobs goes out in one write, not one send() each; the
-        # execute loop flushes when it runs dry, after OUTBOX_JOBS, or after
-        # OUTBOX_SECONDS, so a slow job's neighbours are not held back.
-        if not link.outbox:
-            link.outbox_since = time.monotonic()
-        link.outbox.append(reply)
 
     def _flush(self) -> None:
         for link in self.links:
-            if link.outbox:
-                data = b"".join(link.outbox)
-                link.outbox.clear()
-                if link.conn is not None:
-                    with contextlib.suppress(ConnectionFailed):  # lost: the server runs those jobs again
-                        link.conn.send(data)
+            if link.session.outbox:
+                link.send(link.session.take_outbox())

@@ -74,7 +74,6 @@ def test_no_module_is_past_the_size_limit(path: Path) -> None:
     assert lines <= MAX_LINES, f"{path.name} has {lines} lines (limit {MAX_LINES}): split it by concern"
 
 
-@pytest.mark.xfail(reason="issue 10: Worker not yet public", strict=True)
 def test_the_public_api_imports() -> None:
     code = "from gearctl import Worker, job, Client, AsyncClient, ServerAddress, TLSOptions, GearctlError"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PACKAGE.parent)

@@ -73,6 +73,10 @@ def test_sigterm_does_not_start_prefetched_jobs(gearmand: Gearmand, tmp_path: Pa
                    "-s", gearmand.address]) as term:
         wait_until(lambda: gearmand.status().get("hold", (0, 0, 0))[:2] == (6, 4), 30,
                    what="one job running and three held by the worker")
+        # Handed out is not started: the process must say it is busy with the first
+        # one, or the SIGTERM could come before it and all four would go back.
+        term.wait_for(lambda t: [r[1] for r in worker_processes(t.frame("gearctl worker"))] == ["busy"],
+                      what="the worker process running its first job")
         os.kill(term.proc.pid, signal.SIGTERM)
         # The live table shows the process's own report: it has taken the SIGTERM.
         term.wait_for(lambda t: [r[1] for r in worker_processes(t.frame("gearctl worker"))] == ["stopping"],
