@@ -66,7 +66,7 @@ def run_command(
 ) -> int:
     """Run one job function in-process, with no server: the way to debug a plugin."""
     from ..clientjob import result_fields
-    from ..jobs import WorkerJob, execute
+    from ..execution import WorkerJob, execute
 
     registry = load_registry(plugin_dir)
     fn = registry.select([function])[0]
