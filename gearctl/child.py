@@ -240,7 +240,7 @@ def _own_output(spec: WorkerSpec, reporter: StatusReporter) -> None:
     if spec.logs_to_pipe:
         sys.stdout = sys.stderr = _PipeText(reporter)
     logs.setup(spec.log_format, spec.log_level,
-               sink=(lambda line: reporter.send(LogLine(line))) if spec.logs_to_pipe else None)
+               write_line=(lambda line: reporter.send(LogLine(line))) if spec.logs_to_pipe else None)
 
 
 def build_worker(spec: WorkerSpec, chosen: list[Any], on_change: Callable[[], None]) -> Worker:

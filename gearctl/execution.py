@@ -35,7 +35,7 @@ from . import codecs
 from .plugins import JobFunction
 
 
-class Sink(Protocol):
+class Updates(Protocol):
     """Where a running job's WORK_DATA / WORK_WARNING / WORK_STATUS go."""
 
     def data(self, chunk: bytes) -> None: ...
@@ -52,7 +52,7 @@ class WorkerJob:
         "_data",
         "_decoded",
         "_encoding",
-        "_sink",
+        "_updates",
         "_workload",
         "context",
         "function_name",
@@ -61,7 +61,7 @@ class WorkerJob:
     )
 
     def __init__(self, function_name: str, handle: str, unique: str, workload: bytes, *, context: Any = None,
-                 encoding: str = "auto", sink: Sink | None = None) -> None:
+                 encoding: str = "auto", updates: Updates | None = None) -> None:
         self.function_name = function_name
         self.handle = handle
         self.unique = unique
@@ -70,7 +70,7 @@ class WorkerJob:
         self._encoding = encoding
         self._data: Any = None
         self._decoded = False
-        self._sink = sink
+        self._updates = updates
 
     def workload(self) -> bytes:
         """The raw workload bytes, as PHP's $job->workload()."""
@@ -98,16 +98,16 @@ class WorkerJob:
         return self._data
 
     def send_status(self, numerator: int, denominator: int) -> None:
-        if self._sink is not None:
-            self._sink.status(int(numerator), int(denominator))
+        if self._updates is not None:
+            self._updates.status(int(numerator), int(denominator))
 
     def send_data(self, chunk: bytes | str) -> None:
-        if self._sink is not None:
-            self._sink.data(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
+        if self._updates is not None:
+            self._updates.data(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
 
     def send_warning(self, text: bytes | str) -> None:
-        if self._sink is not None:
-            self._sink.warning(text.encode() if isinstance(text, str) else bytes(text))
+        if self._updates is not None:
+            self._updates.warning(text.encode() if isinstance(text, str) else bytes(text))
 
     def __repr__(self) -> str:
         return f"<WorkerJob {self.function_name} {self.handle} {len(self._workload)} bytes>"

@@ -37,15 +37,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
-class _SinkHandler(logging.Handler):
+class _LineHandler(logging.Handler):
     """Formatted lines to a callable (a worker process's pipe to its supervisor)."""
 
-    def __init__(self, sink: Callable[[str], None]) -> None:
+    def __init__(self, write_line: Callable[[str], None]) -> None:
         super().__init__()
-        self.sink = sink
+        self.write_line = write_line
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.sink(self.format(record))
+        self.write_line(self.format(record))
 
 
 class _ConsoleHandler(logging.Handler):
@@ -57,12 +57,12 @@ class _ConsoleHandler(logging.Handler):
         self.console.print(self.format(record), markup=False, highlight=False)
 
 
-def setup(fmt: str, level: str, console: Any = None, sink: Callable[[str], None] | None = None) -> None:
+def setup(fmt: str, level: str, console: Any = None, write_line: Callable[[str], None] | None = None) -> None:
     if level.lower() not in LEVELS:
         raise UsageError(f"--log-level must be one of {', '.join(LEVELS)}, not {level!r}")
     handler: logging.Handler
-    if sink is not None:
-        handler = _SinkHandler(sink)
+    if write_line is not None:
+        handler = _LineHandler(write_line)
     elif console is not None:
         handler = _ConsoleHandler(console)
     else:
@@ -73,7 +73,7 @@ def setup(fmt: str, level: str, console: Any = None, sink: Callable[[str], None]
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(LEVELS[level.lower()])
-    if (console is not None or sink is not None) and LEVELS[level.lower()] == logging.INFO:
+    if (console is not None or write_line is not None) and LEVELS[level.lower()] == logging.INFO:
         log.setLevel(logging.WARNING)  # the live table shows what info lines would
     log.propagate = False
 

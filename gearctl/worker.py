@@ -188,7 +188,7 @@ class _Link:
         return conn is not None and not conn.closed and conn.transport is not None and not conn.transport.is_closing()
 
 
-class _Sink:
+class _WireUpdates:
     """A running job's WORK_DATA/WARNING/STATUS, written to its connection."""
 
     __slots__ = ("conn", "handle")
@@ -497,7 +497,7 @@ class Worker:
         else:
             assert link.conn is not None  # open: checked by the execute loop
             job = WorkerJob(name, handle_text, unique, args[-1], context=fn.context, encoding=fn.encoding,
-                            sink=_Sink(link.conn, handle))
+                            updates=_WireUpdates(link.conn, handle))
             outcome = await self._execute(fn, job, server)
         self.jobs_run += 1
         self._check_recycle()

@@ -73,7 +73,7 @@ def run_command(
     body = codecs.prepare_payload(read_payload(payload, data), encoding.value)
     out = Out()  # the real stdout, taken before the job's print()s are sent to stderr
     output = RunOutput(out, live=not as_json, data_to_stderr=decode is not None)
-    job = WorkerJob(fn.name, "local:1", "", body, context=fn.context, encoding=fn.encoding, sink=output)
+    job = WorkerJob(fn.name, "local:1", "", body, context=fn.context, encoding=fn.encoding, updates=output)
     with contextlib.redirect_stdout(sys.stderr):  # the job's print()s are not its result
         outcome = asyncio.run(execute(fn, job))
     record: dict[str, object] | None = None
@@ -101,7 +101,7 @@ class RunOutput:
     """What a job under `gearctl run` sends as it runs (WORK_DATA, warnings, status):
     kept for --json, and with `live` shown as it comes, the data on stdout (on
     stderr with --decode, whose stdout is one JSON document), the rest on stderr.
-    The WorkerJob reports to it (it is a jobs.Sink)."""
+    The WorkerJob reports to it (it is an execution.Updates)."""
 
     def __init__(self, out: Out, live: bool, data_to_stderr: bool = False) -> None:
         self.out = out
