@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import HERE, gearctl
 
-from gearctl.connection import (
+from gearctl.addresses import (
     DEFAULT_PORT,
     ServerAddress,
     TLSOptions,
