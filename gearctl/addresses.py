@@ -159,7 +159,7 @@ def describe_socket_error(error: OSError) -> str:
     import ssl
 
     if isinstance(error, ssl.SSLError):
-        return f"TLS error: {error.reason or error}"
+        return f"TLS error: {getattr(error, 'reason', None) or error}"  # one built by hand has no .reason
     if isinstance(error, socket.gaierror):
         return f"cannot resolve host: {error.strerror or error}"
     if error.errno:
