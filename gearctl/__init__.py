@@ -19,10 +19,10 @@ from .errors import (
     Timeout,
     UsageError,
 )
-from .execution import WorkerJob
-from .plugins import job
 
 if TYPE_CHECKING:
+    from .execution import WorkerJob
+    from .plugins import job
     from .worker import ExitReason, Worker
 
 __version__ = "0.1.0"
@@ -63,4 +63,12 @@ def __getattr__(name: str) -> Any:
         from . import worker
 
         return getattr(worker, name)
+    if name == "WorkerJob":
+        from .execution import WorkerJob
+
+        return WorkerJob
+    if name == "job":
+        from .plugins import job
+
+        return job
     raise AttributeError(f"module 'gearctl' has no attribute {name!r}")

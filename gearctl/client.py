@@ -23,8 +23,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, Union
 
 from . import admin, monitor
+from .addresses import Servers, parse_servers, resolve_servers
 from .clientjob import Job, JobStatus, decode_text, status_from
-from .connection import DEFAULT_IO_TIMEOUT, ServerAddress, TLSOptions, parse_servers
+from .connection import DEFAULT_IO_TIMEOUT, ServerAddress, TLSOptions
 from .deadlines import deadline_after, remaining, within
 from .errors import ConnectionFailed, GearctlError, NoWorker, RemoteProtocolError, ServerError, Timeout
 from .pipeline import IterSource, JobSource, ManyRun
@@ -40,10 +41,10 @@ __all__ = ["AsyncClient", "Client", "Job", "JobStatus"]  # Job and JobStatus liv
 class AsyncClient:
     """Submit jobs to one or more gearmand servers; see the module docstring."""
 
-    def __init__(self, servers: Union[str, Iterable[str], Iterable[ServerAddress], None] = None, *,
+    def __init__(self, servers: Servers = None, *,
                  connect_timeout: float = 5.0, io_timeout: float | None = DEFAULT_IO_TIMEOUT,
                  tls: TLSOptions | None = None) -> None:
-        self._submitter = Submitter(_addresses(servers), connect_timeout=connect_timeout, io_timeout=io_timeout,
+        self._submitter = Submitter(resolve_servers(servers), connect_timeout=connect_timeout, io_timeout=io_timeout,
                                     tls=tls, on_drained=self._on_drained, on_callback_error=self._on_callback_error)
         self._runs: set[ManyRun] = set()  # submit_many calls under way
 
@@ -201,15 +202,6 @@ class AsyncClient:
         return count
 
 
-def _addresses(servers: Union[str, Iterable[str], Iterable[ServerAddress], None]) -> list[ServerAddress]:
-    if servers is None or isinstance(servers, str):
-        return parse_servers(servers)
-    items = list(servers)
-    if all(isinstance(s, ServerAddress) for s in items):
-        return [s for s in items if isinstance(s, ServerAddress)]
-    return parse_servers([str(s) for s in items])
-
-
 class Client:
     """The AsyncClient API for code that is not async. Not thread-safe.
 
@@ -218,7 +210,7 @@ class Client:
             output = client.run("reverse", b"abc", timeout=10)   # foreground
     """
 
-    def __init__(self, servers: Union[str, Iterable[str], None] = None, *, connect_timeout: float = 5.0,
+    def __init__(self, servers: Servers = None, *, connect_timeout: float = 5.0,
                  io_timeout: float | None = DEFAULT_IO_TIMEOUT, tls: TLSOptions | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._client = AsyncClient(servers, connect_timeout=connect_timeout, io_timeout=io_timeout, tls=tls)

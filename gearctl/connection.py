@@ -1,49 +1,52 @@
-"""Sockets: server addresses, TLS, binary connections, a pool with failover, admin requests.
+"""Sockets: binary connections to job servers and a pool of them with failover.
 
-This is the only module that touches the network. A `Connection` is an
-asyncio.Protocol around one socket: it encodes nothing itself, it writes bytes
-it is given and feeds what it reads to a protocol.Decoder. Gearman servers
-answer the requests of one connection in order, so every request sent with
-request() (SUBMIT_JOB* -> JOB_CREATED, GET_STATUS -> STATUS_RES, OPTION_REQ,
-ECHO_REQ, ...) queues a callback in a FIFO and each reply, or an ERROR in its
-place, goes to the oldest one. Everything else goes to the connection's owner:
-WORK_* for foreground jobs, NOOP, and the answers to requests sent with send()
-(the worker counts its grabs instead of matching them). This is what makes pipelining
-cheap: thousands of submits go out in one write and their JOB_CREATEDs are
-matched in order with no per-job round trip.
+A `Connection` is an asyncio.Protocol around one socket: it encodes nothing
+itself, it writes bytes it is given and feeds what it reads to a
+protocol.Decoder. Which reply belongs to which request, and when a peer that
+owes replies has gone silent, is decided by a sessions.ReplyQueue; the
+Connection only moves bytes, runs the silence timer and passes the time in.
+Packets the queue does not take go to the connection's owner: WORK_* for
+foreground jobs, NOOP, and the answers to requests sent with send() (the worker
+counts its grabs instead of matching them).
+
+Addresses, TLS options and the default timeouts live in addresses.py, text
+admin sessions in adminio.py; their names are re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
-import re
 import socket
 import time
 import zlib
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Union
 
-from . import admin
+from .addresses import DEFAULT_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
+from .addresses import DEFAULT_IO_TIMEOUT as DEFAULT_IO_TIMEOUT
+from .addresses import DEFAULT_PORT as DEFAULT_PORT
+from .addresses import DEFAULT_SERVERS as DEFAULT_SERVERS
+from .addresses import SERVER_FORM as SERVER_FORM
+from .addresses import ServerAddress as ServerAddress
+from .addresses import TLSOptions as TLSOptions
+from .addresses import connecting
+from .addresses import parse_server as parse_server
+from .addresses import parse_servers as parse_servers
+from .adminio import ADMIN_CLIENT_ID as ADMIN_CLIENT_ID
+from .adminio import admin_request as admin_request
+from .adminio import admin_session as admin_session
 from .backoff import Backoff
-from .errors import ConfigError, ConnectionFailed, GearctlError, RemoteProtocolError, ServerError, Timeout
-from .protocol import RESPONSES, Decoder, Magic, Packet, PacketType, encode
+from .errors import ConfigError, ConnectionFailed, GearctlError, RemoteProtocolError, Timeout
+from .protocol import Decoder, Magic, Packet, PacketType, encode
+from .sessions import REPLIES as REPLIES
+from .sessions import ReplyCallback as ReplyCallback
+from .sessions import ReplyQueue
 
 if TYPE_CHECKING:  # ssl costs start-up time; it is imported when TLS is used
     import ssl
 
-DEFAULT_PORT = 4730
-DEFAULT_SERVERS = "127.0.0.1:4730"
-DEFAULT_CONNECT_TIMEOUT = 5.0
-DEFAULT_IO_TIMEOUT = 30.0  # a server owing replies that stays silent this long is dropped
-
 P = PacketType
-# Packets that answer a request (matched FIFO while requests wait); NOOP never does.
-REPLIES = RESPONSES - {P.NOOP}
 
 # A peer that is not gearmand must fail at once, not after --io-timeout. Line-based
 # servers (HTTP, Redis, memcached...) say nothing until a line ends, and a
@@ -55,139 +58,12 @@ PROBE_PAYLOAD = b"gearctl\r\n\r\n"
 PROBE = encode(P.ECHO_REQ, PROBE_PAYLOAD)
 
 
-@dataclass(frozen=True, slots=True)
-class ServerAddress:
-    host: str
-    port: int = DEFAULT_PORT
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-SERVER_FORM = "expected HOST[:PORT] or [IPv6]:PORT, e.g. gear1:4730 or [::1]:4730"
-_HOSTNAME = re.compile(r"[\w.-]+")  # a name or IPv4 address: letters, digits, '.', '-', '_'
-
-
-def _is_ipv6(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.IPv6Address(host)  # a zone ("%eth0") is accepted from Python 3.9 on
-    except ValueError:
-        return False
-    return True
-
-
-def _bad(text: str, why: str) -> ConfigError:
-    return ConfigError(f"bad server address {text!r}: {why} ({SERVER_FORM})")
-
-
-def parse_server(text: str) -> ServerAddress:
-    """'host', 'host:port', '[v6]', '[v6]:port' or a bare IPv6 address.
-
-    Anything else is the caller's mistake (ConfigError, exit 2), caught here
-    rather than sent to the resolver, which would call it an unknown host (exit 3)."""
-    spec = text.strip()
-    if not spec:
-        raise ConfigError(f"empty server address ({SERVER_FORM})")
-    host, port = spec, str(DEFAULT_PORT)
-    if spec.startswith("["):
-        close = spec.find("]")
-        if close < 0:
-            raise _bad(text, "missing ']'")
-        host, rest = spec[1:close], spec[close + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise _bad(text, "expected ':port' after ']'")
-            port = rest[1:]
-        if host and not _is_ipv6(host):
-            raise _bad(text, f"{host!r} in brackets is not an IPv6 address")
-    elif spec.count(":") == 1:
-        host, port = spec.split(":")
-    elif ":" in spec and not _is_ipv6(spec):
-        raise _bad(text, "more than one ':' and not an IPv6 address")
-    if not host:
-        raise _bad(text, "no host")
-    if ":" not in host and not _HOSTNAME.fullmatch(host):
-        raise _bad(text, f"{host!r} is not a host name or address")
-    if not port.isdigit():
-        raise _bad(text, f"port {port!r} is not a number")
-    number = int(port)
-    if not 0 < number < 65536:
-        raise _bad(text, f"port {number} is out of range")
-    return ServerAddress(host, number)
-
-
-def parse_servers(specs: Union[str, Iterable[str], None]) -> list[ServerAddress]:
-    """A comma-separated list (or several of them) -> addresses, duplicates removed."""
-    if specs is None:
-        specs = DEFAULT_SERVERS
-    if isinstance(specs, str):
-        specs = [specs]
-    seen: dict[ServerAddress, None] = {}
-    for spec in specs:
-        for part in spec.split(","):
-            if part.strip():
-                seen.setdefault(parse_server(part), None)
-    if not seen:
-        raise ConfigError(f"no server given ({SERVER_FORM})")
-    return list(seen)
-
-
-@dataclass(frozen=True, slots=True)
-class TLSOptions:
-    """TLS to a gearmand behind a terminator (stunnel, haproxy) or built with --ssl."""
-
-    enabled: bool = False
-    ca: str | None = None
-    cert: str | None = None
-    key: str | None = None
-    verify: bool = True
-
-    @property
-    def active(self) -> bool:
-        return self.enabled or bool(self.ca or self.cert)
-
-    def context(self) -> ssl.SSLContext | None:
-        if not self.active:
-            return None
-        import ssl
-
-        try:
-            ctx = ssl.create_default_context(cafile=self.ca)
-            if self.cert:
-                ctx.load_cert_chain(self.cert, self.key)
-        except (OSError, ssl.SSLError) as e:
-            raise ConfigError(f"TLS setup failed: {e}") from e
-        if not self.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-
-
-def _reason(error: OSError) -> str:
-    """'connection refused', not asyncio's "Connect call failed ('127.0.0.1', 1)"."""
-    import ssl
-
-    if isinstance(error, ssl.SSLError):
-        return f"TLS error: {error.reason or error}"
-    if isinstance(error, socket.gaierror):
-        return f"cannot resolve host: {error.strerror or error}"
-    if error.errno:
-        return os.strerror(error.errno).lower()
-    return str(error) or type(error).__name__
-
-
 def _tune(transport: asyncio.BaseTransport) -> None:
     sock = transport.get_extra_info("socket")
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-
-
-ReplyCallback = Callable[[Union[Packet, GearctlError]], None]
 
 
 class Connection(asyncio.Protocol):
@@ -198,7 +74,7 @@ class Connection(asyncio.Protocol):
                  io_timeout: float | None = None) -> None:
         self.address = address
         self.io_timeout = io_timeout
-        self._last_read = 0.0
+        self.replies = ReplyQueue()
         self._watchdog: asyncio.TimerHandle | None = None
         self.on_packet = on_packet
         self.on_close = on_close
@@ -211,7 +87,6 @@ class Connection(asyncio.Protocol):
         self.on_drained: Callable[[], None] | None = None
         self.on_callback_error: Callable[[Exception], None] | None = None
         self._decoder = Decoder(expect=Magic.RES)
-        self._waiting: deque[ReplyCallback] = deque()
         self._closed_waiter: asyncio.Future[None] | None = None
         self._lost = False
         self._lost_waiter: asyncio.Future[None] | None = None
@@ -225,16 +100,12 @@ class Connection(asyncio.Protocol):
                    io_timeout: float | None = None) -> Connection:
         loop = asyncio.get_running_loop()
         conn = cls(address, on_packet, on_close, io_timeout)
-        try:
+        with connecting(address, timeout):
             await asyncio.wait_for(
                 loop.create_connection(lambda: conn, address.host, address.port, ssl=tls,
                                        server_hostname=address.host if tls else None),
                 timeout,
             )
-        except asyncio.TimeoutError:
-            raise ConnectionFailed(f"{address}: no answer within {timeout:g}s") from None
-        except OSError as e:  # ssl.SSLError is an OSError
-            raise ConnectionFailed(f"{address}: {_reason(e)}") from e
         return conn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -282,9 +153,7 @@ class Connection(asyncio.Protocol):
         if self._watchdog is not None:
             self._watchdog.cancel()
         self.error = error
-        waiting, self._waiting = self._waiting, deque()
-        for callback in waiting:
-            callback(error)
+        self.replies.fail(error)
         if self.on_close is not None:
             self.on_close(self, error)
         if self._closed_waiter is not None and not self._closed_waiter.done():
@@ -306,36 +175,34 @@ class Connection(asyncio.Protocol):
         """Write one request; `callback` gets its reply packet (or ERROR), or the
         error that closed the connection first."""
         self.send(data)
-        self._expect_reply()
-        self._waiting.append(callback)
+        self.replies.expect(callback, time.monotonic())
+        self._watch()
 
     def request_many(self, data: bytes, callbacks: Sequence[ReplyCallback]) -> None:
         """Write several requests at once (`data` is their concatenation)."""
         self.send(data)
-        self._expect_reply()
-        self._waiting.extend(callbacks)
+        self.replies.expect_many(callbacks, time.monotonic())
+        self._watch()
 
-    # A server that accepts requests and then says nothing must not hang us: when
-    # replies are owed and nothing was read for io_timeout seconds, the connection
-    # is dropped, and what waited on it fails over (or fails) like a lost server.
-    def _expect_reply(self) -> None:
-        if self.io_timeout is None:
-            return
-        if not self._waiting:
-            self._last_read = time.monotonic()
-        if self._watchdog is None:
+    # The silence rule is the queue's (sessions.py); the timer is ours. It is
+    # armed when replies become owed, and re-armed for when the peer would turn
+    # silent, so a busy connection costs one timer, not one per request.
+    def _watch(self) -> None:
+        if self.io_timeout is not None and self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().call_later(self.io_timeout, self._check_silence)
 
     def _check_silence(self) -> None:
         self._watchdog = None
-        if self.closed or not self._waiting or self.io_timeout is None:
+        if self.closed or self.io_timeout is None:
             return
-        silent = time.monotonic() - self._last_read
-        if silent >= self.io_timeout:
+        now = time.monotonic()
+        if self.replies.silent(now, self.io_timeout):
             self.fail(ConnectionFailed(
                 f"{self.address}: no reply within {self.io_timeout:g}s (--io-timeout); connection dropped"))
             return
-        self._watchdog = asyncio.get_running_loop().call_later(self.io_timeout - silent, self._check_silence)
+        delay = self.replies.next_check(now, self.io_timeout)
+        if delay is not None:
+            self._watchdog = asyncio.get_running_loop().call_later(delay, self._check_silence)
 
     async def call(self, data: bytes, timeout: float | None = None) -> Packet:
         """Write one request and wait for its reply."""
@@ -358,14 +225,13 @@ class Connection(asyncio.Protocol):
     # -- receiving -----------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         if self.io_timeout is not None:
-            self._last_read = time.monotonic()
+            self.replies.received(time.monotonic())
         decoder = self._decoder
         decoder.feed(data)
+        deliver = self.replies.deliver
         try:
             while (packet := decoder.next()) is not None:
-                if packet.type in REPLIES and self._waiting:
-                    self._waiting.popleft()(packet)
-                elif self.on_packet is not None:
+                if not deliver(packet) and self.on_packet is not None:
                     self.on_packet(self, packet)
             if self.on_drained is not None:
                 self.on_drained()
@@ -530,98 +396,3 @@ class ServerPool:
 def ignore_reply(_reply: Union[Packet, GearctlError]) -> None:
     """A reply callback for a request whose answer does not matter."""
     return None
-
-
-ADMIN_CLIENT_ID = f"gearctl-admin-{os.getpid()}"  # so `workers` can leave our own connection out
-
-
-async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]], *,
-                        timeout: float = DEFAULT_CONNECT_TIMEOUT, tls: ssl.SSLContext | None = None,
-                        client_id: str = ADMIN_CLIENT_ID,
-                        io_timeout: float | None = None) -> list[list[str] | ServerError]:
-    """Run text admin commands one after another on one fresh connection.
-
-    gearmand tells text from binary by each request's first byte, so a binary
-    SET_CLIENT_ID goes first: our connection then shows in `workers` under
-    `client_id`. An ERR answer is returned in the command's place, not raised.
-    Raises ConnectionFailed / Timeout for the connection itself.
-
-    `timeout` bounds connecting (--connect-timeout). With `io_timeout`
-    (--io-timeout) the server may then stay silent that long before each chunk
-    of an answer it owes, and each answer must be whole within `timeout` plus
-    `io_timeout` (gearmand writes an answer at once: one that trickles on and
-    on is not gearmand); without it, `timeout` bounds the whole session."""
-    deadline = time.monotonic() + timeout
-    silence = f"{timeout:g}s" if io_timeout is None else f"{io_timeout:g}s (--io-timeout)"
-    whole = None if io_timeout is None else timeout + io_timeout
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(address.host, address.port, ssl=tls,
-                                    server_hostname=address.host if tls else None), timeout)
-    except asyncio.TimeoutError:
-        raise ConnectionFailed(f"{address}: no answer within {timeout:g}s") from None
-    except OSError as e:  # ssl.SSLError is an OSError
-        raise ConnectionFailed(f"{address}: {_reason(e)}") from e
-    results: list[list[str] | ServerError] = []
-    try:
-        if client_id:
-            writer.write(encode(PacketType.SET_CLIENT_ID, client_id))
-        for command, *args in commands:
-            framer = admin.ResponseReader(command)
-            seen = b""
-            writer.write(admin.command_line(command, *args))
-            if whole is not None:
-                deadline = time.monotonic() + whole
-            while True:
-                left = deadline - time.monotonic()
-                if io_timeout is not None:
-                    left = min(left, io_timeout)
-                try:
-                    if left <= 0:
-                        raise asyncio.TimeoutError
-                    chunk = await asyncio.wait_for(reader.read(65536), left)
-                except asyncio.TimeoutError:
-                    if whole is not None and time.monotonic() >= deadline:
-                        raise Timeout(f"{address}: the answer to {command!r} was not whole within {whole:g}s "
-                                      "(--connect-timeout plus --io-timeout)") from None
-                    raise Timeout(f"{address}: no answer to {command!r} within {silence}") from None
-                except OSError as e:
-                    raise ConnectionFailed(f"{address}: {_reason(e)}") from e
-                if not chunk:
-                    if seen:  # half an answer, then gone: gearmand answers whole lines in one write
-                        raise RemoteProtocolError(f"{address}: answered {command!r} with {_first_line(seen)!r} "
-                                                  "and closed the connection: not a gearmand admin port")
-                    raise ConnectionFailed(f"{address}: connection closed during {command!r}")
-                if not seen:
-                    seen = chunk
-                    if chunk.startswith(b"HTTP/"):  # the commonest wrong port: a web server or proxy
-                        raise RemoteProtocolError(f"{address}: answered {command!r} with "
-                                                  f"{_first_line(chunk)!r}: an HTTP server, not gearmand")
-                try:
-                    lines = framer.feed(chunk)
-                except ServerError as e:
-                    results.append(ServerError(e.code, e.text, str(address)))
-                    break
-                if lines is not None:
-                    results.append(lines)
-                    break
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), 1)
-    return results
-
-
-def _first_line(data: bytes) -> str:
-    return data.split(b"\n", 1)[0].rstrip(b"\r")[:80].decode("utf-8", "replace")
-
-
-async def admin_request(address: ServerAddress, command: str, *args: str,
-                        timeout: float = DEFAULT_CONNECT_TIMEOUT, tls: ssl.SSLContext | None = None,
-                        io_timeout: float | None = None) -> list[str]:
-    """Run one text admin command on a fresh connection; the response lines.
-    Raises ServerError for an ERR answer. Timeouts as for admin_session."""
-    (result,) = await admin_session(address, [(command, *args)], timeout=timeout, tls=tls, io_timeout=io_timeout)
-    if isinstance(result, ServerError):
-        raise result
-    return result

@@ -27,12 +27,11 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Protocol
 
 from . import codecs
 from .plugins import JobFunction
+from .sessions import Outcome, OutcomeState
 
 
 class Updates(Protocol):
@@ -111,30 +110,6 @@ class WorkerJob:
 
     def __repr__(self) -> str:
         return f"<WorkerJob {self.function_name} {self.handle} {len(self._workload)} bytes>"
-
-
-class OutcomeState(str, Enum):
-    """How a job ended. A str, so code comparing it to "complete" keeps working;
-    str() and JSON give the bare value."""
-
-    COMPLETE = "complete"  # WORK_COMPLETE with the result
-    EXCEPTION = "exception"  # WORK_EXCEPTION with the message
-    FAILED = "failed"  # WORK_FAIL
-    TIMEOUT = "timeout"  # WORK_WARNING saying so, then WORK_FAIL
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a job ended: complete (result), exception (message), fail, or timeout."""
-
-    state: OutcomeState
-    result: bytes = b""
-    message: str = ""
-    traceback: str = ""
-    seconds: float = 0.0
 
 
 class JobTimeout(BaseException):

@@ -32,16 +32,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from . import admin
+from .addresses import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, ServerAddress, TLSOptions
 from .admin import FunctionStatus, JobInfo, WorkerInfo
-from .connection import (
-    ADMIN_CLIENT_ID,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_IO_TIMEOUT,
-    ServerAddress,
-    TLSOptions,
-    admin_request,
-    admin_session,
-)
+from .adminio import ADMIN_CLIENT_ID, admin_request, admin_session
 from .errors import GearctlError, NoServerAvailable, ServerError, UsageError
 
 if TYPE_CHECKING:

@@ -19,17 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from .addresses import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, ServerAddress, TLSOptions
 from .admin import FunctionStatus, JobInfo
 from .client import AsyncClient
-from .connection import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_IO_TIMEOUT,
-    PROBE,
-    PROBE_PAYLOAD,
-    Connection,
-    ServerAddress,
-    TLSOptions,
-)
+from .connection import PROBE, PROBE_PAYLOAD, Connection
 from .errors import GearctlError, RemoteProtocolError, ServerError, UsageError
 from .monitor import ServerReport, answered, ask_all, collect, each_server, ssl_context
 

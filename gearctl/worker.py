@@ -40,23 +40,22 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
-from typing import Any, Union
+from typing import Any
 
 from . import admin
+from .addresses import Servers, resolve_servers
 from .backoff import Backoff
-from .connection import PROBE, Connection, ServerAddress, TLSOptions, parse_servers
+from .connection import PROBE, Connection, ServerAddress, TLSOptions
 from .errors import ConnectionFailed, UsageError
-from .execution import Outcome, OutcomeState, WorkerJob, execute
+from .execution import WorkerJob, execute
 from .plugins import JobFunction, as_job_function
 from .protocol import Packet, PacketType, encode
-from .sessions import Happened, WorkerSession, drained
+from .sessions import Happened, Outcome, OutcomeState, WorkerSession, drained
 
 P = PacketType
 log = logging.getLogger("gearctl.worker")
 STABLE = 10.0  # seconds a connection must last before a loss starts the back-off afresh
-SERVERS_ENV = "GEARCTL_SERVERS"
 
-Servers = Union[str, Iterable[Union[str, ServerAddress]], None]
 
 
 def memory_mb() -> float:
@@ -70,16 +69,6 @@ def memory_mb() -> float:
 
 def default_client_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def servers_from(servers: Servers) -> list[ServerAddress]:
-    """"h1:4730,h2", a list of such strings or ServerAddresses, or None: the
-    GEARCTL_SERVERS setting, else 127.0.0.1:4730 (as the CLI's --servers)."""
-    if servers is None:
-        return parse_servers(os.environ.get(SERVERS_ENV) or None)
-    if isinstance(servers, str):
-        return parse_servers(servers)
-    return parse_servers([str(s) for s in servers])
 
 
 class ServerState(str, Enum):
@@ -242,7 +231,7 @@ class Worker:
         self.client_id = client_id or default_client_id()
         self.prefetch = max(1, prefetch)
         registration = self._registration_bytes()
-        self.links = [_Link(a, WorkerSession(registration, self.prefetch)) for a in servers_from(servers)]
+        self.links = [_Link(a, WorkerSession(registration, self.prefetch)) for a in resolve_servers(servers)]
         self.connect_timeout = connect_timeout
         self.tls = tls or TLSOptions()
         self.poll_interval = poll_interval

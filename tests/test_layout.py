@@ -68,8 +68,6 @@ def test_the_private_name_check_catches_a_use(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_module_is_past_the_size_limit(path: Path) -> None:
-    if path.name == "connection.py":
-        pytest.xfail("issue 10: connection.py not yet split")
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{path.name} has {lines} lines (limit {MAX_LINES}): split it by concern"
 

@@ -1,9 +1,13 @@
-"""Server addresses (--servers, GEARCTL_SERVERS) and TLS options. No sockets (the CLI
-tests here stop at the address, before connecting)."""
+"""Server addresses (--servers, GEARCTL_SERVERS), TLS options and the wording for a
+server that cannot be reached. No sockets (the CLI tests here stop at the address,
+before connecting)."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import re
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -11,14 +15,16 @@ from pathlib import Path
 import pytest
 from conftest import HERE, gearctl
 
-from gearctl.connection import (
+from gearctl.addresses import (
     DEFAULT_PORT,
     ServerAddress,
     TLSOptions,
+    connecting,
+    describe_socket_error,
     parse_server,
     parse_servers,
 )
-from gearctl.errors import ConfigError, ExitCode, UsageError
+from gearctl.errors import ConfigError, ConnectionFailed, ExitCode, UsageError
 
 PLUGINS = HERE / "plugins"
 
@@ -177,6 +183,35 @@ def test_tls_unreadable_files_are_config_errors(tmp_path: Path) -> None:
     not_a_cert.write_text("not a certificate\n")
     with pytest.raises(ConfigError, match="TLS setup failed"):
         TLSOptions(cert=str(not_a_cert)).context()
+
+
+# -- a server that cannot be reached: one wording for binary and admin connections --
+
+@pytest.mark.parametrize(("error", "reason"), [
+    (ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 1)"), "connection refused"),
+    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "cannot resolve host: Name or service not known"),
+    (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), "TLS error: [SSL: WRONG_VERSION_NUMBER]"),
+    (OSError("no errno here"), "no errno here"),
+    (OSError(), "OSError"),
+])
+def test_socket_errors_are_described_for_people(error: OSError, reason: str) -> None:
+    assert describe_socket_error(error).startswith(reason)
+
+
+def test_a_tls_error_is_named_by_its_reason_when_it_has_one() -> None:
+    error = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
+    error.reason = "WRONG_VERSION_NUMBER"  # what the ssl module sets on the errors it raises
+    assert describe_socket_error(error) == "TLS error: WRONG_VERSION_NUMBER"
+
+
+def test_a_connect_that_fails_is_one_connection_failed() -> None:
+    address = ServerAddress("gear1", 4730)
+    with pytest.raises(ConnectionFailed, match=r"^gear1:4730: connection refused$"), connecting(address, 5.0):
+        raise ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed")
+    with pytest.raises(ConnectionFailed, match=r"^gear1:4730: no answer within 2.5s$"), connecting(address, 2.5):
+        raise asyncio.TimeoutError
+    with connecting(address, 1.0):  # nothing failed: nothing raised
+        pass
 
 
 # -- the command line: a spec that cannot parse is a usage error (exit 2), for every command

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from conftest import Gearmand, Procs, c_worker, clean_env, wait_until
 
-from gearctl import Client, ExitReason, Job, JobException, ServerAddress, UsageError, Worker, job
+from gearctl import AsyncClient, Client, ExitReason, Job, JobException, ServerAddress, UsageError, Worker, job
+from gearctl.addresses import resolve_servers
 from gearctl.plugins import JobFunction, PluginError, as_job_function
-from gearctl.worker import ServerState, servers_from
+from gearctl.worker import ServerState
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -96,15 +97,16 @@ def test_no_job_functions_or_two_of_one_name_are_refused() -> None:
 
 def test_servers_as_a_string_a_list_or_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = ServerAddress("h1", 4730), ServerAddress("h2", 4731)
-    assert servers_from("h1:4730,h2:4731") == [a, b]
-    assert servers_from(["h1", b]) == [a, b]
-    assert servers_from([a, "h2:4731,h1"]) == [a, b]
+    assert resolve_servers("h1:4730,h2:4731") == [a, b]
+    assert resolve_servers(["h1", b]) == [a, b]
+    assert resolve_servers([a, "h2:4731,h1"]) == [a, b]
     monkeypatch.setenv("GEARCTL_SERVERS", "h2:4731")
-    assert servers_from(None) == [b]
+    assert resolve_servers(None) == [b]
+    assert AsyncClient().servers == [b]  # the client's default is the worker's
     monkeypatch.setenv("GEARCTL_SERVERS", "")
-    assert servers_from(None) == [ServerAddress("127.0.0.1", 4730)]
+    assert resolve_servers(None) == [ServerAddress("127.0.0.1", 4730)]
     with pytest.raises(UsageError, match="bad server address"):
-        servers_from("h1:notaport")
+        resolve_servers("h1:notaport")
 
 
 # -- Worker in this process, against gearmand --------------------------------------------

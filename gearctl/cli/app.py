@@ -20,6 +20,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from .. import __version__, plugins
+from ..addresses import resolve_servers
 from ..client import AsyncClient
 from ..connection import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -206,7 +207,7 @@ def complete_functions(incomplete: str) -> list[str]:
         with contextlib.suppress(Exception):
             names.update(plugins.load_plugins(plugins.plugin_dirs()).functions)
         with contextlib.suppress(Exception):
-            servers = parse_servers(os.environ.get("GEARCTL_SERVERS") or None)
+            servers = resolve_servers(None)
             for report in asyncio.run(monitor.collect(servers, connect_timeout=0.5, io_timeout=0.5)):
                 names.update(fs.function for fs in report.status)
     return sorted(n for n in names if n.startswith(incomplete) and "\t" not in n)
