@@ -17,6 +17,13 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
+
+# A suite started in the background of a non-interactive shell (`pytest &`, nohup,
+# some CI runners) inherits SIGINT ignored, and so would every gearctl it starts:
+# the Ctrl-C tests would then hang instead of testing anything. Commands are
+# started with SIGINT at its default, as a terminal starts them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 PHP_DIR = HERE / "php"
 GEARMAND = shutil.which("gearmand") or "/usr/sbin/gearmand"
 
