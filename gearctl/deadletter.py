@@ -60,8 +60,20 @@ def attempt_unique(original: str, number: int, first_failure: int) -> str:
     gearmand's 64 bytes keeps a hash of the original in its place."""
     if number < 2:
         raise ValueError("attempt 1 is the original job and keeps its key")
-    tail = f"~a{number}.{int(first_failure)}"
-    if len((original + tail).encode()) > MAX_UNIQUE:
+    return _fit(original, f"~a{number}.{int(first_failure)}")
+
+
+def dead_unique(original: str, last_failure: float) -> str:
+    """The unique key of a dead job: the original's plus the time it died, so a
+    job that dies again after `dead retry` is a second dead job, not coalesced
+    into the first (gearmand would drop it as a duplicate)."""
+    return _fit(original, f"~dead.{int(last_failure * 1000)}")
+
+
+def _fit(original: str, tail: str) -> str:
+    """`original + tail`, with a hash of the original in its place when that
+    would pass gearmand's 64 bytes (the same hash on every worker)."""
+    if len((original + tail).encode("utf-8", "surrogateescape")) > MAX_UNIQUE:
         digest = hashlib.sha256(original.encode("utf-8", "surrogateescape")).hexdigest()
         original = "h:" + digest[: MAX_UNIQUE - len(tail) - 2]
     return original + tail

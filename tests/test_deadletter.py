@@ -14,6 +14,7 @@ from gearctl.deadletter import (
     Envelope,
     attempt_unique,
     dead_letter_function,
+    dead_unique,
     is_dead_letter_function,
     original_function,
     parse_attempt,
@@ -93,3 +94,9 @@ def test_the_envelope_as_json_keeps_text_and_base64s_bytes() -> None:
 def test_what_is_not_an_envelope_is_a_payload_error(data: bytes) -> None:
     with pytest.raises(PayloadError, match="envelope"):
         Envelope.decode(data)
+
+
+def test_a_dead_job_key_differs_each_time_it_dies() -> None:
+    assert dead_unique("job-7", 1764590400.123) == "job-7~dead.1764590400123"
+    assert dead_unique("job-7", 1764590400.123) != dead_unique("job-7", 1764590401.0)
+    assert len(dead_unique("u" * 64, 1764590400.5).encode()) <= MAX_UNIQUE
