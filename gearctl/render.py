@@ -237,10 +237,11 @@ class SupervisorView:
             for name, counts in c.functions.items():
                 totals[name] = totals.get(name, FunctionReport()).merged(counts)
         funcs = Table(title_justify="left")
-        for name in ("function", "done", "failed", "running", "last error"):
+        for name in ("function", "done", "failed", "retried", "dead", "running", "last error"):
             funcs.add_column(name, justify="left" if name in ("function", "last error") else "right")
         for name, f in sorted(totals.items()):
-            funcs.add_row(shown(name), str(f.done), f"[red]{f.failed}[/]" if f.failed else "0", str(f.running),
+            funcs.add_row(shown(name), str(f.done), f"[red]{f.failed}[/]" if f.failed else "0", str(f.retried),
+                          f"[red]{f.dead}[/]" if f.dead else "0", str(f.running),
                           shown(" ".join(f.last_error.split())[:80]))
         return Group(shown(self.title()), procs, funcs)
 
