@@ -121,6 +121,7 @@ def _resubmitted(jobs: logging.Logger, event: Any, fields: dict[str, Any], live:
     fields.update(attempt=event.attempt, attempts=event.attempts, error=event.message)
     if event.kind == "retry":
         fields["due"] = iso_time(event.due)
+        fields["delay"] = round(event.delay, 3)
         text = (f"job {event.handle} {event.function}: attempt {event.attempt + 1} of {event.attempts} "
                 f"scheduled for {fields['due']}")
         level = logging.INFO

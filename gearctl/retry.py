@@ -168,7 +168,8 @@ class Plan:
     attempt: int  # the attempt that just ended
     attempts: int  # attempts the policy allows
     warning: str  # the WORK_WARNING sent once the new job is created
-    due: int | None = None  # RETRY: epoch seconds (SUBMIT_JOB_EPOCH)
+    due: int | None = None  # RETRY: epoch seconds (SUBMIT_JOB_EPOCH), the delay rounded up to a whole second
+    delay: float = 0.0  # RETRY: the back-off drawn for it, in seconds
 
 
 def where_stands(unique: str, handle: str) -> deadletter.Attempt:
@@ -189,10 +190,12 @@ def plan(policy: RetryPolicy, function: str, handle: str, unique: str, workload:
     error = outcome.message or str(outcome.state)
     if attempt.number < policy.attempts and policy.retries_on(outcome.state):
         number = attempt.number + 1
-        due = math.ceil(now + policy.delay(number, uniform))
+        delay = policy.delay(number, uniform)
+        due = math.ceil(now + delay)
         return Plan(Step.RETRY, function, deadletter.attempt_unique(attempt.original, number, first_failure),
                     workload, attempt.number, policy.attempts,
-                    f"gearctl: attempt {number} of {policy.attempts} scheduled for {iso_time(due)}: {error}", due)
+                    f"gearctl: attempt {number} of {policy.attempts} scheduled for {iso_time(due)}: {error}", due,
+                    delay)
     if not policy.dead_letter:
         return None
     dead_function = deadletter.dead_letter_function(function, policy.dead_letter_suffix)

@@ -158,6 +158,7 @@ class JobEvent:
     attempt: int = 0  # retry/dead: the attempt that ended, of `attempts`
     attempts: int = 0
     due: float | None = None  # retry: when the next attempt is due (epoch seconds)
+    delay: float = 0.0  # retry: the back-off drawn for it
     dead_function: str = ""  # dead: where the job went
 
 
@@ -543,17 +544,14 @@ class Worker:
             link.conn.close()
 
     def _resubmitted(self, plan: Plan, failed: Failed) -> None:
-        stats = self.stats.of(failed.function)
-        if plan.step is Step.RETRY:
-            stats.retried += 1
-        else:
-            stats.dead += 1
+        stats, retried = self.stats.of(failed.function), plan.step is Step.RETRY
+        stats.retried, stats.dead = stats.retried + retried, stats.dead + (not retried)
         self._changed()
         if self.on_event is not None:
-            self.on_event(JobEvent(JobEventKind(plan.step.value), failed.function, failed.handle,
-                                   str(failed.origin), message=failed.outcome.message or str(failed.outcome.state),
-                                   attempt=plan.attempt, attempts=plan.attempts,
-                                   due=plan.due, dead_function=plan.function if plan.step is Step.DEAD else ""))
+            self.on_event(JobEvent(JobEventKind(plan.step.value), failed.function, failed.handle, str(failed.origin),
+                                   message=failed.outcome.message or str(failed.outcome.state), attempt=plan.attempt,
+                                   attempts=plan.attempts, due=plan.due, delay=plan.delay,
+                                   dead_function="" if retried else plan.function))
 
     async def _execute(self, fn: JobFunction, job: WorkerJob, server: str) -> Outcome:
         """Run one job, with its stats and start event around it."""
