@@ -74,6 +74,15 @@ class FunctionReport:
                               self.dead + other.dead)
 
 
+def summed(*reports: Mapping[str, FunctionReport]) -> dict[str, FunctionReport]:
+    """Per function, the counts of several processes (or of exited ones) added up."""
+    totals: dict[str, FunctionReport] = {}
+    for functions in reports:
+        for name, counts in functions.items():
+            totals[name] = totals.get(name, FunctionReport()).merged(counts)
+    return totals
+
+
 @dataclass(frozen=True)
 class ChildReport:
     """A worker process's whole state, sent whenever it changes and on a heartbeat."""

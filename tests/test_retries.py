@@ -9,15 +9,17 @@ from __future__ import annotations
 import calendar
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Gearmand, Procs, clean_env, gearctl, wait_until
+from conftest import Gearmand, Procs, clean_env, free_port, gearctl, wait_until
 
 from gearctl import Client, Worker, job
 from gearctl.deadletter import Envelope, parse_attempt
@@ -293,3 +295,30 @@ def test_a_php_worker_serving_an_attempt_sees_the_same_workload(
     unique, workload = out.stdout.decode().splitlines()
     assert workload == payload
     assert parse_attempt(unique).original == "php-1" and parse_attempt(unique).number == 2
+
+
+def test_the_supervisor_serves_job_counts_to_prometheus(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
+    port = free_port()
+    worker = RetryWorker(procs, gearmand, tmp_path, "--metrics-port", str(port), function="always")
+    assert gearctl("client", "always", "-u", "m-1", "-s", gearmand.address).returncode == 0
+    wait_until(lambda: worker.events("dead", "always"), 30, what="the job kept as dead")
+
+    def counts() -> dict[str, float]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        found = re.findall(r'^gearctl_worker_jobs_total\{function="always",outcome="(\w+)"\} (\S+)$', text, re.M)
+        return {outcome: float(value) for outcome, value in found}
+
+    # two attempts failed: one was retried, the other kept as dead (the report reaches the supervisor soon after)
+    wait_until(lambda: counts().get("dead") == 1, 10, what="the dead count on /metrics")
+    assert counts() == {"complete": 0, "failed": 2, "retried": 1, "dead": 1}
+
+
+def test_metrics_port_in_use_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = gearctl("worker", "-p", str(PLUGINS), "-s", "127.0.0.1:1", "--metrics-port",
+                       str(taken.getsockname()[1]))
+    assert done.returncode == 2
+    lines = done.stderr.decode().strip().splitlines()
+    assert lines[-1].startswith("gearctl: --metrics-port: cannot listen on 127.0.0.1:"), done.stderr

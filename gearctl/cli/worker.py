@@ -74,6 +74,12 @@ def worker(
     ] = False,
     dead_letter_suffix: Annotated[str, typer.Option(
         "--dead-letter-suffix", metavar="TEXT", help="Dead-letter function name: FUNCTION + this.")] = ".dead",
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=1, max=65535, metavar="PORT",
+        help="Serve Prometheus /metrics (gearctl_worker_jobs_total{function,outcome}) on this port.")] = None,
+    metrics_address: Annotated[str, typer.Option(
+        "--metrics-address", metavar="ADDRESS", help="Address for --metrics-port (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Serve job functions from the plugin directory until SIGTERM or Ctrl-C.
@@ -81,7 +87,7 @@ def worker(
     SIGHUP reloads the plugins (the processes are replaced one at a time)."""
     from ..child import WorkerSpec, run_child
     from ..retry import check_flags
-    from ..supervisor import Supervisor, SupervisorOptions
+    from ..supervisor import Supervisor, SupervisorOptions, serve_metrics
 
     retry_defaults = check_flags({"retries": retries, "retry_backoff": retry_backoff,
                                   "retry_backoff_max": retry_backoff_max, "retry_on": retry_on,
@@ -114,4 +120,6 @@ def worker(
                       concurrency)
         supervisor = Supervisor(functools.partial(run_child, spec), options, on_change=view.update,
                                 on_log=view.print_line)
+        if metrics_port is not None:
+            serve_metrics(supervisor, metrics_port, metrics_address)
         return supervisor.run()
