@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .supervision import ChildExit, ChildReport, ChildState, FunctionReport, Launch, LogLine, Message, Refusal, encode
@@ -132,6 +132,7 @@ class WorkerSpec:
     log_format: str = "text"
     log_level: str = "info"
     logs_to_pipe: bool = False  # on a terminal: log lines go to the parent, which draws the table
+    retry: dict[str, Any] = field(default_factory=dict)  # Worker's retry keywords (retries, retry_backoff...)
 
 
 def _die_with_parent() -> None:
@@ -204,7 +205,7 @@ class _Reports:
         state = (ChildState.STOPPING if worker.stopping else ChildState.BUSY if stats.current
                  else ChildState.IDLE if up else ChildState.STARTING)
         self.reporter.send(ChildReport(state, stats.current, stats.done, stats.failed, memory_mb(), {
-            name: FunctionReport(f.done, f.failed, f.running, f.last_error, f.last_error_at)
+            name: FunctionReport(f.done, f.failed, f.running, f.last_error, f.last_error_at, f.retried, f.dead)
             for name, f in list(stats.functions.items())}))
 
     def _run(self) -> None:
@@ -254,7 +255,8 @@ def build_worker(spec: WorkerSpec, chosen: list[Any], on_change: Callable[[], No
     return Worker(chosen, spec.servers, client_id=spec.client_id, prefetch=spec.prefetch,
                   connect_timeout=spec.connect_timeout, tls=spec.tls, poll_interval=spec.poll_interval,
                   max_jobs=spec.max_jobs, max_lifetime=lifetime, max_memory_mb=spec.max_memory_mb,
-                  burst=spec.burst, on_event=logs.job_event_logger(live=spec.logs_to_pipe), on_change=on_change)
+                  burst=spec.burst, on_event=logs.job_event_logger(live=spec.logs_to_pipe), on_change=on_change,
+                  **spec.retry)
 
 
 def run_child(spec: WorkerSpec, status_fd: int, launch: Launch) -> int:

@@ -12,7 +12,8 @@ a plugin cannot swallow it), the way rq's death penalty works. A function that
 blocks where neither reaches (an async function calling time.sleep, C code
 ignoring signals) cannot be interrupted; it is still failed as timed out when
 it returns late. Whatever a function raises, SystemExit and KeyboardInterrupt
-included, ends its job, never the worker.
+included, ends its job, never the worker: errors.JobFailed with WORK_FAIL,
+anything else with WORK_EXCEPTION.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from . import codecs
+from .errors import JobException, JobFailed
 from .plugins import JobFunction
 from .sessions import Outcome, OutcomeState
 
@@ -53,6 +55,8 @@ class WorkerJob:
         "_encoding",
         "_updates",
         "_workload",
+        "attempt",
+        "attempts",
         "context",
         "function_name",
         "handle",
@@ -60,8 +64,11 @@ class WorkerJob:
     )
 
     def __init__(self, function_name: str, handle: str, unique: str, workload: bytes, *, context: Any = None,
-                 encoding: str = "auto", updates: Updates | None = None) -> None:
+                 encoding: str = "auto", updates: Updates | None = None, attempt: int = 1,
+                 attempts: int = 1) -> None:
         self.function_name = function_name
+        self.attempt = attempt  # 1 for the first run; read from the unique key (deadletter.parse_attempt)
+        self.attempts = attempts  # attempts the function's retry policy allows (retries + 1)
         self.handle = handle
         self.unique = unique
         self.context = context  # the plugin's context; the function may change it
@@ -145,9 +152,17 @@ async def execute(fn: JobFunction, job: WorkerJob) -> Outcome:
         return Outcome(OutcomeState.EXCEPTION, message="CancelledError: the job's task was cancelled",
                        traceback=traceback.format_exc(), seconds=took())
     except BaseException as e:  # a job must never take the worker down
-        return Outcome(OutcomeState.EXCEPTION, message=f"{type(e).__name__}: {e}".rstrip(": "),
-                       traceback=traceback.format_exc(), seconds=took())
+        return _raised(e, took())
     return Outcome(OutcomeState.COMPLETE, result=body, seconds=took())
+
+
+def _raised(error: BaseException, seconds: float) -> Outcome:
+    """What a function that raised ends with (called while handling `error`):
+    errors.JobFailed means WORK_FAIL, anything else WORK_EXCEPTION."""
+    if isinstance(error, JobFailed) and not isinstance(error, JobException):
+        return Outcome(OutcomeState.FAILED, message=str(error) or "failed", seconds=seconds)
+    return Outcome(OutcomeState.EXCEPTION, message=f"{type(error).__name__}: {error}".rstrip(": "),
+                   traceback=traceback.format_exc(), seconds=seconds)
 
 
 async def _call(fn: JobFunction, job: WorkerJob) -> Any:

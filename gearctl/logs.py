@@ -92,6 +92,9 @@ def job_event_logger(live: bool = False) -> Callable[[Any], None]:
             return
         fields = {"event": event.kind, "function": event.function, "handle": event.handle,
                   "server": event.server, "seconds": round(event.seconds, 6)}
+        if event.kind in ("retry", "dead"):
+            _resubmitted(jobs, event, fields, live)
+            return
         if event.kind == "complete":
             if not live and jobs.isEnabledFor(logging.INFO):
                 jobs.info("job %s %s complete in %.3fs", event.handle, event.function, event.seconds,
@@ -106,3 +109,25 @@ def job_event_logger(live: bool = False) -> Callable[[Any], None]:
         jobs.log(logging.DEBUG if live else logging.ERROR, text, extra={"fields": fields})
 
     return on_event
+
+
+def iso_time(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _resubmitted(jobs: logging.Logger, event: Any, fields: dict[str, Any], live: bool) -> None:
+    """A failed attempt's next attempt was submitted, or the job went to dead letters."""
+    del fields["seconds"]
+    fields.update(attempt=event.attempt, attempts=event.attempts, error=event.message)
+    if event.kind == "retry":
+        fields["due"] = iso_time(event.due)
+        fields["delay"] = round(event.delay, 3)
+        text = (f"job {event.handle} {event.function}: attempt {event.attempt + 1} of {event.attempts} "
+                f"scheduled for {fields['due']}")
+        level = logging.INFO
+    else:
+        fields["dead_function"] = event.dead_function
+        text = (f"job {event.handle} {event.function}: failed for good after {event.attempt} of {event.attempts} "
+                f"attempt(s), kept in {event.dead_function}")
+        level = logging.WARNING
+    jobs.log(logging.DEBUG if live else level, text, extra={"fields": fields})

@@ -10,9 +10,12 @@ either of two forms (both may appear in one file):
                     "function": send_users, "context": {"batch": 100}, "timeout": 30}]
 
    Keys: function_name (required), function or command (exactly one),
-   context, timeout (seconds; 0 or None: no limit), encoding.
+   context, timeout (seconds; 0 or None: no limit), encoding, and the retry
+   options (retry.OPTION_KEYS: retries, retry_backoff, retry_backoff_max,
+   retry_on, dead_letter, dead_letter_suffix; those not given take the
+   worker's defaults).
 
-2. The decorator: `@job`, `@job("name")`, `@job(timeout=30, encoding="php")`.
+2. The decorator: `@job`, `@job("name")`, `@job(timeout=30, encoding="php", retries=3)`.
 
 Loading is local in its failures: a file that does not import, or whose hook
 is malformed, is recorded in `Registry.errors` with its path and the others
@@ -35,13 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+from . import retry
 from .codecs import DECODINGS
 from .errors import UsageError
+from .retry import RetryPolicy
 
 DEFAULT_PLUGIN_DIR = "gearctl_plugins"  # relative to the current directory
 PLUGIN_PATH_ENV = "GEARCTL_PLUGIN_PATH"
 HOOK = "gearman_functions"
-HOOK_KEYS = frozenset({"function_name", "function", "command", "context", "timeout", "encoding"})
+HOOK_KEYS = frozenset({"function_name", "function", "command", "context", "timeout", "encoding", *retry.OPTION_KEYS})
 _MARK = "__gearctl_job__"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,6 +68,11 @@ class JobFunction:
     encoding: str = "auto"
     source: str = ""  # file the function was declared in
     line: int = 0
+    retry: Mapping[str, Any] = field(default_factory=dict)  # the retry options it declares (retry.check_options)
+
+    def policy(self, defaults: RetryPolicy) -> RetryPolicy:
+        """Its retry policy: the worker's defaults, with what it declares on top."""
+        return defaults.merged(self.retry)
 
     @functools.cached_property
     def is_async(self) -> bool:
@@ -85,6 +95,15 @@ class _JobSpec:
     timeout: float | None
     encoding: str
     context: Any
+    retry: Mapping[str, Any]
+
+
+def _check_retry(options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The retry options given (None: not given), checked; PluginError naming where and the key."""
+    try:
+        return retry.check_options({k: v for k, v in options.items() if v is not None})
+    except ValueError as e:
+        raise PluginError(f"{where}: {e}") from None
 
 
 def _check_options(name: str | None, timeout: Any, encoding: Any, where: str) -> float | None:
@@ -105,28 +124,36 @@ def job(fn: F, /) -> F: ...
 
 @overload
 def job(name: str | None = None, /, *, timeout: float | None = None, encoding: str = "auto",
-        context: Any = None) -> Callable[[F], F]: ...
+        context: Any = None, retries: int | None = None, retry_backoff: float | str | None = None,
+        retry_backoff_max: float | str | None = None, retry_on: Iterable[str] | str | None = None,
+        dead_letter: bool | None = None, dead_letter_suffix: str | None = None) -> Callable[[F], F]: ...
 
 
 def job(fn: Any = None, /, *, timeout: float | None = None, encoding: str = "auto",
-        context: Any = None) -> Any:
+        context: Any = None, retries: int | None = None, retry_backoff: float | str | None = None,
+        retry_backoff_max: float | str | None = None, retry_on: Iterable[str] | str | None = None,
+        dead_letter: bool | None = None, dead_letter_suffix: str | None = None) -> Any:
     """Mark a function as a Gearman job function.
 
         @job
         def resize(job): ...
 
-        @job("notifications_send_users", timeout=30, encoding="php")
+        @job("notifications_send_users", timeout=30, encoding="php", retries=3, retry_backoff="30s")
         async def send(job): ...
 
-    The name defaults to the function's own name. Options are checked at once.
+    The name defaults to the function's own name. Options are checked at once;
+    retry options left out take the worker's defaults (retry.RetryPolicy).
     """
     name = fn if isinstance(fn, str) or fn is None else None
     timeout_s = _check_options(name, timeout, encoding, "@job")
+    declared = _check_retry({"retries": retries, "retry_backoff": retry_backoff,
+                             "retry_backoff_max": retry_backoff_max, "retry_on": retry_on,
+                             "dead_letter": dead_letter, "dead_letter_suffix": dead_letter_suffix}, "@job")
 
     def mark(function: F) -> F:
         if not callable(function):
             raise PluginError(f"@job decorates functions, not {type(function).__name__}")
-        setattr(function, _MARK, _JobSpec(name, timeout_s, encoding, context))
+        setattr(function, _MARK, _JobSpec(name, timeout_s, encoding, context, declared))
         return function
 
     if callable(fn) and not isinstance(fn, str):
@@ -152,7 +179,8 @@ class Registry:
             self.functions[fn.name] = fn
             return
         if existing.function is not None and existing.function is fn.function and (
-                existing.timeout, existing.encoding, existing.context) == (fn.timeout, fn.encoding, fn.context):
+                existing.timeout, existing.encoding, existing.context, existing.retry) == (
+                fn.timeout, fn.encoding, fn.context, fn.retry):
             return  # the same function object seen twice (imported into a second plugin)
         del self.functions[fn.name]
         self.conflicts[fn.name] = [existing.where, fn.where]
@@ -236,7 +264,8 @@ def _decorated(value: Any) -> bool:
 def _from_decorated(value: Any, path: Path) -> JobFunction:
     spec: _JobSpec = getattr(value, _MARK)
     return JobFunction(name=spec.name or value.__name__, function=value, context=spec.context, timeout=spec.timeout,
-                       encoding=spec.encoding, source=_source_file(value, path), line=_source_line(value))
+                       encoding=spec.encoding, source=_source_file(value, path), line=_source_line(value),
+                       retry=spec.retry)
 
 
 def as_job_function(item: Any, index: int = 0) -> JobFunction:
@@ -276,6 +305,7 @@ def _from_hook(entry: Any, path: Path, index: int, label: str | None = None) -> 
     where = f"{label} {name!r}"
     encoding = entry.get("encoding", "auto")
     timeout = _check_options(name, entry.get("timeout"), encoding, where)
+    declared = _check_retry({key: entry[key] for key in retry.OPTION_KEYS if key in entry}, where)
     function, command = entry.get("function"), entry.get("command")
     if (function is None) == (command is None):
         raise PluginError(f"{where}: give exactly one of 'function' (a callable) or 'command' (an argv list)")
@@ -287,7 +317,7 @@ def _from_hook(entry: Any, path: Path, index: int, label: str | None = None) -> 
     return JobFunction(name=name, function=function, command=list(command) if command else None,
                        context=entry.get("context"), timeout=timeout, encoding=encoding,
                        source=_source_file(function, path) if function else str(path),
-                       line=_source_line(function) if function else 0)
+                       line=_source_line(function) if function else 0, retry=declared)
 
 
 def _import(path: Path) -> Any:

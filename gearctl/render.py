@@ -220,27 +220,26 @@ class SupervisorView:
         from rich.console import Group
         from rich.table import Table
 
-        from .supervision import FunctionReport
+        from .supervision import FunctionReport, summed
 
         now = time.monotonic()
         procs = Table()  # the title above it, as wide as the terminal, not the table
         for name in ("pid", "state", "current job", "done", "failed", "memory", "uptime"):
             procs.add_column(name, justify="right" if name in ("pid", "done", "failed", "memory", "uptime") else "left")
         # every function served, then what the processes report, then what exited processes had done
-        totals = {name: FunctionReport() for name in self.served()}
-        for name, counts in self._retired.items():
-            totals[name] = totals.get(name, FunctionReport()).merged(counts)
-        for c in sorted(self._children, key=lambda c: c.slot):
+        children = sorted(self._children, key=lambda c: c.slot)
+        totals = summed({name: FunctionReport() for name in self.served()}, self._retired,
+                        *(c.functions for c in children))
+        for c in children:
             procs.add_row(str(c.pid), c.state.value, shown(c.current or "-"), str(c.done),
                           f"[red]{c.failed}[/]" if c.failed else "0", f"{c.memory_mb:.0f} MB",
                           _duration(now - c.started))
-            for name, counts in c.functions.items():
-                totals[name] = totals.get(name, FunctionReport()).merged(counts)
         funcs = Table(title_justify="left")
-        for name in ("function", "done", "failed", "running", "last error"):
+        for name in ("function", "done", "failed", "retried", "dead", "running", "last error"):
             funcs.add_column(name, justify="left" if name in ("function", "last error") else "right")
         for name, f in sorted(totals.items()):
-            funcs.add_row(shown(name), str(f.done), f"[red]{f.failed}[/]" if f.failed else "0", str(f.running),
+            funcs.add_row(shown(name), str(f.done), f"[red]{f.failed}[/]" if f.failed else "0", str(f.retried),
+                          f"[red]{f.dead}[/]" if f.dead else "0", str(f.running),
                           shown(" ".join(f.last_error.split())[:80]))
         return Group(shown(self.title()), procs, funcs)
 

@@ -67,6 +67,7 @@ class Outcome:
     message: str = ""
     traceback: str = ""
     seconds: float = 0.0
+    warning: str = ""  # a WORK_WARNING sent just before the end (a retry scheduled, a job kept as dead)
 
 
 OUTBOX_JOBS = 64  # finished jobs' replies written together at most
@@ -106,15 +107,16 @@ def reply_for(handle: bytes, outcome: Outcome) -> bytes:
     state = outcome.state
     if state is OutcomeState.COMPLETE:
         return encode(P.WORK_COMPLETE, handle, outcome.result)
+    warning = encode(P.WORK_WARNING, handle, outcome.warning.encode("utf-8", "replace")) if outcome.warning else b""
     if state is OutcomeState.EXCEPTION:
         # gearmand 1.1.20 ends the job on WORK_EXCEPTION (a client without the
         # exceptions option gets WORK_FAIL); a WORK_FAIL after it would be
         # answered with ERROR JOB_NOT_FOUND.
-        return encode(P.WORK_EXCEPTION, handle, outcome.message.encode("utf-8", "replace"))
+        return warning + encode(P.WORK_EXCEPTION, handle, outcome.message.encode("utf-8", "replace"))
     if state is OutcomeState.TIMEOUT:
         note = f"gearctl: job {outcome.message}".encode()
-        return encode(P.WORK_WARNING, handle, note) + encode(P.WORK_FAIL, handle)
-    return encode(P.WORK_FAIL, handle)
+        return encode(P.WORK_WARNING, handle, note) + warning + encode(P.WORK_FAIL, handle)
+    return warning + encode(P.WORK_FAIL, handle)
 
 
 class WorkerSession:

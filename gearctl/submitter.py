@@ -64,9 +64,11 @@ class Submitter:
         await self.pool.close()
 
     # -- which server, which connection ------------------------------------------
-    def candidates(self, job: Job) -> list[ServerAddress]:
-        """Servers to try: the ones not known down, or all of them when none is up."""
-        return self.pool.order(job.server_key)
+    def candidates(self, job: Job, first: ServerAddress | None = None) -> list[ServerAddress]:
+        """Servers to try: the ones not known down, or all of them when none is up
+        (`first`, when among them, is tried first)."""
+        order = self.pool.order(job.server_key)
+        return [first, *(s for s in order if s != first)] if first in order else order
 
     def ready_connection(self, job: Job, turn: int) -> Connection | None:
         """An open connection for `job`, without waiting, or None. A job without a
@@ -116,13 +118,13 @@ class Submitter:
         return NoServerAvailable(f"no job server reachable: {reasons} (check --servers or GEARCTL_SERVERS)")
 
     # -- one job, with failover ----------------------------------------------------
-    async def submit(self, job: Job, deadline: float | None) -> Job:
+    async def submit(self, job: Job, deadline: float | None, *, first: ServerAddress | None = None) -> Job:
         """Create `job` on the first server that takes it. A submit whose server
         cannot be reached, closes the connection or answers ERROR moves on to
         the next server; when none took it the job ends in "error" and that
         error is raised ("timeout" and Timeout past `deadline`)."""
         errors: list[GearctlError] = []
-        for address in self.candidates(job):
+        for address in self.candidates(job, first):
             try:
                 conn = await within(self.pool.connect(address), deadline, f"connecting to {address}")
             except (ConnectionFailed, RemoteProtocolError) as e:  # a greeting in another protocol, say

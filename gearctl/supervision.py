@@ -63,12 +63,24 @@ class FunctionReport:
     running: int = 0
     last_error: str = ""
     last_error_at: float = 0.0  # epoch seconds: across processes, the latest error wins
+    retried: int = 0  # failed attempts whose next attempt was submitted
+    dead: int = 0  # jobs sent to the dead-letter function
 
     def merged(self, other: FunctionReport) -> FunctionReport:
         """The counts of both added up, and the later of their last errors."""
         later = other if other.last_error and other.last_error_at >= self.last_error_at else self
         return FunctionReport(self.done + other.done, self.failed + other.failed, self.running + other.running,
-                              later.last_error, later.last_error_at)
+                              later.last_error, later.last_error_at, self.retried + other.retried,
+                              self.dead + other.dead)
+
+
+def summed(*reports: Mapping[str, FunctionReport]) -> dict[str, FunctionReport]:
+    """Per function, the counts of several processes (or of exited ones) added up."""
+    totals: dict[str, FunctionReport] = {}
+    for functions in reports:
+        for name, counts in functions.items():
+            totals[name] = totals.get(name, FunctionReport()).merged(counts)
+    return totals
 
 
 @dataclass(frozen=True)
@@ -165,7 +177,8 @@ def _function(value: Any) -> FunctionReport:
     if not isinstance(value, dict):
         raise TypeError(f"expected an object, got {value!r}")
     return FunctionReport(_count(value["done"]), _count(value["failed"]), _count(value["running"]),
-                          _text(value["last_error"]), _number(value["last_error_at"]))
+                          _text(value["last_error"]), _number(value["last_error_at"]), _count(value["retried"]),
+                          _count(value["dead"]))
 
 
 def _report(record: dict[str, Any]) -> ChildReport:

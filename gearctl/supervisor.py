@@ -43,7 +43,18 @@ from typing import Any
 
 from .backoff import Backoff
 from .child import after_fork
-from .supervision import ChildExit, ChildReport, ChildState, FunctionReport, Launch, LogLine, MessageReader, Refusal
+from .errors import UsageError
+from .supervision import (
+    ChildExit,
+    ChildReport,
+    ChildState,
+    FunctionReport,
+    Launch,
+    LogLine,
+    MessageReader,
+    Refusal,
+    summed,
+)
 
 log = logging.getLogger("gearctl.supervisor")
 
@@ -430,6 +441,44 @@ class Supervisor:
                     os.unlink(self.options.pidfile)
         except (OSError, ValueError):
             pass
+
+
+class JobsCollector:
+    """A prometheus_client collector: gearctl_worker_jobs_total{function,outcome}
+    from the processes' reports (and those of processes that have exited), read
+    on every scrape. `failed` counts every attempt that ended badly, `retried`
+    and `dead` what became of them."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        sup = self.supervisor
+        totals = summed(dict(sup.retired), *(c.functions for c in list(sup.children.values())))
+        family = CounterMetricFamily("gearctl_worker_jobs", "Jobs per function and how they ended",
+                                     labels=["function", "outcome"])
+        for name, f in sorted(totals.items()):
+            for outcome, count in (("complete", f.done), ("failed", f.failed), ("retried", f.retried),
+                                   ("dead", f.dead)):
+                family.add_metric([name, outcome], count)
+        yield family
+
+
+def serve_metrics(supervisor: Supervisor, port: int, address: str = "127.0.0.1") -> None:
+    """Serve the supervisor's job counts on http://ADDRESS:PORT/metrics, from a thread."""
+    try:
+        from prometheus_client.core import CollectorRegistry
+        from prometheus_client.exposition import start_http_server
+    except ImportError as e:
+        raise UsageError(f"--metrics-port needs prometheus_client ({e}); pip install prometheus-client") from None
+    registry = CollectorRegistry()
+    registry.register(JobsCollector(supervisor))  # type: ignore[arg-type]
+    try:
+        start_http_server(port, addr=address, registry=registry)
+    except OSError as e:
+        raise UsageError(f"--metrics-port: cannot listen on {address}:{port}: {e.strerror or e}") from e
 
 
 def _alive(pid: int) -> bool:

@@ -42,20 +42,21 @@ from enum import Enum
 from functools import partial
 from typing import Any
 
-from . import admin
+from . import admin, retry
 from .addresses import Servers, resolve_servers
 from .backoff import Backoff
 from .connection import PROBE, Connection, ServerAddress, TLSOptions
+from .deadletter import DEAD_SUFFIX
 from .errors import ConnectionFailed, UsageError
 from .execution import WorkerJob, execute
 from .plugins import JobFunction, as_job_function
 from .protocol import Packet, PacketType, encode
+from .retry import RETRY_ON, Failed, Plan, Retrier, RetryPolicy, Step
 from .sessions import Happened, Outcome, OutcomeState, WorkerSession, drained
 
 P = PacketType
 log = logging.getLogger("gearctl.worker")
 STABLE = 10.0  # seconds a connection must last before a loss starts the back-off afresh
-
 
 
 def memory_mb() -> float:
@@ -89,6 +90,8 @@ class FunctionStats:
     running: int = 0
     last_error: str = ""
     last_error_at: float = 0.0  # epoch seconds: the latest error of several processes wins
+    retried: int = 0  # failed attempts whose next attempt was submitted
+    dead: int = 0  # jobs sent to the dead-letter function
 
 
 @dataclass
@@ -125,13 +128,17 @@ class ExitReason(Enum):
 
 
 class JobEventKind(str, Enum):
-    """A job started, or how it ended (the last four are OutcomeState's values)."""
+    """A job started, or how it ended (complete..timeout are OutcomeState's
+    values); after a bad end, its next attempt was submitted or it went to
+    the dead-letter function (retry.Step's values)."""
 
     START = "start"
     COMPLETE = "complete"
     EXCEPTION = "exception"
     FAILED = "failed"
     TIMEOUT = "timeout"
+    RETRY = "retry"
+    DEAD = "dead"
 
     def __str__(self) -> str:
         return self.value
@@ -148,6 +155,11 @@ class JobEvent:
     seconds: float = 0.0
     message: str = ""
     traceback: str = ""
+    attempt: int = 0  # retry/dead: the attempt that ended, of `attempts`
+    attempts: int = 0
+    due: float | None = None  # retry: when the next attempt is due (epoch seconds)
+    delay: float = 0.0  # retry: the back-off drawn for it
+    dead_function: str = ""  # dead: where the job went
 
 
 class _Link:
@@ -226,8 +238,18 @@ class Worker:
                  tls: TLSOptions | None = None, poll_interval: float = 5.0, max_backoff: float = 30.0,
                  on_event: Callable[[JobEvent], None] | None = None, max_jobs: int | None = None,
                  max_lifetime: float | None = None, max_memory_mb: float | None = None,
-                 burst: bool = False, on_change: Callable[[], None] | None = None) -> None:
+                 burst: bool = False, on_change: Callable[[], None] | None = None, retries: int = 0,
+                 retry_backoff: float | str = 10.0, retry_backoff_max: float | str = 3600.0,
+                 retry_on: Iterable[str] | str = RETRY_ON, dead_letter: bool = True,
+                 dead_letter_suffix: str = DEAD_SUFFIX) -> None:
         self.functions = _by_name(as_job_function(item, index) for index, item in enumerate(functions))
+        try:  # the worker's defaults; a function's own declarations win (JobFunction.policy)
+            defaults = RetryPolicy().merged(retry.check_options({
+                "retries": retries, "retry_backoff": retry_backoff, "retry_backoff_max": retry_backoff_max,
+                "retry_on": retry_on, "dead_letter": dead_letter, "dead_letter_suffix": dead_letter_suffix}))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        self.policies = {name: fn.policy(defaults) for name, fn in self.functions.items()}
         self.client_id = client_id or default_client_id()
         self.prefetch = max(1, prefetch)
         registration = self._registration_bytes()
@@ -255,6 +277,8 @@ class Worker:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.retrier = Retrier([link.address for link in self.links], connect_timeout=connect_timeout,
+                               tls=self.tls, host=socket.gethostname(), created=self._resubmitted)
 
     # -- lifecycle -------------------------------------------------------------
     def run(self, burst: bool | None = None, *, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT),
@@ -303,6 +327,7 @@ class Worker:
         try:
             await self._execute_loop()
         finally:
+            await self.retrier.close()  # the ends of jobs being resubmitted are written first
             for task in self._tasks:
                 task.cancel()
             for link in self.links:
@@ -485,17 +510,48 @@ class Worker:
             outcome = Outcome(OutcomeState.EXCEPTION, message=f"this worker has no function {name!r}")
         else:
             assert link.conn is not None  # open: checked by the execute loop
+            policy = self.policies[name]
             job = WorkerJob(name, handle_text, unique, args[-1], context=fn.context, encoding=fn.encoding,
-                            updates=_WireUpdates(link.conn, handle))
+                            updates=_WireUpdates(link.conn, handle),
+                            attempt=retry.where_stands(unique, handle_text).number, attempts=policy.attempts)
             outcome = await self._execute(fn, job, server)
         self.jobs_run += 1
         self._check_recycle()
-        if not (link.usable and link.session.finish(epoch, handle, outcome, time.monotonic())):
-            log.warning("%s: connection lost before job %s could be reported; the server will run it again",
-                        link.address, handle_text)
+        # A bad end with a retry or a dead letter to submit first: its end is written once that is created.
+        if fn is None or outcome.state is OutcomeState.COMPLETE or not self.retrier.take(
+                policy, Failed(name, handle_text, unique, args[-1], outcome, link.address),
+                partial(self._end_resubmitted, link, epoch, handle), partial(self._abandon, link, epoch)):
+            self._end(link, epoch, handle, outcome)
         if self.on_event is not None:
             self.on_event(JobEvent(JobEventKind(outcome.state.value), name, handle_text, server, outcome.seconds,
                                    outcome.message, outcome.traceback))
+
+    def _end(self, link: _Link, epoch: int, handle: bytes, outcome: Outcome) -> None:
+        if not (link.usable and link.session.finish(epoch, handle, outcome, time.monotonic())):
+            log.warning("%s: connection lost before job %s could be reported; the server will run it again",
+                        link.address, handle.decode("ascii", "replace"))
+
+    def _end_resubmitted(self, link: _Link, epoch: int, handle: bytes, outcome: Outcome) -> None:
+        """Its retry or dead letter was created: end the attempt now, and write it."""
+        self._end(link, epoch, handle, outcome)
+        if link.session.outbox:
+            link.send(link.session.take_outbox())
+
+    def _abandon(self, link: _Link, epoch: int) -> None:
+        """Neither a retry nor a dead letter could be submitted: close without
+        ending the job, so that gearmand hands it out again (with the others held there)."""
+        if link.conn is not None and link.session.current(epoch):
+            link.conn.close()
+
+    def _resubmitted(self, plan: Plan, failed: Failed) -> None:
+        stats, retried = self.stats.of(failed.function), plan.step is Step.RETRY
+        stats.retried, stats.dead = stats.retried + retried, stats.dead + (not retried)
+        self._changed()
+        if self.on_event is not None:
+            self.on_event(JobEvent(JobEventKind(plan.step.value), failed.function, failed.handle, str(failed.origin),
+                                   message=failed.outcome.message or str(failed.outcome.state), attempt=plan.attempt,
+                                   attempts=plan.attempts, due=plan.due, delay=plan.delay,
+                                   dead_function="" if retried else plan.function))
 
     async def _execute(self, fn: JobFunction, job: WorkerJob, server: str) -> Outcome:
         """Run one job, with its stats and start event around it."""

@@ -50,12 +50,18 @@ def test_php_callbacks_see_status_data_warning_and_the_return(worker: Gearmand) 
 
 
 def test_php_sees_an_exception_and_a_timeout(worker: Gearmand) -> None:
+    # No retries declared: each failed job is kept in FUNCTION.dead (the default), and the
+    # client is told so in a WORK_WARNING just before the end.
     events = php_client("tasks", worker, "wk_exception", 's:3:"bad";')
-    assert events[0] == {"cb": "exception", "data": "ValueError: boom: bad"}
+    assert events[0] == {"cb": "warning",
+                         "data": "gearctl: out of attempts (1 of 1), kept in wk_exception.dead: ValueError: boom: bad"}
+    assert events[1] == {"cb": "exception", "data": "ValueError: boom: bad"}
     assert "complete" not in {e.get("cb") for e in events}
     events = php_client("tasks", worker, "wk_timeout", "x")
     assert events[0] == {"cb": "warning", "data": "gearctl: job timed out after 0.5s"}
-    assert events[1] == {"cb": "fail"}
+    assert events[1] == {"cb": "warning",
+                         "data": "gearctl: out of attempts (1 of 1), kept in wk_timeout.dead: timed out after 0.5s"}
+    assert events[2] == {"cb": "fail"}
 
 
 def test_php_donormal_gets_each_return_code(worker: Gearmand) -> None:

@@ -178,12 +178,13 @@ def test_live_table_on_a_terminal(gearmand: Gearmand) -> None:
         assert gearctl("client", "reverse", "--wait", "--data", "tty", "-s", gearmand.address).returncode == 0
         assert gearctl("client", "boom", "--wait", "--data", "x", "-s", gearmand.address).returncode == 5
 
-        def counted(t: Terminal) -> bool:  # function, done, failed, running, last error
-            rows = {row[0]: row for row in table_cells(t.frame("gearctl worker")) if len(row) == 5}
-            return (rows.get("reverse", [])[1:3] == ["1", "0"] and rows.get("boom", [])[1:3] == ["0", "1"]
-                    and "cannot handle x" in rows["boom"][4])
+        def counted(t: Terminal) -> bool:  # function, done, failed, retried, dead, running, last error
+            rows = {row[0]: row for row in table_cells(t.frame("gearctl worker")) if len(row) == 7}
+            return (rows.get("reverse", [])[1:5] == ["1", "0", "0", "0"]
+                    and rows.get("boom", [])[1:5] == ["0", "1", "0", "1"] and "cannot handle x" in rows["boom"][6])
 
-        term.wait_for(counted, what="one reverse done, one boom failed with its error")
+        # boom has no retries: the job failed for good and went to boom.dead (dead letters are on by default)
+        term.wait_for(counted, what="one reverse done, one boom failed with its error and kept as dead")
         frame = term.frame("gearctl worker")
         assert "gearctl worker tty-worker serving" in frame
         assert all(column in frame for column in ("pid", "state", "memory", "uptime", " MB"))

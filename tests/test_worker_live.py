@@ -13,8 +13,8 @@ TITLE = "gearctl worker"
 
 
 def function_row(frame: str, name: str) -> list[str]:
-    """function, done, failed, running, last error."""
-    return next((row for row in table_cells(frame) if row[0] == name and len(row) == 5), [])
+    """function, done, failed, retried, dead, running, last error."""
+    return next((row for row in table_cells(frame) if row[0] == name and len(row) == 7), [])
 
 
 def test_live_table_shows_plain_jobs_running_and_failures_in_the_table(gearmand: Gearmand, tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_live_table_shows_plain_jobs_running_and_failures_in_the_table(gearmand:
                       what="the table with 3 processes and every function")
         header = " ".join(term.frame(TITLE).split())
         assert f"gearctl worker serving chatter, fails, hold, never_runs on {gearmand.address}" in header
-        assert function_row(term.frame(TITLE), "hold")[1:4] == ["0", "0", "0"]
+        assert function_row(term.frame(TITLE), "hold")[1:6] == ["0", "0", "0", "0", "0"]
 
         lines = f"{release}\n" * 3
         assert gearctl("client", "hold", "-n", "-q", "-s", gearmand.address, input=lines.encode()).returncode == 0
@@ -37,7 +37,7 @@ def test_live_table_shows_plain_jobs_running_and_failures_in_the_table(gearmand:
             frame = t.frame(TITLE)
             rows = worker_processes(frame)
             return (len(rows) == 3 and all(r[1] == "busy" and r[2].startswith("hold H:") for r in rows)
-                    and function_row(frame, "hold")[3:4] == ["3"])
+                    and function_row(frame, "hold")[5:6] == ["3"])
 
         term.wait_for(all_busy, what="3 busy processes running hold, and running 3")
         release.touch()
@@ -45,16 +45,17 @@ def test_live_table_shows_plain_jobs_running_and_failures_in_the_table(gearmand:
         def all_done(t: Terminal) -> bool:
             frame = t.frame(TITLE)
             rows = worker_processes(frame)
-            return (function_row(frame, "hold")[1:4] == ["3", "0", "0"]
+            return (function_row(frame, "hold")[1:6] == ["3", "0", "0", "0", "0"]
                     and len(rows) == 3 and all(r[1] == "idle" and r[2] == "-" for r in rows))
 
         term.wait_for(all_done, what="the jobs done and the processes idle")
 
         failed = gearctl("client", "fails", "--wait", "--data", "x1", "-s", gearmand.address)
         assert failed.returncode == 5
-        term.wait_for(lambda t: function_row(t.frame(TITLE), "fails")[2:3] == ["1"]
-                      and "ValueError: bad payload x1" in function_row(t.frame(TITLE), "fails")[4],
-                      what="the failure counted, with its error")
+        # no retries declared: failed once, and kept in fails.dead (dead letters are on by default)
+        term.wait_for(lambda t: function_row(t.frame(TITLE), "fails")[2:5] == ["1", "0", "1"]
+                      and "ValueError: bad payload x1" in function_row(t.frame(TITLE), "fails")[6],
+                      what="the failure counted, with its error, and the job kept as dead")
         # A plugin's print() shows above the table (on stderr), not through it.
         assert gearctl("client", "chatter", "--wait", "--data", "hi", "-s", gearmand.address).stdout == b"said"
         term.wait_for(lambda t: "chatter says hi" in t.text() and function_row(t.frame(TITLE), "chatter")[1:2] == ["1"],

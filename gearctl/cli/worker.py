@@ -58,14 +58,40 @@ def worker(
     log_format: Annotated[LogFormat, typer.Option("--log-format", help="Log lines as text or JSON.")] = LogFormat.text,
     log_level: Annotated[str, typer.Option(
         "--log-level", metavar="LEVEL", help="debug, info (one line per job), warning, error.")] = "info",
+    retries: Annotated[int, typer.Option(
+        "--retries", min=0, max=1000, metavar="N",
+        help="Attempts after the first for a job that fails (functions may declare their own).")] = 0,
+    retry_backoff: Annotated[str, typer.Option(
+        "--retry-backoff", metavar="DURATION", help="Delay before the second attempt; doubled for each after.")
+    ] = "10s",
+    retry_backoff_max: Annotated[str, typer.Option(
+        "--retry-backoff-max", metavar="DURATION", help="Longest delay between attempts.")] = "1h",
+    retry_on: Annotated[str, typer.Option(
+        "--retry-on", metavar="LIST", help="Which ends are retried: exception, fail, timeout (comma-separated).")
+    ] = "exception,fail,timeout",
+    no_dead_letter: Annotated[bool, typer.Option(
+        "--no-dead-letter", help="A job out of attempts is not kept in FUNCTION.dead (dropped, as gearmand does).")
+    ] = False,
+    dead_letter_suffix: Annotated[str, typer.Option(
+        "--dead-letter-suffix", metavar="TEXT", help="Dead-letter function name: FUNCTION + this.")] = ".dead",
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=1, max=65535, metavar="PORT",
+        help="Serve Prometheus /metrics (gearctl_worker_jobs_total{function,outcome}) on this port.")] = None,
+    metrics_address: Annotated[str, typer.Option(
+        "--metrics-address", metavar="ADDRESS", help="Address for --metrics-port (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Serve job functions from the plugin directory until SIGTERM or Ctrl-C.
 
     SIGHUP reloads the plugins (the processes are replaced one at a time)."""
     from ..child import WorkerSpec, run_child
-    from ..supervisor import Supervisor, SupervisorOptions
+    from ..retry import check_flags
+    from ..supervisor import Supervisor, SupervisorOptions, serve_metrics
 
+    retry_defaults = check_flags({"retries": retries, "retry_backoff": retry_backoff,
+                                  "retry_backoff_max": retry_backoff_max, "retry_on": retry_on,
+                                  "dead_letter": not no_dead_letter, "dead_letter_suffix": dead_letter_suffix})
     registry = load_registry(plugin_dir)
     names = None
     if functions is not None:
@@ -82,7 +108,7 @@ def worker(
                       poll_interval=poll_interval, max_jobs=max_jobs,
                       max_lifetime=parse_duration(max_lifetime) if max_lifetime else None,
                       max_memory_mb=max_memory, burst=burst, log_format=log_format.value, log_level=log_level,
-                      logs_to_pipe=live)
+                      logs_to_pipe=live, retry=retry_defaults)
 
     options = SupervisorOptions(concurrency=concurrency, graceful_timeout=parse_duration(graceful_timeout),
                                 pidfile=pidfile, burst=burst, functions=frozenset(f.name for f in chosen),
@@ -94,4 +120,6 @@ def worker(
                       concurrency)
         supervisor = Supervisor(functools.partial(run_child, spec), options, on_change=view.update,
                                 on_log=view.print_line)
+        if metrics_port is not None:
+            serve_metrics(supervisor, metrics_port, metrics_address)
         return supervisor.run()
