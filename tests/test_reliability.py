@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,9 +20,11 @@ from collections import Counter
 from pathlib import Path
 from typing import IO
 
+import pytest
 from conftest import Gearmand, PersistentGearmand, Procs, child_pids, clean_env, gearctl, wait_until
 
 PLUGINS = Path(__file__).parent / "plugins_reliability"
+SOAK = Path(__file__).parent.parent / "benchmarks" / "soak_worker.py"
 GEARCTL = [sys.executable, "-m", "gearctl"]
 JOBS = 10_000
 PREFETCH = 4
@@ -226,3 +229,32 @@ def test_worker_process_killed_9_mid_job_runs_the_job_again(gearmand: Gearmand, 
     assert again != victim and again in child_pids(worker.pid)  # the respawned process or the other one
     wait_until(lambda: gearmand.status()["held"][:2] == (0, 0), 30, what="gearmand to see it complete")
     wait_until(lambda: len(child_pids(worker.pid)) == 2, 60, what="the killed process to be replaced")
+
+
+def soak(*args: str) -> tuple[subprocess.CompletedProcess, tuple[int, int, float] | None]:
+    """benchmarks/soak_worker.py: its result, and the RSS figures it printed (kB, kB, %)."""
+    result = subprocess.run([sys.executable, str(SOAK), *args], capture_output=True, env=clean_env(), timeout=600)
+    match = re.search(rb"after [\d,]+ jobs: ([\d,]+) kB; after [\d,]+: ([\d,]+) kB; growth ([-+\d.]+)%",
+                      result.stdout)
+    if match is None:
+        return result, None
+    base, end = (int(g.replace(b",", b"")) for g in match.groups()[:2])
+    return result, (base, end, float(match.group(3)))
+
+
+@pytest.mark.slow
+def test_soak_a_worker_process_does_not_grow_over_100000_jobs() -> None:
+    result, figures = soak("--jobs", "100000", "--baseline", "10000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert figures is not None, result.stdout
+    base, end, growth = figures
+    assert base > 10_000 and end <= base * 1.10 and growth <= 10  # the worker process itself, not nothing
+    print(f"\n{result.stdout.decode().strip()}")
+
+
+def test_soak_catches_a_leak() -> None:
+    leaky = Path(__file__).parent / "plugins_leak"
+    result, figures = soak("--jobs", "20000", "--baseline", "5000", "--batch", "5000", "--plugin-dir", str(leaky))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert figures is not None and figures[2] > 10
+    assert b"soak: LEAK: resident memory grew" in result.stderr
