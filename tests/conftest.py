@@ -316,18 +316,13 @@ def on_a_terminal(argv: list[str], env: dict | None = None, timeout: float = 60)
 # -- the reliability suite: a gearmand with a persistent queue, killed and restarted ------
 
 class PersistentGearmand(Gearmand):
-    """gearmand with `-q libsqlite3` on a database in `db_dir`: `crash()` is kill -9,
+    """gearmand with `-q libsqlite3` on a database in `db_dir`. After `kill()` (-9),
     `start()` brings it back on the same port with the same database, so every
     background job it acknowledged is queued again."""
 
     def __init__(self, tmp: Path, db_dir: Path, *extra: str) -> None:
         self.db = db_dir / f"queue-{time.monotonic_ns()}.db"
         super().__init__(tmp, "-q", "libsqlite3", "--libsqlite3-db", str(self.db), *extra)
-
-    def crash(self) -> None:
-        """kill -9; the listening socket goes with the process, so `start()` can
-        bind the same port at once."""
-        self.kill()
 
 
 def child_pids(parent: int) -> list[int]:

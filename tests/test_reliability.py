@@ -142,7 +142,7 @@ def test_gearmand_killed_9_under_load_loses_no_job(persistent_gearmand_factory, 
     client.send(streamed[3000:5000])
     wait_until(lambda: len(client.records()) >= 3100, 60, interval=0.002, what="the client to be mid-stream")
     done_before = len(files.done())
-    server.crash()  # the client mid-stream, the workers mid-drain
+    server.kill()  # the client mid-stream, the workers mid-drain
     # Lines written to the client but not yet acknowledged: the client resubmits one
     # whose JOB_CREATED the kill cut off, so it may run twice (README: failover caveat).
     acked = {streamed[r["line"] - 1] for r in client.records()}
@@ -189,7 +189,7 @@ def test_failover_kill_9_during_an_each_line_submit_queues_and_runs_every_line(
     client = StreamingClient(procs, servers, tmp_path, "--inflight", "100")
     client.send(workloads[:5000])
     wait_until(lambda: len(client.records()) >= 2500, 60, interval=0.002, what="half the first lines queued")
-    doomed.crash()  # with up to --inflight 100 submits in flight
+    doomed.kill()  # with up to --inflight 100 submits in flight
     client.send(workloads[5000:])
     assert client.finish() == 0, client.err.read_text()  # every line was queued somewhere
     records = client.records()

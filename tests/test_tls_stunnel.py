@@ -13,11 +13,12 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import Gearmand, Procs, free_port, gearctl, wait_until
+from conftest import Gearmand, Procs, clean_env, free_port, gearctl, wait_until
 
 from gearctl.addresses import describe_socket_error
 
@@ -113,7 +114,7 @@ def test_client_worker_and_status_over_tls_with_a_client_certificate(gearmand: G
                                                                      tmp_path: Path, pki: Pki) -> None:
     tunnel = Stunnel(procs, tmp_path, gearmand, pki.server, pki.key("server"), pki.ca)
     tls = ["-s", tunnel.address, *pki.client_flags()]
-    procs.start(["python3", "-m", "gearctl", "worker", "-p", str(PLUGINS), "-f", "reverse", *tls])
+    procs.start([sys.executable, "-m", "gearctl", "worker", "-p", str(PLUGINS), "-f", "reverse", *tls], env=clean_env())
     wait_until(lambda: gearmand.status().get("reverse", (0, 0, 0))[2] == 1, 30, what="the worker, over TLS")
 
     result = gearctl("client", "reverse", "--wait", "--data", "over tls", *tls)
