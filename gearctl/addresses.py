@@ -169,10 +169,16 @@ class TLSOptions:
         return ctx
 
 
-def describe_socket_error(error: OSError) -> str:
-    """'connection refused', not asyncio's "Connect call failed ('127.0.0.1', 1)"."""
+def describe_socket_error(error: OSError, tls: bool = False) -> str:
+    """'connection refused', not asyncio's "Connect call failed ('127.0.0.1', 1)".
+    With `tls`, a connection the server closed in the handshake is most likely a
+    plaintext port (gearmand itself, not its TLS terminator), and is said so."""
     import ssl
 
+    if isinstance(error, ssl.SSLCertVerificationError):  # its reason is only CERTIFICATE_VERIFY_FAILED
+        return f"TLS: the server's certificate was not accepted: {error.verify_message or error.reason}"
+    if tls and isinstance(error, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, ssl.SSLEOFError)):
+        return "TLS handshake failed: the server closed the connection (a plaintext port, not TLS?)"
     if isinstance(error, ssl.SSLError):
         return f"TLS error: {getattr(error, 'reason', None) or error}"  # one built by hand has no .reason
     if isinstance(error, socket.gaierror):
@@ -183,11 +189,11 @@ def describe_socket_error(error: OSError) -> str:
 
 
 @contextlib.contextmanager
-def connecting(address: ServerAddress, timeout: float) -> Iterator[None]:
+def connecting(address: ServerAddress, timeout: float, tls: bool = False) -> Iterator[None]:
     """Around an asyncio connect bounded by `timeout`: its failure as one ConnectionFailed."""
     try:
         yield
     except asyncio.TimeoutError:
         raise ConnectionFailed(f"{address}: no answer within {timeout:g}s") from None
     except OSError as e:  # ssl.SSLError is an OSError
-        raise ConnectionFailed(f"{address}: {describe_socket_error(e)}") from e
+        raise ConnectionFailed(f"{address}: {describe_socket_error(e, tls)}") from e

@@ -72,7 +72,7 @@ async def admin_session(address: ServerAddress, commands: Sequence[Sequence[str]
     Raises ConnectionFailed / Timeout for the connection itself; the timeouts
     are those of the module's docstring."""
     clock = _AnswerClock(address, timeout, io_timeout)
-    with connecting(address, timeout):
+    with connecting(address, timeout, tls=tls is not None):
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(address.host, address.port, ssl=tls,
                                     server_hostname=address.host if tls else None), timeout)

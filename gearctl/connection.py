@@ -100,7 +100,7 @@ class Connection(asyncio.Protocol):
                    io_timeout: float | None = None) -> Connection:
         loop = asyncio.get_running_loop()
         conn = cls(address, on_packet, on_close, io_timeout)
-        with connecting(address, timeout):
+        with connecting(address, timeout, tls=tls is not None):
             await asyncio.wait_for(
                 loop.create_connection(lambda: conn, address.host, address.port, ssl=tls,
                                        server_hostname=address.host if tls else None),
