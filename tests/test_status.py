@@ -100,8 +100,8 @@ def test_status_agrees_with_gearadmin_on_two_servers(gearmand_factory, procs: Pr
     totals = {f["function"]: f for f in doc["functions"]}
     assert totals[TAB]["queued"] == 3 and totals["plain"]["queued"] == 7 and totals["served"]["workers"] == 1
     plain = gearctl("status", "-s", f"{one.address},{two.address}").stdout.decode().splitlines()
-    assert plain[0] == "function\tserver\tqueued\trunning\tworkers\theld" and "plain\tall\t7\t0\t0\t0" in plain
-    assert f"plain\t{two.address}\t5\t0\t0\t0" in plain
+    assert plain[0] == "function\tserver\tqueued\trunning\tworkers\theld\tdead" and "plain\tall\t7\t0\t0\t0\t0" in plain
+    assert f"plain\t{two.address}\t5\t0\t0\t0\t0" in plain
 
 
 def test_workers_and_jobs_agree_with_gearadmin(gearmand: Gearmand, procs: Procs) -> None:
@@ -387,7 +387,7 @@ def test_status_shows_jobs_held_by_prefetching_workers(gearmand: Gearmand, procs
         (row,) = [f for f in doc["servers"][0]["functions"] if f["function"] == "held"]
         assert (row["total"], row["running"], row["held"], row["prefetching"]) == (15, 15, 14, True)
         plain = gearctl("status", "-s", gearmand.address).stdout.decode().splitlines()
-        assert f"held\t{gearmand.address}\t0\t15\t1\t14" in plain
+        assert f"held\t{gearmand.address}\t0\t15\t1\t14\t0" in plain
         code, screen = on_a_terminal(["status", "-s", gearmand.address], env=WIDE)
         assert code == 0 and "15 (14 held)" in screen and "--prefetch" in screen
         checked = gearctl("check", "-s", gearmand.address)
