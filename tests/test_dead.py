@@ -67,9 +67,9 @@ def test_list_leaves_the_jobs_where_they_were(gearmand: Gearmand) -> None:
     # Nothing was taken: the same jobs, queued, and listed again (the JSON this time), every function's.
     assert total(gearmand, "mail.dead") == (3, 0) and total(gearmand, "other.dead") == (1, 0)
     doc = listed(gearmand.address)
+    other = dead_unique("o-1", FIRST + 60)
     assert [(j["function"], j["id"], j["valid"]) for j in doc["jobs"]] == [
-        ("mail", ids[0], True), ("mail", ids[1], True), ("mail", ids[2], True), ("other", dead_unique("o-1", FIRST + 60),
-                                                                                 True)]
+        ("mail", ids[0], True), ("mail", ids[1], True), ("mail", ids[2], True), ("other", other, True)]
     first = doc["jobs"][0]
     assert first["queue"] == "mail.dead" and first["server"] == gearmand.address and first["requeues"] == 2
     assert first["envelope"] == {"function": "mail", "unique": "m-1", "workload": "payload", "attempts": 3,
