@@ -42,6 +42,8 @@ P = PacketType
 CLIENT_ID = "gearctl-dead"
 DEFAULT_LIMIT = 1000  # dead jobs held per server at most, by one command
 SETTLE_POLL = 0.02  # seconds between looks at `show jobs` while handed-back jobs settle
+SETTLE_MAX = 5.0  # ... and at most this long (or --io-timeout): gearmand takes milliseconds, so
+# a job not queued again by then is held by another `gearctl dead` command
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,7 @@ class DeadHold:
                   for r in reports if r.up}
         await asyncio.gather(*(self._grab(h, queues[str(h.address)]) for h in self.holds if h.error is None))
         if all(h.error is not None for h in self.holds):
+            await self.__aexit__()  # a server that failed mid-grab gets back what it handed out
             raise NoServerAvailable("no job server answered: " + "; ".join(str(h.error) for h in self.holds))
         return self
 
@@ -329,9 +332,9 @@ class DeadHold:
 
     async def _settle(self, address: ServerAddress, handles: set[str]) -> tuple[dict[str, int], set[str], int]:
         """Ask `show jobs` until each handle is queued again or gone, for at most
-        --io-timeout: (retries per handle, handles gone, handles still held)."""
+        SETTLE_MAX or --io-timeout: (retries per handle, handles gone, handles still held)."""
         b = self.bounds
-        deadline = time.monotonic() + b.io_timeout
+        deadline = time.monotonic() + min(b.io_timeout, SETTLE_MAX)
         while True:
             try:
                 lines = await admin_request(address, "show jobs", timeout=b.connect_timeout, tls=b.ssl(),
