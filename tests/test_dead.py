@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from conftest import Gearmand, Procs, c_worker, gearctl, wait_until
+from conftest import Gearmand, Procs, c_worker, gearctl, on_a_terminal, table_cells, wait_until
 
 from gearctl import Client, dead, monitor, parse_servers
 from gearctl.deadletter import Envelope, dead_unique
@@ -278,6 +278,11 @@ def test_status_check_and_exporter_count_dead_jobs(gearmand: Gearmand) -> None:
     assert f"mail\t{gearmand.address}\t1\t0\t0\t0\t3" in plain and len(plain) == 3
     by_dead = gearctl("status", "--sort", "dead", "-s", gearmand.address).stdout.decode().splitlines()
     assert [line.split("\t")[0] for line in by_dead[1:]] == ["mail", "orphan"]
+    code, screen = on_a_terminal(["status", "-s", gearmand.address])
+    cells = table_cells(screen)
+    header = next(line for line in screen.splitlines() if "function" in line)
+    assert code == 0 and header.split()[-2:] == ["dead", "┃"], screen
+    assert cells == [["mail", "1", "0", "0", "3"], ["orphan", "0", "0", "0", "1"]], screen
 
     ok = gearctl("check", "--max-dead", "mail=5", "-s", gearmand.address)
     assert ok.returncode == 0 and "dead=4;;;0" in ok.stdout.decode() and "'mail_dead'=3;;5" in ok.stdout.decode()
@@ -310,3 +315,28 @@ def test_held_dead_jobs_still_count_as_dead(gearmand: Gearmand) -> None:
     (row,) = asyncio.run(look_while_held())
     assert row.function == "mail" and row.dead == 2
     assert total(gearmand, "mail.dead") == (2, 0)
+
+
+def test_purge_asks_on_a_terminal(gearmand: Gearmand) -> None:
+    import shlex
+    import subprocess
+    import sys
+
+    from conftest import clean_env
+
+    bury(gearmand, "mail", ["m-1", "m-2"])
+    command = shlex.join([sys.executable, "-m", "gearctl", "dead", "purge", "mail", "-s", gearmand.address])
+
+    def answer(text: bytes) -> str:
+        # util-linux script(1) gives the command a terminal for stdin, stdout and stderr.
+        run = subprocess.run(["script", "-qec", command, "/dev/null"], input=text, capture_output=True,
+                             env=clean_env(), timeout=60)
+        assert run.returncode == 0, run.stdout
+        return run.stdout.decode("utf-8", "replace")
+
+    declined = answer(b"n\n")
+    assert "purge 2 dead job(s) of mail for good? [y/N]" in declined and "gearctl: nothing purged" in declined
+    assert total(gearmand, "mail.dead") == (2, 0)
+    accepted = answer(b"y\n")
+    assert accepted.count("purged m-") == 2
+    assert total(gearmand, "mail.dead") == (0, 0)

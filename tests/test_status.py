@@ -206,6 +206,7 @@ def test_exporter_matches_status_json(gearmand_factory, procs: Procs, tmp_path: 
     one, two = gearmand_factory(), gearmand_factory()
     fill(one, "exported", 3)
     fill(two, "exported", 4)
+    fill(one, "exported.dead", 2)  # dead jobs (not envelopes: the counts do not look inside)
     c_worker(procs, two, "exported", *held_command(tmp_path / "release"))  # never released: one job stays running
     wait_until(lambda: two.status()["exported"][1] == 1, 15, what="the C worker to take a job")
     port = free_port()
@@ -240,6 +241,8 @@ def test_exporter_matches_status_json(gearmand_factory, procs: Procs, tmp_path: 
             assert samples[("gearman_running", labels)] == f["running"]
             assert samples[("gearman_held", labels)] == f["held"]
             assert samples[("gearman_workers", labels)] == f["workers"]
+            assert samples[("gearman_dead_jobs", labels)] == f["dead"] == (2 if server["address"] == one.address else 0)
+            assert f["function"] == "exported"  # the .dead queue is a count, not a function
 
 
 WIDE = {"COLUMNS": "150", "LINES": "50"}
