@@ -112,6 +112,8 @@ class ServerDead:
     truncated: bool = False  # `limit` stopped the grabbing: it may hold more
     dropped: tuple[str, ...] = ()  # handles gone once handed back (gearmand's --job-retries, or a rival command)
     unsettled: int = 0  # handed-back jobs not seen queued again within the time allowed
+    unconfirmed: tuple[str, ...] = ()  # completed (retried, purged) but the connection failed before gearmand
+    # confirmed it had read that: those may still be dead (and a retried one then runs twice, never zero times)
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,15 @@ class DeadListing:
     def dropped(self) -> int:
         return sum(len(s.dropped) for s in self.servers)
 
+    @property
+    def unconfirmed(self) -> int:
+        return sum(len(s.unconfirmed) for s in self.servers)
+
     def as_json(self) -> dict[str, Any]:
         return {"jobs": [j.as_json() for j in self.jobs],
                 "servers": [{"address": s.address, "up": s.error is None, "error": s.error, "held": s.held,
-                             "truncated": s.truncated, "dropped": list(s.dropped)} for s in self.servers]}
+                             "truncated": s.truncated, "dropped": list(s.dropped),
+                             "unconfirmed": list(s.unconfirmed)} for s in self.servers]}
 
 
 class Action(str, Enum):
@@ -314,11 +321,12 @@ class DeadHold:
         if conn is None:
             return hold.jobs, ServerDead(str(hold.address), hold.error)
         error = hold.error
-        if hold.completed and not conn.closed:
+        unconfirmed: tuple[str, ...] = ()
+        if hold.completed:
             try:  # an echo after the completions: gearmand has read them when it answers
                 await conn.call(PROBE)
             except GearctlError as e:
-                error = error or f"{hold.address}: completions not confirmed: {e}"
+                error, unconfirmed = error or str(e), tuple(sorted(hold.completed))
         conn.close()
         await conn.wait_transport_closed()
         back = {j.handle for j in hold.jobs} - hold.completed
@@ -328,7 +336,8 @@ class DeadHold:
             retries, gone, unsettled = await self._settle(hold.address, back)
             jobs = [replace(j, requeues=retries.get(j.handle)) for j in hold.jobs]
             dropped = tuple(sorted(gone))
-        return jobs, ServerDead(str(hold.address), error, len(hold.jobs), hold.truncated, dropped, unsettled)
+        return jobs, ServerDead(str(hold.address), error, len(hold.jobs), hold.truncated, dropped, unsettled,
+                                unconfirmed)
 
     async def _settle(self, address: ServerAddress, handles: set[str]) -> tuple[dict[str, int], set[str], int]:
         """Ask `show jobs` until each handle is queued again or gone, for at most

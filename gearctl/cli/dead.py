@@ -50,6 +50,10 @@ def _warn(listing: dead.DeadListing) -> None:
                              "back: gearmand drops a job whose requeues reach its --job-retries (every `gearctl "
                              "dead` command is one), or another command took them. Run the gearmand that keeps "
                              "dead letters without --job-retries\n")
+        if s.unconfirmed:
+            sys.stderr.write(f"gearctl: {s.address}: the connection failed before gearmand confirmed "
+                             f"{len(s.unconfirmed)} completion(s): those dead jobs may still be there "
+                             "(`gearctl dead list`); a retried one may then run twice\n")
         if s.unsettled:
             sys.stderr.write(f"gearctl: {s.address}: {s.unsettled} dead job(s) not seen queued again yet "
                              "(another `gearctl dead` command may hold them)\n")
@@ -147,6 +151,8 @@ def _report(result: dead.DeadResult, verb: str) -> int:
             code = max(code, ExitCode.SERVER_REFUSED)
     if not result.acted:
         sys.stderr.write(f"gearctl: no dead jobs to {verb}\n")
+    if result.listing.unconfirmed:
+        code = max(code, ExitCode.NO_SERVER)
     return code
 
 
