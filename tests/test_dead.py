@@ -78,7 +78,7 @@ def test_list_leaves_the_jobs_where_they_were(gearmand: Gearmand) -> None:
                                  "host": "web1", "first_failure": FIRST, "last_failure": FIRST + 60,
                                  "handle": "H:web1:0", "state": "exception"}
     assert doc["servers"] == [{"address": gearmand.address, "up": True, "error": None, "held": 4,
-                               "truncated": False, "dropped": []}]
+                               "truncated": False, "dropped": [], "unconfirmed": []}]
     assert total(gearmand, "mail.dead") == (3, 0) and total(gearmand, "other.dead") == (1, 0)
 
 
