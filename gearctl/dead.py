@@ -22,6 +22,7 @@ waits until each job it held is queued again, and reports those that are gone
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -183,12 +184,21 @@ class Selection:
             raise UsageError("name one FUNCTION or ID, or give --all")
 
     def resolved(self, jobs: Sequence[DeadJob]) -> Selection:
-        """A target made a function or an ID, by the jobs held."""
+        """A target made a function or an ID, by the jobs held (and, when none
+        has it, by its form: a dead job's key or a job handle is an ID not found)."""
         if self.target is None:
             return self
-        if any(self.target in (j.id, j.handle) for j in jobs):
+        if any(self.target in (j.id, j.handle) for j in jobs) or looks_like_id(self.target):
             return Selection(job_id=self.target, include_invalid=self.include_invalid)
         return Selection(function=self.target, include_invalid=self.include_invalid)
+
+
+_ID_FORM = re.compile(r"(~dead\.\d+|^H:.+:\d+)$", re.DOTALL)  # dead_unique()'s tail, or a gearmand handle
+
+
+def looks_like_id(target: str) -> bool:
+    """A dead job's unique key as deadletter.dead_unique makes it, or a job handle."""
+    return _ID_FORM.search(target) is not None
 
 
 def queue_name(function: str) -> str:

@@ -113,6 +113,9 @@ def test_show_prints_everything_and_unknown_ids_exit_8(gearmand: Gearmand) -> No
     assert missing.returncode == 8 and missing.stdout == b""
     assert missing.stderr.decode().splitlines() == ["gearctl: server error UNKNOWN_JOB: no dead job no-such-id on any "
                                                     "server"]
+    for command in (["retry", "gone~dead.1764590460000"], ["purge", "H:nowhere:99", "--yes"]):
+        unknown = gearctl("dead", *command, "-s", gearmand.address)  # an ID by its form, not a function
+        assert unknown.returncode == 8 and "no dead job" in unknown.stderr.decode(), unknown.stderr
     assert total(gearmand, "resize.dead") == (1, 0)
 
 

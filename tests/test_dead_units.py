@@ -52,6 +52,11 @@ def test_select_by_function_id_handle_and_all() -> None:
     with pytest.raises(ServerError) as unknown:
         dead.select(jobs, dead.Selection(job_id="nope"))
     assert unknown.value.exit_code == 8
+    with pytest.raises(ServerError):  # no such job, and the target has an ID's form
+        dead.select(jobs, dead.Selection(target="gone~dead.1764590460000"))
+    assert dead.select(jobs, dead.Selection(target="nothing")) == []  # a function without dead jobs
+    assert [dead.looks_like_id(t) for t in ("a~dead.12", "h:ab~dead.3", "H:gear1:7", "mail", "mail.dead")] == [
+        True, True, True, False, False]
     twice = [job("k", server="a:4730"), job("k", server="b:4730")]
     with pytest.raises(UsageError, match="names a dead job on each of a:4730, b:4730"):
         dead.select(twice, dead.Selection(job_id="k"))
