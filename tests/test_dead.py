@@ -236,6 +236,9 @@ def test_two_servers(gearmand_factory) -> None:
     assert {(j["id"], j["server"]) for j in doc["jobs"]} == {(a, one.address), (b, two.address)}
     table = gearctl("dead", "list", "-s", servers).stdout.decode().splitlines()
     assert table[0].endswith("\thost\tserver") and len(table) == 3
+    code, screen = on_a_terminal(["dead", "list", "-s", servers], env={"COLUMNS": "250"})
+    rows = table_cells(screen)
+    assert code == 0 and sorted((r[0], r[-1]) for r in rows) == sorted([(a, one.address), (b, two.address)]), screen
     result = gearctl("dead", "retry", "mail", "-s", servers)
     assert result.returncode == 0 and len(result.stdout.splitlines()) == 2, result.stderr
     assert total(one, "mail.dead") == total(two, "mail.dead") == (0, 0)

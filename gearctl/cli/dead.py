@@ -15,7 +15,7 @@ import typer
 
 from .. import dead, render
 from ..errors import ExitCode, UsageError
-from .app import NO_SERVER_OPTIONS, ServerOptions, app, with_servers
+from .app import NO_SERVER_OPTIONS, ServerOptions, app, complete_functions, with_servers
 from .streams import Out, one_line
 
 dead_app = typer.Typer(name="dead", no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
@@ -75,7 +75,8 @@ def _rows(jobs: Sequence[dead.DeadJob], several: bool) -> tuple[list[str], list[
 @with_servers()
 def list_(
     function: Annotated[str | None, typer.Argument(metavar="[FUNCTION]", show_default=False,
-                                                   help="Only this function's dead jobs.")] = None,
+                                                   help="Only this function's dead jobs.",
+                                                   autocompletion=complete_functions)] = None,
     limit: Limit = dead.DEFAULT_LIMIT,
     as_json: AsJson = False,
     server: ServerOptions = NO_SERVER_OPTIONS,
