@@ -15,7 +15,7 @@ Two consequences of holding, both in README. While a `dead` command holds them,
 gearmand counts the jobs as running (and another `dead` command does not see
 them). And gearmand's --job-retries N counts each hand-back as a retry and drops
 the job on the Nth: gearctl cannot read that setting, so after the hand-back it
-waits until each job it held is queued again, and reports those that are gone
+waits until each job it held is back (its retry count grew), and reports those that are gone
 (`ServerDead.dropped`) instead of letting them vanish silently.
 """
 
@@ -112,7 +112,7 @@ class ServerDead:
     held: int = 0  # dead jobs it handed us
     truncated: bool = False  # `limit` stopped the grabbing: it may hold more
     dropped: tuple[str, ...] = ()  # handles gone once handed back (gearmand's --job-retries, or a rival command)
-    unsettled: int = 0  # handed-back jobs not seen queued again within the time allowed
+    unsettled: int = 0  # handed-back jobs not seen back within the time allowed
     unconfirmed: tuple[str, ...] = ()  # completed (retried, purged) but the connection failed before gearmand
     # confirmed it had read that: those may still be dead (and a retried one then runs twice, never zero times)
 
@@ -337,33 +337,42 @@ class DeadHold:
                 await conn.call(PROBE)
             except GearctlError as e:
                 error, unconfirmed = error or str(e), tuple(sorted(hold.completed))
+        back = {j.handle for j in hold.jobs} - hold.completed
+        before = await self._retries(hold.address, back) if back and not conn.closed else None
         conn.close()
         await conn.wait_transport_closed()
-        back = {j.handle for j in hold.jobs} - hold.completed
         jobs, unsettled = hold.jobs, 0
         dropped: tuple[str, ...] = ()
-        if back:
-            retries, gone, unsettled = await self._settle(hold.address, back)
+        if before is not None:
+            retries, gone, unsettled = await self._settle(hold.address, before)
             jobs = [replace(j, requeues=retries.get(j.handle)) for j in hold.jobs]
             dropped = tuple(sorted(gone))
         return jobs, ServerDead(str(hold.address), error, len(hold.jobs), hold.truncated, dropped, unsettled,
                                 unconfirmed)
 
-    async def _settle(self, address: ServerAddress, handles: set[str]) -> tuple[dict[str, int], set[str], int]:
-        """Ask `show jobs` until each handle is queued again or gone, for at most
-        SETTLE_MAX or --io-timeout: (retries per handle, handles gone, handles still held)."""
+    async def _retries(self, address: ServerAddress, handles: set[str]) -> dict[str, int] | None:
+        """gearmand's retry count of each handle (`show jobs`; None when it does not answer)."""
         b = self.bounds
-        deadline = time.monotonic() + min(b.io_timeout, SETTLE_MAX)
+        try:
+            lines = await admin_request(address, "show jobs", timeout=b.connect_timeout, tls=b.ssl(),
+                                        io_timeout=b.io_timeout)
+        except GearctlError:
+            return None
+        return {j.handle: j.retries for j in parse_jobs(lines) if j.handle in handles}
+
+    async def _settle(self, address: ServerAddress, before: dict[str, int]) -> tuple[dict[str, int], set[str], int]:
+        """Until each handle held is back (gearmand counts a hand-back as a retry:
+        its count grew) or gone, for at most SETTLE_MAX or --io-timeout: (retries
+        per handle, handles gone, handles not seen back). `show jobs` is no help
+        otherwise: gearmand 1.1.20 shows a job a worker holds as queued too."""
+        deadline = time.monotonic() + min(self.bounds.io_timeout, SETTLE_MAX)
         while True:
-            try:
-                lines = await admin_request(address, "show jobs", timeout=b.connect_timeout, tls=b.ssl(),
-                                            io_timeout=b.io_timeout)
-            except GearctlError:
-                return {}, set(), len(handles)
-            shown = {j.handle: j for j in parse_jobs(lines) if j.handle in handles}
-            waiting = [h for h, j in shown.items() if not j.queued]
+            now = await self._retries(address, set(before))
+            if now is None:
+                return {}, set(), len(before)
+            waiting = [h for h, n in now.items() if n <= before[h]]
             if not waiting or time.monotonic() >= deadline:
-                return {h: j.retries for h, j in shown.items()}, handles - set(shown), len(waiting)
+                return now, set(before) - set(now), len(waiting)
             await asyncio.sleep(SETTLE_POLL)
 
 

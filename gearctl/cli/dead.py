@@ -55,7 +55,7 @@ def _warn(listing: dead.DeadListing) -> None:
                              f"{len(s.unconfirmed)} completion(s): those dead jobs may still be there "
                              "(`gearctl dead list`); a retried one may then run twice\n")
         if s.unsettled:
-            sys.stderr.write(f"gearctl: {s.address}: {s.unsettled} dead job(s) not seen queued again yet "
+            sys.stderr.write(f"gearctl: {s.address}: {s.unsettled} dead job(s) not seen back in the queue yet "
                              "(another `gearctl dead` command may hold them)\n")
 
 
