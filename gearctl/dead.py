@@ -472,6 +472,8 @@ async def _retry_one(hold: DeadHold, client: AsyncClient, job: DeadJob, taken: s
         hold.complete(job)
     except GearctlError as e:  # resubmitted, but the dead job stays: it may run twice, never zero times
         return Acted(job, Action.FAILED, f"resubmitted as {created.handle}, but the dead job stays: {e}", e)
+    if env.unique:  # a second dead job of the same key now would be coalesced into this one
+        taken.add(env.unique)
     return Acted(job, Action.RETRIED, created.handle or "")
 
 

@@ -146,6 +146,17 @@ def test_retry_by_id_takes_that_job_only(gearmand: Gearmand) -> None:
     assert "m-2" in gearmand.admin("show unique jobs") and "m-1" not in gearmand.admin("show unique jobs")
 
 
+def test_two_dead_jobs_of_one_key_are_not_coalesced_by_retry(gearmand: Gearmand) -> None:
+    first = bury(gearmand, "mail", ["same"], workload=b"first")[0]
+    with Client(gearmand.address) as client:  # the same key died again later, with another workload
+        env = Envelope("mail", "same", b"second", 1, "boom", "", "web1", FIRST + 100, FIRST + 200)
+        client.submit("mail.dead", env.encode(), unique=dead_unique("same", FIRST + 200))
+    result = gearctl("dead", "retry", "mail", "-s", gearmand.address)
+    assert result.returncode == 8 and result.stdout.decode().startswith(f"retried {first} (mail) as ")
+    assert "a job with its unique key same is queued or running again" in result.stderr.decode()
+    assert total(gearmand, "mail") == (1, 0) and total(gearmand, "mail.dead") == (1, 0)
+
+
 def test_a_failed_resubmit_leaves_the_dead_job(gearmand: Gearmand) -> None:
     (job_id,) = bury(gearmand, "mail", ["m-1"])
     assert gearctl("client", "mail", "--data", "other job", "-s", gearmand.address).returncode == 0
