@@ -35,6 +35,7 @@ from . import admin
 from .addresses import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, ServerAddress, TLSOptions
 from .admin import FunctionStatus, JobInfo, WorkerInfo
 from .adminio import ADMIN_CLIENT_ID, admin_request, admin_session
+from .deadletter import is_dead_letter_function, original_function
 from .errors import GearctlError, NoServerAvailable, ServerError, UsageError
 
 if TYPE_CHECKING:
@@ -78,6 +79,23 @@ class ServerReport:
         """A gearctl worker with --prefetch > 1 serves `function` here (needs
         the workers part)."""
         return function in self._prefetched
+
+    @functools.cached_property
+    def _dead(self) -> dict[str, int]:
+        return {original_function(fs.function): fs.total for fs in self.status if is_dead_letter_function(fs.function)}
+
+    def dead(self, function: str) -> int:
+        """The jobs in `function`'s dead-letter queue here (`function.dead`'s total:
+        no worker runs them; a `gearctl dead` command may hold some for a moment)."""
+        return self._dead.get(function, 0)
+
+    @functools.cached_property
+    def functions(self) -> tuple[FunctionStatus, ...]:
+        """The status rows without the dead-letter queues (they are `dead` counts),
+        plus an empty row for a function known here only by its dead jobs."""
+        rows = tuple(fs for fs in self.status if not is_dead_letter_function(fs.function))
+        known = {fs.function for fs in rows}
+        return rows + tuple(FunctionStatus(f, 0, 0, 0) for f in sorted(self._dead) if f not in known)
 
     def held(self, fs: FunctionStatus) -> int:
         """How many of fs.running at least are prefetched and not started
@@ -175,9 +193,11 @@ class Totals:
     running: int = 0
     workers: int = 0
     held: int = 0  # of running: prefetched by gearctl workers, not started (at least)
+    dead: int = 0  # jobs in its dead-letter queue (FUNCTION.dead)
     prefetching: bool = False  # a gearctl worker with --prefetch > 1 serves it somewhere
     by_server: dict[str, FunctionStatus] = field(default_factory=dict)
     held_by_server: dict[str, int] = field(default_factory=dict)
+    dead_by_server: dict[str, int] = field(default_factory=dict)
 
     @property
     def stuck(self) -> bool:
@@ -186,7 +206,7 @@ class Totals:
         return any(fs.queued > 0 and fs.workers == 0 for fs in self.by_server.values())
 
 
-SORT_KEYS = ("function", "queued", "running", "workers")
+SORT_KEYS = ("function", "queued", "running", "workers", "dead")
 
 
 def totals(reports: Iterable[ServerReport], patterns: Sequence[str] = (), sort: str = "function") -> list[Totals]:
@@ -194,7 +214,7 @@ def totals(reports: Iterable[ServerReport], patterns: Sequence[str] = (), sort: 
         raise UsageError(f"--sort takes one of {', '.join(SORT_KEYS)}, not {sort!r}")
     rows: dict[str, Totals] = {}
     for report in reports:
-        for fs in report.status:
+        for fs in report.functions:
             if not matches(fs.function, patterns):
                 continue
             row = rows.setdefault(fs.function, Totals(fs.function))
@@ -202,9 +222,11 @@ def totals(reports: Iterable[ServerReport], patterns: Sequence[str] = (), sort: 
             row.running += fs.running
             row.workers += fs.workers
             row.held += report.held(fs)
+            row.dead += report.dead(fs.function)
             row.prefetching = row.prefetching or report.prefetching(fs.function)
             row.by_server[report.address] = fs
             row.held_by_server[report.address] = report.held(fs)
+            row.dead_by_server[report.address] = report.dead(fs.function)
     ordered = sorted(rows.values(), key=lambda r: r.function)
     if sort != "function":
         ordered.sort(key=lambda r: getattr(r, sort), reverse=True)
@@ -216,16 +238,17 @@ def status_document(reports: Sequence[ServerReport], patterns: Sequence[str] = (
     """`gearctl status --json` (schema in README)."""
     def row(r: ServerReport, fs: FunctionStatus) -> dict[str, Any]:
         return {"function": fs.function, "queued": fs.queued, "running": fs.running, "workers": fs.workers,
-                "total": fs.total, "held": r.held(fs), "prefetching": r.prefetching(fs.function)}
+                "total": fs.total, "held": r.held(fs), "prefetching": r.prefetching(fs.function),
+                "dead": r.dead(fs.function)}
 
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "servers": [{"address": r.address, "up": r.up, "error": r.error,
                      "worker_connections": r.worker_connections if r.up else None,
-                     "functions": [row(r, fs) for fs in r.status if matches(fs.function, patterns)]}
+                     "functions": [row(r, fs) for fs in r.functions if matches(fs.function, patterns)]}
                     for r in reports],
         "functions": [{"function": t.function, "queued": t.queued, "running": t.running, "workers": t.workers,
-                       "held": t.held, "prefetching": t.prefetching, "stuck": t.stuck}
+                       "held": t.held, "prefetching": t.prefetching, "stuck": t.stuck, "dead": t.dead}
                       for t in totals(reports, patterns, sort)],
     }
 
@@ -275,7 +298,10 @@ class Threshold:
     critical: int
 
     @classmethod
-    def parse(cls, text: str, flag: str) -> Threshold:
+    def parse(cls, text: str, flag: str, default_pattern: str | None = None) -> Threshold:
+        """With `default_pattern`, a bare [WARN,]CRIT applies to it."""
+        if default_pattern is not None and "=" not in text:
+            text = f"{default_pattern}={text}"
         pattern, sep, numbers = text.partition("=")
         parts = numbers.split(",")
         try:
@@ -288,10 +314,11 @@ class Threshold:
 
 
 def check(reports: Sequence[ServerReport], max_queued: Sequence[Threshold],
-          min_workers: Sequence[Threshold]) -> tuple[int, str]:
+          min_workers: Sequence[Threshold], max_dead: Sequence[Threshold] = ()) -> tuple[int, str]:
     """The plugin result: (exit state, one status line with perfdata). The
     reports need the workers part: workers counts worker connections, and a
-    function registered by each of them is a registration of its own."""
+    function registered by each of them is a registration of its own. A
+    function's dead jobs are its dead-letter queue's (`max_dead`)."""
     problems: list[tuple[int, str]] = []
     down = [r for r in reports if not r.up]
     for r in down:
@@ -301,6 +328,7 @@ def check(reports: Sequence[ServerReport], max_queued: Sequence[Threshold],
     by_name = {t.function: t for t in rows}
     problems += _breaches(max_queued, by_name, "queued", above=True)
     problems += _breaches(min_workers, by_name, "workers", above=False)
+    problems += _breaches(max_dead, by_name, "dead", above=True)
     state = max((p[0] for p in problems), default=OK)
     if down and len(down) == len(reports):
         state = CRITICAL
@@ -314,12 +342,14 @@ def check(reports: Sequence[ServerReport], max_queued: Sequence[Threshold],
         f"{f' ({held} of them held by prefetching workers)' if held else ''}, {workers} workers "
         f"({registrations} function registrations) on {len(up)}/{len(reports)} servers")
     perf = [f"servers_up={len(up)};;;0;{len(reports)}", f"workers={workers};;;0",
-            f"registrations={registrations};;;0"]
+            f"registrations={registrations};;;0", f"dead={sum(t.dead for t in rows)};;;0"]
     for t in rows:
         qw = _limits(max_queued, t.function)
         ww = _limits(min_workers, t.function, minimum=True)
         perf.append(f"'{_perf_name(t.function)}_queued'={t.queued};{qw}")
         perf.append(f"'{_perf_name(t.function)}_workers'={t.workers};{ww}")
+        if any(fnmatch.fnmatchcase(t.function, th.pattern) for th in max_dead):
+            perf.append(f"'{_perf_name(t.function)}_dead'={t.dead};{_limits(max_dead, t.function)}")
     return state, f"GEARMAN {STATE_NAMES[state]} - {summary} | {' '.join(perf)}"
 
 
@@ -369,13 +399,14 @@ def prometheus_samples(reports: Sequence[ServerReport]) -> dict[str, list[tuple[
     """metric name -> [(labels, value)], for the exporter."""
     out: dict[str, list[tuple[dict[str, str], float]]] = {
         "gearman_up": [], "gearman_worker_connections": [], "gearman_queued": [], "gearman_running": [],
-        "gearman_held": [], "gearman_workers": []}
+        "gearman_held": [], "gearman_workers": [], "gearman_dead_jobs": []}
     for r in reports:
         out["gearman_up"].append(({"server": r.address}, 1.0 if r.up else 0.0))
         if r.up:
             out["gearman_worker_connections"].append(({"server": r.address}, float(r.worker_connections)))
-        for fs in r.status:
+        for fs in r.functions:
             labels = {"server": r.address, "function": _printable(fs.function)}
+            out["gearman_dead_jobs"].append((labels, float(r.dead(fs.function))))
             out["gearman_queued"].append((labels, float(fs.queued)))
             out["gearman_running"].append((labels, float(fs.running)))
             out["gearman_held"].append((labels, float(r.held(fs))))
@@ -390,6 +421,7 @@ METRIC_HELP = {
     "gearman_running": "jobs handed to a worker (running, or prefetched and held)",
     "gearman_held": "of the running jobs, at least this many are held by prefetching gearctl workers",
     "gearman_workers": "workers registered for the function",
+    "gearman_dead_jobs": "jobs in the function's dead-letter queue (FUNCTION.dead)",
 }
 
 

@@ -275,27 +275,33 @@ def status_renderable(reports: list[Any], rows: list[Any], title: str = "gearman
     from rich.text import Text
 
     several = len(reports) > 1
+    dead = any(row.dead for row in rows)  # a dead column only when some function has dead jobs
     table = Table(title=title, title_justify="left")
     table.add_column("function")
     if several:
         table.add_column("server")
-    for name in ("queued", "running", "workers"):
+    for name in ("queued", "running", "workers") + (("dead",) if dead else ()):
         table.add_column(name, justify="right")
     for row in rows:
         if several:
             for address, fs in sorted(row.by_server.items()):
                 table.add_row(shown(row.function), address, str(fs.queued),
                               _running(fs.running, row.held_by_server.get(address, 0)), str(fs.workers),
+                              *_dead_cell(dead, row.dead_by_server.get(address, 0)),
                               style="bold red" if fs.queued and not fs.workers else None)
             table.add_row(shown(row.function), "all", str(row.queued), _running(row.running, row.held),
-                          str(row.workers), style="bold", end_section=True)
+                          str(row.workers), *_dead_cell(dead, row.dead), style="bold", end_section=True)
         else:
             table.add_row(shown(row.function), str(row.queued), _running(row.running, row.held), str(row.workers),
-                          style="bold red" if row.stuck else None)
+                          *_dead_cell(dead, row.dead), style="bold red" if row.stuck else None)
     down = [Text(f"{r.address}: down ({r.error})", style="bold red") for r in reports if not r.up]
     notes = [Text("running counts jobs handed to a worker; (N held): at least N of them are prefetched by "
                   "gearctl workers (--prefetch) and wait to start", style="dim")] if any(r.held for r in rows) else []
     return Group(*down, table, *notes)
+
+
+def _dead_cell(shown: bool, dead: int) -> tuple[str, ...]:
+    return ((f"[red]{dead}[/]" if dead else "0"),) if shown else ()
 
 
 def _running(running: int, held: int) -> str:
@@ -305,15 +311,15 @@ def _running(running: int, held: int) -> str:
 def status_lines(reports: list[Any], rows: list[Any]) -> bytes:
     """Tab-separated lines with a header: per server, and an "all" row per function
     when there are several servers. Names go out as the server sent them. held
-    comes last, so scripts that cut the first five columns are unaffected."""
+    and dead come last, so scripts that cut the first five columns are unaffected."""
     several = len(reports) > 1
-    out = ["function\tserver\tqueued\trunning\tworkers\theld"]
+    out = ["function\tserver\tqueued\trunning\tworkers\theld\tdead"]
     for r in rows:
         if several:
             out += [f"{r.function}\t{address}\t{fs.queued}\t{fs.running}\t{fs.workers}\t{r.held_by_server[address]}"
-                    for address, fs in sorted(r.by_server.items())]
+                    f"\t{r.dead_by_server[address]}" for address, fs in sorted(r.by_server.items())]
         out.append(f"{r.function}\t{'all' if several else next(iter(r.by_server))}\t{r.queued}\t{r.running}"
-                   f"\t{r.workers}\t{r.held}")
+                   f"\t{r.workers}\t{r.held}\t{r.dead}")
     return ("\n".join(out) + "\n").encode("utf-8", "surrogateescape")
 
 

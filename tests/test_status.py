@@ -100,8 +100,8 @@ def test_status_agrees_with_gearadmin_on_two_servers(gearmand_factory, procs: Pr
     totals = {f["function"]: f for f in doc["functions"]}
     assert totals[TAB]["queued"] == 3 and totals["plain"]["queued"] == 7 and totals["served"]["workers"] == 1
     plain = gearctl("status", "-s", f"{one.address},{two.address}").stdout.decode().splitlines()
-    assert plain[0] == "function\tserver\tqueued\trunning\tworkers\theld" and "plain\tall\t7\t0\t0\t0" in plain
-    assert f"plain\t{two.address}\t5\t0\t0\t0" in plain
+    assert plain[0] == "function\tserver\tqueued\trunning\tworkers\theld\tdead" and "plain\tall\t7\t0\t0\t0\t0" in plain
+    assert f"plain\t{two.address}\t5\t0\t0\t0\t0" in plain
 
 
 def test_workers_and_jobs_agree_with_gearadmin(gearmand: Gearmand, procs: Procs) -> None:
@@ -206,6 +206,7 @@ def test_exporter_matches_status_json(gearmand_factory, procs: Procs, tmp_path: 
     one, two = gearmand_factory(), gearmand_factory()
     fill(one, "exported", 3)
     fill(two, "exported", 4)
+    fill(one, "exported.dead", 2)  # dead jobs (not envelopes: the counts do not look inside)
     c_worker(procs, two, "exported", *held_command(tmp_path / "release"))  # never released: one job stays running
     wait_until(lambda: two.status()["exported"][1] == 1, 15, what="the C worker to take a job")
     port = free_port()
@@ -240,6 +241,8 @@ def test_exporter_matches_status_json(gearmand_factory, procs: Procs, tmp_path: 
             assert samples[("gearman_running", labels)] == f["running"]
             assert samples[("gearman_held", labels)] == f["held"]
             assert samples[("gearman_workers", labels)] == f["workers"]
+            assert samples[("gearman_dead_jobs", labels)] == f["dead"] == (2 if server["address"] == one.address else 0)
+            assert f["function"] == "exported"  # the .dead queue is a count, not a function
 
 
 WIDE = {"COLUMNS": "150", "LINES": "50"}
@@ -387,7 +390,7 @@ def test_status_shows_jobs_held_by_prefetching_workers(gearmand: Gearmand, procs
         (row,) = [f for f in doc["servers"][0]["functions"] if f["function"] == "held"]
         assert (row["total"], row["running"], row["held"], row["prefetching"]) == (15, 15, 14, True)
         plain = gearctl("status", "-s", gearmand.address).stdout.decode().splitlines()
-        assert f"held\t{gearmand.address}\t0\t15\t1\t14" in plain
+        assert f"held\t{gearmand.address}\t0\t15\t1\t14\t0" in plain
         code, screen = on_a_terminal(["status", "-s", gearmand.address], env=WIDE)
         assert code == 0 and "15 (14 held)" in screen and "--prefetch" in screen
         checked = gearctl("check", "-s", gearmand.address)

@@ -14,6 +14,7 @@ from . import client  # noqa: F401
 from . import worker  # noqa: F401
 from . import plugins  # noqa: F401
 from . import status  # noqa: F401
+from . import dead  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

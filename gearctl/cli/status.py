@@ -53,7 +53,7 @@ def status(
     interval: Annotated[float, typer.Option("--interval", "-i", min=0.1, metavar="SECONDS",
                                             help="With --watch: seconds between redraws.")] = 1.0,
     sort: Annotated[str, typer.Option("--sort", metavar="KEY",
-                                      help="function, queued, running or workers (largest first).")] = "function",
+                                      help="function, queued, running, workers or dead (largest first).")] = "function",
     as_json: AsJson = False,
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
@@ -295,6 +295,9 @@ def check(
     min_workers: Annotated[list[str] | None, typer.Option(
         "--min-workers", metavar="F=[WARN,]CRIT", help="Alert when function F (a pattern) has fewer workers.")
     ] = None,
+    max_dead: Annotated[list[str] | None, typer.Option(
+        "--max-dead", metavar="[F=][WARN,]CRIT",
+        help="Alert when function F (a pattern; every function without F=) has more dead jobs.")] = None,
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """A Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; one line with perfdata."""
@@ -302,11 +305,12 @@ def check(
     try:
         queued_limits = [monitor.Threshold.parse(t, "--max-queued") for t in max_queued or []]
         worker_limits = [monitor.Threshold.parse(t, "--min-workers") for t in min_workers or []]
+        dead_limits = [monitor.Threshold.parse(t, "--max-dead", default_pattern="*") for t in max_dead or []]
         reports = _collect(server, workers=True)  # workers: connections, not registrations
     except GearctlError as e:  # the plugin could not check: UNKNOWN, whatever the cause
         out.line(f"GEARMAN UNKNOWN - {e}")
         return monitor.UNKNOWN
-    state, line = monitor.check(reports, queued_limits, worker_limits)
+    state, line = monitor.check(reports, queued_limits, worker_limits, dead_limits)
     out.line(line)
     return state
 
@@ -319,7 +323,7 @@ def exporter(
                        ] = "127.0.0.1",
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
-    """Serve Prometheus metrics: queued, running and workers per server and function, and server up."""
+    """Serve Prometheus metrics: queued, running, workers and dead jobs per server and function, and server up."""
     from prometheus_client.core import REGISTRY
     from prometheus_client.exposition import start_http_server
 
