@@ -22,7 +22,7 @@ class LogFormat(str, Enum):
 
 
 @app.command()
-@with_servers(io_timeout=False)
+@with_servers(io_timeout=False, timeout=False)  # it serves until stopped
 def worker(
     functions: Annotated[str | None, typer.Option(
         "--functions", "-f", metavar="NAME,...", help="Functions to register (comma-separated). Default: all.")] = None,
