@@ -90,9 +90,14 @@ PluginDirs = Annotated[list[str] | None, typer.Option(
     help=f"Plugin directory (repeatable). Default: $GEARCTL_PLUGIN_PATH, else ./{plugins.DEFAULT_PLUGIN_DIR}.")]
 
 
-def load_registry(plugin_dir: list[str] | None, *, quiet: bool = False) -> plugins.Registry:
+AllowInsecurePlugins = Annotated[bool, typer.Option(
+    plugins.INSECURE_FLAG, help="Load plugin files and directories that group or others may write to.")]
+
+
+def load_registry(plugin_dir: list[str] | None, *, quiet: bool = False,
+                  allow_insecure: bool = False) -> plugins.Registry:
     """The plugins of --plugin-dir (or its defaults); each plugin error is one stderr line."""
-    registry = plugins.load_plugins(plugins.plugin_dirs(plugin_dir))
+    registry = plugins.load_plugins(plugins.plugin_dirs(plugin_dir), allow_insecure=allow_insecure)
     if not quiet:
         for error in registry.errors:
             sys.stderr.write(f"gearctl: plugin error: {one_line(error)}\n")

@@ -13,7 +13,15 @@ import typer
 from .. import logs, render
 from ..errors import UsageError
 from ..timeparse import parse_duration
-from .app import NO_SERVER_OPTIONS, PluginDirs, ServerOptions, app, load_registry, with_servers
+from .app import (
+    NO_SERVER_OPTIONS,
+    AllowInsecurePlugins,
+    PluginDirs,
+    ServerOptions,
+    app,
+    load_registry,
+    with_servers,
+)
 
 
 class LogFormat(str, Enum):
@@ -58,6 +66,7 @@ def worker(
     log_format: Annotated[LogFormat, typer.Option("--log-format", help="Log lines as text or JSON.")] = LogFormat.text,
     log_level: Annotated[str, typer.Option(
         "--log-level", metavar="LEVEL", help="debug, info (one line per job), warning, error.")] = "info",
+    allow_insecure_plugins: AllowInsecurePlugins = False,
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Serve job functions from the plugin directory until SIGTERM or Ctrl-C.
@@ -66,7 +75,7 @@ def worker(
     from ..child import WorkerSpec, run_child
     from ..supervisor import Supervisor, SupervisorOptions
 
-    registry = load_registry(plugin_dir)
+    registry = load_registry(plugin_dir, allow_insecure=allow_insecure_plugins)
     names = None
     if functions is not None:
         names = [n.strip() for n in functions.split(",") if n.strip()]
@@ -82,7 +91,7 @@ def worker(
                       poll_interval=poll_interval, max_jobs=max_jobs,
                       max_lifetime=parse_duration(max_lifetime) if max_lifetime else None,
                       max_memory_mb=max_memory, burst=burst, log_format=log_format.value, log_level=log_level,
-                      logs_to_pipe=live)
+                      logs_to_pipe=live, allow_insecure_plugins=allow_insecure_plugins)
 
     options = SupervisorOptions(concurrency=concurrency, graceful_timeout=parse_duration(graceful_timeout),
                                 pidfile=pidfile, burst=burst, functions=frozenset(f.name for f in chosen),
