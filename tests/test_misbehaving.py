@@ -25,8 +25,8 @@ from gearctl.protocol import DEFAULT_MAX_PACKET, Decoder, Magic
 
 PLUGINS = Path(__file__).parent / "plugins"
 HAS_DEAD = (Path(gearctl.__file__).parent / "cli" / "dead.py").exists()
-TIMEOUT = 2.0  # --timeout, and --connect-timeout/--io-timeout at half of it
-LONGER = 2 * TIMEOUT  # status's --timeout: past its answer's own bound (connect plus io, 2s)
+TIMEOUT = 2.0  # --connect-timeout/--io-timeout at half of it
+LONGER = 2 * TIMEOUT  # --timeout: past those (a slow machine must not turn a silence into a timeout)
 BOUND = 4 * LONGER + 20  # 4x the timeout plus a slow machine's interpreter start-up
 RSS_LIMIT_MB = 500  # the 4 GB header must never be believed
 
@@ -69,15 +69,23 @@ def run(argv: list[str]) -> Ran:
     return Ran(proc.returncode, b"".join(err), b"".join(out), seconds, usage.ru_maxrss / 1024)
 
 
-BOUNDS = ["--connect-timeout", str(TIMEOUT / 2), "--io-timeout", str(TIMEOUT / 2)]
 COMMANDS: dict[str, list[str]] = {
-    "client": ["client", "f", "--data", "x", "--timeout", str(TIMEOUT), *BOUNDS],
-    "client-wait": ["client", "f", "--data", "x", "--wait", "--timeout", str(TIMEOUT), *BOUNDS],
-    "status": ["status", "--timeout", str(LONGER), *BOUNDS],
+    "client": ["client", "f", "--data", "x", "--timeout", str(LONGER)],
+    "client-wait": ["client", "f", "--data", "x", "--wait", "--timeout", str(LONGER)],
+    "status": ["status", "--timeout", str(LONGER)],
     "worker-burst": ["worker", "-p", str(PLUGINS), "--burst", "--log-level", "warning",
                      "--connect-timeout", str(TIMEOUT / 2)],
-    "dead-list": ["dead", "list", "--timeout", str(LONGER), *BOUNDS],
+    "dead-list": ["dead", "list", "--timeout", str(LONGER)],
 }
+
+
+def bounds(case: str, command: str) -> list[str]:
+    """--connect-timeout and --io-timeout of 1s; for one byte a second, whose gaps
+    a loaded machine may stretch past 1s, long ones: there --timeout must end it."""
+    if command == "worker-burst":
+        return []
+    io = "30" if case == "one-byte-a-second" else str(TIMEOUT / 2)
+    return ["--connect-timeout", str(TIMEOUT / 2), "--io-timeout", io]
 
 # What each command says, and its exit code (README): 7 the peer spoke nonsense,
 # 3 no server (it went away, or stayed silent past --io-timeout), 4 --timeout.
@@ -94,7 +102,7 @@ STATUS: dict[str, tuple[int, str]] = {
     "garbage": (3, r"no answer to 'status' within 1s"),
     "truncated": (3, r"closed the connection: not a gearmand admin port"),
     "four-gb-header": (3, r"admin reply line longer than 1048576 bytes: not gearmand"),
-    "one-byte-a-second": (3, r"was not whole within 2s"),
+    "one-byte-a-second": (4, r"timed out after 4s \(--timeout\) talking to"),
     "silent": (3, r"no answer to 'status' within 1s"),
     "unknown-packet-type": (3, r"no answer to 'status' within 1s"),
     "closes-mid-reply": (3, r"closed the connection: not a gearmand admin port"),
@@ -127,7 +135,7 @@ def bounded(ran: Ran) -> None:
 @pytest.mark.parametrize("command", ["client", "client-wait"])
 def test_client_ends_with_its_code_and_one_line(case: str, command: str) -> None:
     with FakeServer(MISBEHAVIOURS[case]) as fake:
-        ran = run([*COMMANDS[command], "-s", fake.address])
+        ran = run([*COMMANDS[command], *bounds(case, command), "-s", fake.address])
     code, said = CLIENT[case]
     assert ran.returncode == code, ran
     assert re.search(said, one_clear_line(ran.stderr)), ran.stderr
@@ -136,13 +144,13 @@ def test_client_ends_with_its_code_and_one_line(case: str, command: str) -> None
 
 
 @pytest.mark.parametrize("case", list(MISBEHAVIOURS))
-def test_status_ends_with_exit_3_and_one_line(case: str) -> None:
+def test_status_ends_with_its_code_and_one_line(case: str) -> None:
     with FakeServer(MISBEHAVIOURS[case]) as fake:
-        ran = run([*COMMANDS["status"], "-s", fake.address])
+        ran = run([*COMMANDS["status"], *bounds(case, "status"), "-s", fake.address])
     code, said = STATUS[case]
     assert ran.returncode == code, ran
     line = one_clear_line(ran.stderr)
-    assert re.search(said, line) and "no job server answered" in line, line
+    assert re.search(said, line) and ("no job server answered" in line or code == 4), line
     bounded(ran)
 
 
@@ -165,7 +173,7 @@ def test_a_burst_worker_exits_3_naming_the_fault(case: str) -> None:
 @pytest.mark.parametrize("case", list(MISBEHAVIOURS))
 def test_dead_list_ends_with_its_code_and_one_line(case: str) -> None:
     with FakeServer(MISBEHAVIOURS[case]) as fake:
-        ran = run([*COMMANDS["dead-list"], "-s", fake.address])
+        ran = run([*COMMANDS["dead-list"], *bounds(case, "dead-list"), "-s", fake.address])
     assert ran.returncode in (3, 4, 7), ran
     one_clear_line(ran.stderr)
     bounded(ran)
