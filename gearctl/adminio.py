@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from . import admin
 from .addresses import DEFAULT_CONNECT_TIMEOUT, ServerAddress, connecting, describe_socket_error
+from .deadlines import wait_at_most
 from .errors import ConnectionFailed, RemoteProtocolError, ServerError, Timeout
 from .protocol import PacketType, encode
 
@@ -122,7 +123,7 @@ async def _read_chunk(reader: asyncio.StreamReader, command: str, clock: _Answer
     try:
         if left <= 0:
             raise asyncio.TimeoutError
-        return await asyncio.wait_for(reader.read(READ_SIZE), left)
+        return await wait_at_most(reader.read(READ_SIZE), left)  # never loses our caller's cancel
     except asyncio.TimeoutError:
         raise clock.expired(command) from None
     except OSError as e:

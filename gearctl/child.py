@@ -133,6 +133,7 @@ class WorkerSpec:
     log_level: str = "info"
     logs_to_pipe: bool = False  # on a terminal: log lines go to the parent, which draws the table
     retry: dict[str, Any] = field(default_factory=dict)  # Worker's retry keywords (retries, retry_backoff...)
+    allow_insecure_plugins: bool = False  # --allow-insecure-plugins
 
 
 def _die_with_parent() -> None:
@@ -152,7 +153,7 @@ def choose(spec: WorkerSpec, launch: Launch) -> tuple[list[Any], str]:
     from . import logs, plugins
     from .errors import GearctlError
 
-    registry = plugins.load_plugins(plugins.plugin_dirs(spec.plugin_dirs))
+    registry = plugins.load_plugins(plugins.plugin_dirs(spec.plugin_dirs), allow_insecure=spec.allow_insecure_plugins)
     problems = list(registry.errors)
     chosen: list[Any] = []
     try:

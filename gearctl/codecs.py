@@ -296,4 +296,8 @@ def json_value(data: bytes, decoding: str) -> Any:
 def as_json_text(data: bytes, decoding: str) -> bytes:
     """json_value() as one line of JSON. NaN and the infinities are written NaN
     and Infinity, which jq and Python read."""
-    return json.dumps(json_value(data, decoding), ensure_ascii=False).encode()
+    value = json_value(data, decoding)
+    try:
+        return json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in JSON) has no UTF-8: keep it escaped
+        return json.dumps(value).encode()

@@ -107,7 +107,10 @@ class Envelope:
     def encode(self) -> bytes:
         doc: dict[str, Any] = {"gearctl_dead_letter": ENVELOPE_FORMAT, **asdict(self)}
         doc["workload"] = base64.b64encode(self.workload).decode("ascii")
-        return json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
+        try:
+            return json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
+        except UnicodeEncodeError:  # a lone surrogate in an error's text: JSON keeps it escaped
+            return json.dumps(doc, sort_keys=True).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> Envelope:

@@ -33,6 +33,24 @@ async def within(awaitable: Awaitable[T], deadline: float | None, what: str) -> 
     if deadline is None:
         return await awaitable
     try:
-        return await asyncio.wait_for(awaitable, remaining(deadline))
+        return await wait_at_most(awaitable, remaining(deadline))
     except asyncio.TimeoutError:
         raise Timeout(f"timed out {what}") from None
+
+
+async def wait_at_most(awaitable: Awaitable[T], timeout: float | None) -> T:
+    """asyncio.wait_for(awaitable, timeout), without its flaw before Python
+    3.12: a cancel that arrives as the awaitable finishes is lost there (its
+    result is returned instead), so a caller's own deadline, which cancels, could
+    be waited past for as long as a peer keeps sending (one byte a second)."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except BaseException:
+        task.cancel()  # we were cancelled: so is what we waited for
+        raise
+    if not done:
+        task.cancel()
+        await asyncio.wait({task})  # let it clean up (close its connection), as wait_for does
+        raise asyncio.TimeoutError
+    return task.result()

@@ -31,6 +31,7 @@ import hashlib
 import importlib.util
 import inspect
 import os
+import stat
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -214,14 +215,22 @@ def plugin_dirs(cli_dirs: Sequence[str] | None = None, env: Mapping[str, str] | 
     return dirs or [Path(DEFAULT_PLUGIN_DIR)]
 
 
-def load_plugins(dirs: Iterable[Path]) -> Registry:
+def load_plugins(dirs: Iterable[Path], *, allow_insecure: bool = False) -> Registry:
+    """Every plugin file of `dirs`. A directory or file that others could
+    write to is refused (an error naming it), unless `allow_insecure`."""
     registry = Registry()
     for directory in dirs:
         if not directory.is_dir():
             registry.errors.append(f"{directory}: not a directory")
             continue
+        if not allow_insecure and (refusal := insecure(directory)):
+            registry.errors.append(refusal)
+            continue
         for path in sorted(directory.glob("*.py")):
             registry.files.append(str(path))
+            if not allow_insecure and (refusal := insecure(path)):
+                registry.errors.append(refusal)
+                continue
             _load_file(path, registry)
     return registry
 
@@ -375,3 +384,22 @@ def _source_line(fn: Any) -> int:
         return inspect.getsourcelines(fn)[1]
     except Exception:  # no source (OSError, TypeError), or source that is not Python (a tokenize error)
         return 0
+
+
+INSECURE_FLAG = "--allow-insecure-plugins"
+
+
+def insecure(path: Path) -> str | None:
+    """Why a plugin file or directory must not be loaded, or None. Whoever may
+    write to it may run code as the worker: refuse one that group or others may
+    write to (a directory's sticky bit does not help: they could add a file)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        return f"{path}: cannot check its permissions: {e.strerror or e}"
+    writable = [who for who, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit]
+    if not writable:
+        return None
+    kind = "directory" if stat.S_ISDIR(mode) else "file"
+    return (f"{path}: refusing a plugin {kind} writable by {' and '.join(writable)} "
+            f"(mode {stat.S_IMODE(mode):04o}); chmod go-w it, or pass {INSECURE_FLAG}")

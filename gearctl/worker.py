@@ -409,7 +409,9 @@ class Worker:
             link.send(link.session.connect())  # closed at once: counted as a loss below
             connected = time.monotonic()
             # "up" once the probe's echo is back (_confirm): a port that is not
-            # gearmand answers with bytes the decoder refuses and closes instead.
+            # gearmand answers with bytes the decoder refuses and closes instead,
+            # or says nothing whole: --connect-timeout bounds the echo too.
+            await self._probed(link, conn)
             await conn.wait_closed()
             link.conn = None
             link.session.lose()
@@ -426,6 +428,14 @@ class Worker:
                 link.failures = 0  # it was up a while: start the back-off afresh
                 backoff.reset()
             self._warn_down(link, reason)
+
+    async def _probed(self, link: _Link, conn: Connection) -> None:
+        """Drop a connection whose probe is not echoed within --connect-timeout."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(conn.wait_closed()), self.connect_timeout)
+        if not link.session.confirmed and not conn.closed:
+            conn.fail(ConnectionFailed(f"{link.address}: no answer to the probe within {self.connect_timeout:g}s "
+                                       "(--connect-timeout): not gearmand, or stalled"))
 
     def _failed(self, link: _Link, reason: str) -> bool:
         """An attempt that did not get going; True when --burst has no server left."""

@@ -2,55 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Gearmand, Procs, clean_env, gearctl, php_worker, wait_until
+from fake_server import FakeServer, serving
 
 GEARCTL = [sys.executable, "-m", "gearctl"]
-
-
-class FakeServer:
-    """A loopback port that is not gearmand: each connection is handed to
-    `talk(conn, stop)` in a thread of its own; close() stops them all."""
-
-    def __init__(self, talk: Callable[[socket.socket, threading.Event], None]) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.address = f"127.0.0.1:{self.port}"
-        self.stop = threading.Event()
-        self.talk = talk
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            self.talk(conn, self.stop)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.listener.close()
-
-
-def _serving(talk: Callable[[socket.socket, threading.Event], None]) -> Iterator[int]:
-    server = FakeServer(talk)
-    yield server.port
-    server.close()
 
 
 def _garbage(conn: socket.socket, stop: threading.Event) -> None:
@@ -86,17 +51,17 @@ def _greeting(conn: socket.socket, stop: threading.Event) -> None:
 
 @pytest.fixture
 def garbage_server() -> Iterator[int]:
-    yield from _serving(_garbage)
+    yield from serving(_garbage)
 
 
 @pytest.fixture
 def http_server() -> Iterator[int]:
-    yield from _serving(_web)
+    yield from serving(_web)
 
 
 @pytest.fixture
 def greeting_server() -> Iterator[int]:
-    yield from _serving(_greeting)
+    yield from serving(_greeting)
 
 
 @pytest.mark.parametrize("args", [

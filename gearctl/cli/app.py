@@ -12,7 +12,7 @@ import inspect
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -30,10 +30,13 @@ from ..connection import (
     TLSOptions,
     parse_servers,
 )
+from ..deadlines import deadline_after, within
 from ..errors import ExitCode, GearctlError
+from ..timeparse import parse_duration
 from .streams import OutputClosed, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 app = typer.Typer(
     name="gearctl",
@@ -87,9 +90,14 @@ PluginDirs = Annotated[list[str] | None, typer.Option(
     help=f"Plugin directory (repeatable). Default: $GEARCTL_PLUGIN_PATH, else ./{plugins.DEFAULT_PLUGIN_DIR}.")]
 
 
-def load_registry(plugin_dir: list[str] | None, *, quiet: bool = False) -> plugins.Registry:
+AllowInsecurePlugins = Annotated[bool, typer.Option(
+    plugins.INSECURE_FLAG, help="Load plugin files and directories that group or others may write to.")]
+
+
+def load_registry(plugin_dir: list[str] | None, *, quiet: bool = False,
+                  allow_insecure: bool = False) -> plugins.Registry:
     """The plugins of --plugin-dir (or its defaults); each plugin error is one stderr line."""
-    registry = plugins.load_plugins(plugins.plugin_dirs(plugin_dir))
+    registry = plugins.load_plugins(plugins.plugin_dirs(plugin_dir), allow_insecure=allow_insecure)
     if not quiet:
         for error in registry.errors:
             sys.stderr.write(f"gearctl: plugin error: {one_line(error)}\n")
@@ -114,6 +122,9 @@ TlsCert = Annotated[str | None, typer.Option("--tls-cert", envvar="GEARCTL_TLS_C
                                                 help="Client certificate (implies --tls).")]
 TlsKey = Annotated[str | None, typer.Option("--tls-key", envvar="GEARCTL_TLS_KEY", metavar="FILE",
                                                help="Key of the client certificate.")]
+OverallTimeout = Annotated[str | None, typer.Option(
+    "--timeout", "-t", metavar="DURATION",
+    help="Give up on the servers after this long in all (30, 30s, 5m): exit 4.")]
 
 
 def _print_version(value: bool) -> None:
@@ -149,6 +160,7 @@ class ServerOptions:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    timeout: float | None = None  # --timeout: the whole conversation with the servers
 
     def addresses(self) -> list[ServerAddress]:
         return parse_servers(self.servers)
@@ -163,17 +175,28 @@ class ServerOptions:
         return AsyncClient(self.addresses(), connect_timeout=self.connect_timeout, io_timeout=self.io_timeout,
                            tls=self.tls_options())
 
+    def run(self, talk: Coroutine[Any, Any, T]) -> T:
+        """asyncio.run(talk), bounded by --timeout: past it, Timeout (exit 4)."""
+        if self.timeout is None:
+            return asyncio.run(talk)
+        what = f"after {self.timeout:g}s (--timeout) talking to {self.servers}"
+        return asyncio.run(within(talk, deadline_after(self.timeout), what))
+
 
 NO_SERVER_OPTIONS = ServerOptions()  # the placeholder default; with_servers passes the real one
 
 
-def with_servers(*, io_timeout: bool = True) -> Callable[[F], F]:
+def with_servers(*, io_timeout: bool = True, timeout: bool = True) -> Callable[[F], F]:
     """Give a command the server and TLS flags as one `server: ServerOptions`
-    argument: the flags are declared here once, not in every command."""
+    argument: the flags are declared here once, not in every command. With
+    `timeout`, --timeout too (the command then talks through `server.run`);
+    commands that have their own (client) or serve until stopped go without."""
     flags: list[tuple[str, Any, Any]] = [("servers", Servers, DEFAULT_SERVERS),
                                          ("connect_timeout", ConnectTimeout, DEFAULT_CONNECT_TIMEOUT)]
     if io_timeout:
         flags.append(("io_timeout", IoTimeout, DEFAULT_IO_TIMEOUT))
+    if timeout:
+        flags.append(("timeout", OverallTimeout, None))
     flags += [("tls", Tls, False), ("tls_ca", TlsCa, None), ("tls_cert", TlsCert, None), ("tls_key", TlsKey, None)]
 
     def decorate(fn: F) -> F:
@@ -184,7 +207,10 @@ def with_servers(*, io_timeout: bool = True) -> Callable[[F], F]:
 
         @functools.wraps(fn)
         def command(*args: Any, **kwargs: Any) -> Any:
-            server = ServerOptions(**{name: kwargs.pop(name) for name, _, _ in flags})
+            given = {name: kwargs.pop(name) for name, _, _ in flags}
+            if given.get("timeout") is not None:
+                given["timeout"] = parse_duration(given["timeout"])
+            server = ServerOptions(**given)
             return fn(*args, server=server, **kwargs)
 
         params = kept + added

@@ -34,7 +34,7 @@ _HELP_TIMEOUT = "Give up after this long (30, 30s, 5m): on the result with --wai
 
 
 @app.command(no_args_is_help=True)
-@with_servers()
+@with_servers(timeout=False)  # its own --timeout bounds the job
 def client(
     function: Annotated[str, typer.Argument(help="Function to run.", show_default=False,
                                             autocompletion=complete_functions)],

@@ -4,7 +4,6 @@ JSON). Warnings about what a server's part came to go to stderr."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -82,7 +81,7 @@ def list_(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """List dead jobs, leaving them where they are (they are grabbed, then handed back)."""
-    listing = asyncio.run(dead.list_dead(server.addresses(), function, limit=limit, **_bounds(server)))
+    listing = server.run(dead.list_dead(server.addresses(), function, limit=limit, **_bounds(server)))
     _warn(listing)
     if as_json:
         Out().line(json.dumps(listing.as_json(), indent=2, ensure_ascii=False))
@@ -102,7 +101,7 @@ def show(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Everything about one dead job: the envelope, its traceback and its workload. Exit 8 when no server has it."""
-    job, listing = asyncio.run(dead.show_dead(server.addresses(), job_id, limit=limit, **_bounds(server)))
+    job, listing = server.run(dead.show_dead(server.addresses(), job_id, limit=limit, **_bounds(server)))
     _warn(listing)
     if as_json:
         Out().line(json.dumps(job.as_json(), indent=2, ensure_ascii=False))
@@ -166,7 +165,7 @@ def retry(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Resubmit dead jobs to their original function (background, original unique key), then complete them."""
-    result = asyncio.run(dead.retry_dead(server.addresses(), _selection(target, every), limit=limit,
+    result = server.run(dead.retry_dead(server.addresses(), _selection(target, every), limit=limit,
                                          **_bounds(server)))
     code = _report(result, "retry")
     by_id = result.selection is not None and result.selection.job_id is not None
@@ -196,7 +195,7 @@ def purge(
         return typer.confirm(f"purge {len(jobs)} dead job(s) of {functions} for good?", default=False,
                              err=True)
 
-    result = asyncio.run(dead.purge_dead(server.addresses(), selection, limit=limit,
+    result = server.run(dead.purge_dead(server.addresses(), selection, limit=limit,
                                          confirm=None if yes else confirm, **_bounds(server)))
     if result.declined:
         sys.stderr.write("gearctl: nothing purged\n")

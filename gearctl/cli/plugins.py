@@ -17,6 +17,7 @@ from ..errors import ExitCode, JobException, Timeout
 from .app import (
     HELP_DECODE,
     HELP_ENCODING,
+    AllowInsecurePlugins,
     DecodeChoice,
     EncodingChoice,
     PluginDirs,
@@ -31,9 +32,10 @@ from .streams import Out, read_payload, write_decoded, write_stderr
 def functions_command(
     plugin_dir: PluginDirs = None,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")] = False,
+    allow_insecure_plugins: AllowInsecurePlugins = False,
 ) -> int:
     """List the job functions the plugin directories define. Exit 2 if a plugin has errors."""
-    registry = load_registry(plugin_dir)
+    registry = load_registry(plugin_dir, allow_insecure=allow_insecure_plugins)
     rows = [{"name": f.name, "kind": f.kind, "where": f.where, "file": f.source, "line": f.line,
              "timeout": f.timeout, "encoding": f.encoding, "command": f.command}
             for f in sorted(registry.functions.values(), key=lambda f: f.name)]
@@ -63,12 +65,13 @@ def run_command(
     decode: Annotated[DecodeChoice | None, typer.Option("--decode", help=HELP_DECODE)] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object with result, data, warnings, status.")] = False,
+    allow_insecure_plugins: AllowInsecurePlugins = False,
 ) -> int:
     """Run one job function in-process, with no server: the way to debug a plugin."""
     from ..clientjob import result_fields
     from ..execution import WorkerJob, execute
 
-    registry = load_registry(plugin_dir)
+    registry = load_registry(plugin_dir, allow_insecure=allow_insecure_plugins)
     fn = registry.select([function])[0]
     body = codecs.prepare_payload(read_payload(payload, data), encoding.value)
     out = Out()  # the real stdout, taken before the job's print()s are sent to stderr

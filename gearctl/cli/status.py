@@ -30,7 +30,7 @@ def _bounds(server: ServerOptions) -> dict[str, Any]:
 
 def _collect(server: ServerOptions, **parts: Any) -> list[monitor.ServerReport]:
     """One admin report per server (down ones included)."""
-    return asyncio.run(monitor.collect(server.addresses(), **_bounds(server), **parts))
+    return server.run(monitor.collect(server.addresses(), **_bounds(server), **parts))
 
 
 def _collect_answered(server: ServerOptions, **parts: bool) -> list[monitor.ServerReport]:
@@ -177,7 +177,7 @@ def job(
         async with gear:
             return await ask(gear)
 
-    answers = asyncio.run(once())
+    answers = server.run(once())
     if as_json:
         Out().line(json.dumps(monitor.job_status_document(answers), indent=2))
     else:
@@ -223,7 +223,7 @@ def cancel(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Cancel a queued job (admin `cancel job`). Exit 8 when no server knows it."""
-    cancelled = asyncio.run(ops.cancel(server.addresses(), handle, **_bounds(server)))
+    cancelled = server.run(ops.cancel(server.addresses(), handle, **_bounds(server)))
     if cancelled.already:
         Out().line(f"{handle} on {cancelled.server} was already cancelled")
     else:
@@ -241,7 +241,7 @@ def drop(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Remove a function from the servers' status (admin `drop function`)."""
-    result = asyncio.run(ops.drop(server.addresses(), function, force=force, **_bounds(server)))
+    result = server.run(ops.drop(server.addresses(), function, force=force, **_bounds(server)))
     dropped = result.where(ops.DropOutcome.DROPPED)
     if dropped:
         Out().line(f"dropped {function} on {', '.join(s.address for s in dropped)}")
@@ -277,7 +277,7 @@ def ping(
 ) -> int:
     """Exit 0 when every server answers (ECHO round trip), 3 otherwise."""
     out = Out()
-    pongs = asyncio.run(ops.ping(server.addresses(), **_bounds(server)))
+    pongs = server.run(ops.ping(server.addresses(), **_bounds(server)))
     for pong in pongs:
         if pong.seconds is not None:
             out.line(f"{pong.address}\tok\t{pong.seconds * 1000:.2f} ms")
@@ -316,7 +316,7 @@ def check(
 
 
 @app.command()
-@with_servers()
+@with_servers(timeout=False)  # it serves until stopped; each scrape is bounded by the two timeouts
 def exporter(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve /metrics on.")] = 9731,
     address: Annotated[str, typer.Option("--address", help="Address to listen on (0.0.0.0 for every interface).")

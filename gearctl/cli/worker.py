@@ -13,7 +13,15 @@ import typer
 from .. import logs, render
 from ..errors import UsageError
 from ..timeparse import parse_duration
-from .app import NO_SERVER_OPTIONS, PluginDirs, ServerOptions, app, load_registry, with_servers
+from .app import (
+    NO_SERVER_OPTIONS,
+    AllowInsecurePlugins,
+    PluginDirs,
+    ServerOptions,
+    app,
+    load_registry,
+    with_servers,
+)
 
 
 class LogFormat(str, Enum):
@@ -22,7 +30,7 @@ class LogFormat(str, Enum):
 
 
 @app.command()
-@with_servers(io_timeout=False)
+@with_servers(io_timeout=False, timeout=False)  # it serves until stopped
 def worker(
     functions: Annotated[str | None, typer.Option(
         "--functions", "-f", metavar="NAME,...", help="Functions to register (comma-separated). Default: all.")] = None,
@@ -80,6 +88,7 @@ def worker(
     metrics_address: Annotated[str, typer.Option(
         "--metrics-address", metavar="ADDRESS", help="Address for --metrics-port (0.0.0.0: every interface).")
     ] = "127.0.0.1",
+    allow_insecure_plugins: AllowInsecurePlugins = False,
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Serve job functions from the plugin directory until SIGTERM or Ctrl-C.
@@ -92,7 +101,7 @@ def worker(
     retry_defaults = check_flags({"retries": retries, "retry_backoff": retry_backoff,
                                   "retry_backoff_max": retry_backoff_max, "retry_on": retry_on,
                                   "dead_letter": not no_dead_letter, "dead_letter_suffix": dead_letter_suffix})
-    registry = load_registry(plugin_dir)
+    registry = load_registry(plugin_dir, allow_insecure=allow_insecure_plugins)
     names = None
     if functions is not None:
         names = [n.strip() for n in functions.split(",") if n.strip()]
@@ -108,7 +117,7 @@ def worker(
                       poll_interval=poll_interval, max_jobs=max_jobs,
                       max_lifetime=parse_duration(max_lifetime) if max_lifetime else None,
                       max_memory_mb=max_memory, burst=burst, log_format=log_format.value, log_level=log_level,
-                      logs_to_pipe=live, retry=retry_defaults)
+                      logs_to_pipe=live, retry=retry_defaults, allow_insecure_plugins=allow_insecure_plugins)
 
     options = SupervisorOptions(concurrency=concurrency, graceful_timeout=parse_duration(graceful_timeout),
                                 pidfile=pidfile, burst=burst, functions=frozenset(f.name for f in chosen),
