@@ -70,3 +70,12 @@ def plain_fail(j):
     """No retry options of its own: the worker's flags decide."""
     record(j)
     raise ValueError("plain failure")
+
+
+@job(retries=2, retry_backoff=0.2)
+def until_fixed(j):
+    """Fails until the test creates $RETRY_RECORD/fixed (the outage is over)."""
+    record(j)
+    if not os.path.exists(os.path.join(os.environ.get("RETRY_RECORD", ""), "fixed")):
+        raise RuntimeError("SMTP server refused the connection")
+    return b"sent"
