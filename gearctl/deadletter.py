@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from .errors import PayloadError
 
 DEAD_SUFFIX = ".dead"  # notifications_send_users -> notifications_send_users.dead
+SUFFIX_ENV = "GEARCTL_DEAD_LETTER_SUFFIX"  # another suffix for every command (worker, dead, status)
 ENVELOPE_FORMAT = 1  # "gearctl_dead_letter": the envelope's version
 MAX_UNIQUE = 64  # gearmand's GEARMAN_MAX_UNIQUE_SIZE
 
@@ -32,17 +34,24 @@ MAX_UNIQUE = 64  # gearmand's GEARMAN_MAX_UNIQUE_SIZE
 _ATTEMPT = re.compile(r"^(?P<original>.*)~a(?P<attempt>[2-9]|[1-9]\d+)\.(?P<first>\d{1,12})$", re.DOTALL)
 
 
-def dead_letter_function(function: str, suffix: str = DEAD_SUFFIX) -> str:
+def default_suffix() -> str:
+    """The dead-letter suffix the commands use: GEARCTL_DEAD_LETTER_SUFFIX, else `.dead`."""
+    return os.environ.get(SUFFIX_ENV) or DEAD_SUFFIX
+
+
+def dead_letter_function(function: str, suffix: str | None = None) -> str:
     """The function a job of `function` goes to when it is out of attempts."""
-    return function + suffix
+    return function + (suffix or default_suffix())
 
 
-def is_dead_letter_function(name: str, suffix: str = DEAD_SUFFIX) -> bool:
+def is_dead_letter_function(name: str, suffix: str | None = None) -> bool:
+    suffix = suffix or default_suffix()
     return name.endswith(suffix) and len(name) > len(suffix)
 
 
-def original_function(dead: str, suffix: str = DEAD_SUFFIX) -> str:
+def original_function(dead: str, suffix: str | None = None) -> str:
     """`notifications_send_users.dead` -> `notifications_send_users`."""
+    suffix = suffix or default_suffix()
     return dead[: -len(suffix)] if is_dead_letter_function(dead, suffix) else dead
 
 

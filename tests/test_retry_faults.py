@@ -70,3 +70,18 @@ def test_a_job_out_of_attempts_waits_in_dead_letters_across_a_restart_and_dead_r
     last = worker.runs("until_fixed")[-1]
     assert (last["unique"], last["workload"], last["attempt"]) == ("signup-17", payload, 1)
     assert server.status().get("until_fixed.dead", (0, 0, 0))[0] == 0
+
+
+def test_another_dead_letter_suffix_is_read_by_dead_and_status(gearmand, procs: Procs, tmp_path: Path) -> None:
+    worker = RetryWorker(procs, gearmand, tmp_path, function="hooked")  # its hook entry says ".failed"
+    assert gearctl("client", "hooked", "--data", "x", "-s", gearmand.address).returncode == 0
+    wait_until(lambda: gearmand.queued("hooked.failed") == 1, 30, what="the dead letter in hooked.failed")
+    assert worker.runs("hooked")
+    env = {"GEARCTL_DEAD_LETTER_SUFFIX": ".failed"}
+    listed = gearctl("dead", "list", "hooked", "--json", "-s", gearmand.address, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [j["envelope"]["function"] for j in json.loads(listed.stdout)["jobs"]] == ["hooked"]
+    status = json.loads(gearctl("status", "--json", "-s", gearmand.address, env=env).stdout)
+    assert '"dead": 1' in json.dumps(status) and "hooked.failed" not in json.dumps(status)
+    default = json.loads(gearctl("dead", "list", "--json", "-s", gearmand.address).stdout)
+    assert default["jobs"] == []  # without the setting, .failed is nobody's dead-letter queue

@@ -81,7 +81,9 @@ def worker(
         "--no-dead-letter", help="A job out of attempts is not kept in FUNCTION.dead (dropped, as gearmand does).")
     ] = False,
     dead_letter_suffix: Annotated[str, typer.Option(
-        "--dead-letter-suffix", metavar="TEXT", help="Dead-letter function name: FUNCTION + this.")] = ".dead",
+        "--dead-letter-suffix", metavar="TEXT", envvar="GEARCTL_DEAD_LETTER_SUFFIX",
+        help="Dead-letter function name: FUNCTION + this (GEARCTL_DEAD_LETTER_SUFFIX sets it for "
+             "`dead` and `status` too).")] = ".dead",
     metrics_port: Annotated[int | None, typer.Option(
         "--metrics-port", min=1, max=65535, metavar="PORT",
         help="Serve Prometheus /metrics (gearctl_worker_jobs_total{function,outcome}) on this port.")] = None,
