@@ -37,8 +37,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
 from functools import partial
 from typing import Any
 
@@ -53,113 +51,35 @@ from .plugins import JobFunction, as_job_function
 from .protocol import Packet, PacketType, encode
 from .retry import RETRY_ON, Failed, Plan, Retrier, RetryPolicy, Step
 from .sessions import Happened, Outcome, OutcomeState, WorkerSession, drained
+from .workerstats import (  # re-exported: the public names of the worker's reports
+    ExitReason as ExitReason,
+)
+from .workerstats import (
+    FunctionStats as FunctionStats,
+)
+from .workerstats import (
+    JobEvent as JobEvent,
+)
+from .workerstats import (
+    JobEventKind as JobEventKind,
+)
+from .workerstats import (
+    ServerState as ServerState,
+)
+from .workerstats import (
+    WorkerStats as WorkerStats,
+)
+from .workerstats import (
+    memory_mb as memory_mb,
+)
 
 P = PacketType
 log = logging.getLogger("gearctl.worker")
 STABLE = 10.0  # seconds a connection must last before a loss starts the back-off afresh
 
 
-def memory_mb() -> float:
-    """This process's resident memory, from /proc (Linux); 0 where unknown."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 def default_client_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-class ServerState(str, Enum):
-    """A server as the worker sees it (WorkerStats.servers)."""
-
-    CONNECTING = "connecting"
-    UP = "up"  # gearmand echoed our probe
-    DOWN = "down"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass
-class FunctionStats:
-    done: int = 0
-    failed: int = 0
-    running: int = 0
-    last_error: str = ""
-    last_error_at: float = 0.0  # epoch seconds: the latest error of several processes wins
-    retried: int = 0  # failed attempts whose next attempt was submitted
-    dead: int = 0  # jobs sent to the dead-letter function
-
-
-@dataclass
-class WorkerStats:
-    """Counts per function, for the live table and for tests."""
-
-    functions: dict[str, FunctionStats] = field(default_factory=dict)
-    servers: dict[str, ServerState] = field(default_factory=dict)  # address -> its state
-    current: str = ""  # "function handle" of the running job
-
-    def of(self, name: str) -> FunctionStats:
-        stats = self.functions.get(name)
-        if stats is None:
-            stats = self.functions[name] = FunctionStats()
-        return stats
-
-    @property
-    def done(self) -> int:
-        return sum(s.done for s in self.functions.values())
-
-    @property
-    def failed(self) -> int:
-        return sum(s.failed for s in self.functions.values())
-
-
-class ExitReason(Enum):
-    """Why Worker.serve() (and run()) returned (exit_detail says more, for RECYCLE)."""
-
-    STOPPED = "stopped"  # stop() from outside: a signal, the caller
-    RECYCLE = "recycle"  # --max-jobs, --max-lifetime or --max-memory reached: make way for a fresh process
-    BURST_DONE = "burst"  # --burst: every connected server said NO_JOB and nothing is held
-    NO_SERVER = "no server"  # --burst and no server could be reached
-    PARENT_GONE = "supervisor gone"  # the supervisor died (kill -9)
-
-
-class JobEventKind(str, Enum):
-    """A job started, or how it ended (complete..timeout are OutcomeState's
-    values); after a bad end, its next attempt was submitted or it went to
-    the dead-letter function (retry.Step's values)."""
-
-    START = "start"
-    COMPLETE = "complete"
-    EXCEPTION = "exception"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    RETRY = "retry"
-    DEAD = "dead"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    """A job started or ended; what the CLI logs or draws."""
-
-    kind: JobEventKind
-    function: str
-    handle: str
-    server: str
-    seconds: float = 0.0
-    message: str = ""
-    traceback: str = ""
-    attempt: int = 0  # retry/dead: the attempt that ended, of `attempts`
-    attempts: int = 0
-    due: float | None = None  # retry: when the next attempt is due (epoch seconds)
-    delay: float = 0.0  # retry: the back-off drawn for it
-    dead_function: str = ""  # dead: where the job went
 
 
 class _Link:
