@@ -50,7 +50,10 @@ def test_a_job_out_of_attempts_waits_in_dead_letters_across_a_restart_and_dead_r
     payload = '{"uids": [17]}'
     assert gearctl("client", "until_fixed", "--unique", "signup-17", "--data", payload,
                    "-s", server.address).returncode == 0
-    wait_until(lambda: server.status().get("until_fixed.dead", (0, 0, 0))[0] == 1, 60, what="the dead letter")
+    # The dead letter is queued before the last attempt's end is written: wait for both, or
+    # the kill would leave attempt 3 in gearmand's database, to run (and die) once more.
+    wait_until(lambda: server.status().get("until_fixed.dead", (0, 0, 0))[0] == 1
+               and server.status().get("until_fixed", (1, 0, 0))[0] == 0, 60, what="the dead letter, attempt 3 ended")
     assert [r["attempt"] for r in worker.runs("until_fixed")] == [1, 2, 3]
     server.kill()  # the dead letter is a job in gearmand's persistent queue: it survives
     server.start()
