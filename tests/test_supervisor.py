@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Gearmand, Procs, clean_env, gearctl, wait_until
+from conftest import Gearmand, Procs, child_pids, clean_env, gearctl, wait_until
 
 PLUGINS = Path(__file__).parent / "plugins_sup"
 GEARCTL = [sys.executable, "-m", "gearctl"]
@@ -43,17 +43,7 @@ class Run:
         return [int(line.split()[1]) for line in self.record.read_text().splitlines()]
 
     def children(self) -> list[int]:
-        kids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(fields[1]) == self.proc.pid and fields[0] != "Z":
-                    kids.append(int(entry))
-        return kids
+        return child_pids(self.proc.pid)
 
     def new_children(self, old: list[int]) -> list[int]:
         """The children, once they are not `old` (one look: a child may be reaped between two)."""
