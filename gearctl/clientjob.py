@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from .connection import ServerAddress
+from .deadlines import wait_at_most
 from .errors import GearctlError, JobException, JobFailed, Timeout, UsageError
 from .protocol import SUBMIT_TYPES, Packet, PacketType, encode, encode_submit, parse_int
 
@@ -212,7 +213,7 @@ class Job:
             if self._future is None:
                 self._future = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait_for(asyncio.shield(self._future), timeout)
+                await wait_at_most(asyncio.shield(self._future), timeout)
             except asyncio.TimeoutError:
                 self.finish("timeout", Timeout(
                     f"job {self.handle} ({self.function}) did not finish in time; it may still run on the server"))

@@ -37,6 +37,7 @@ from .adminio import ADMIN_CLIENT_ID as ADMIN_CLIENT_ID
 from .adminio import admin_request as admin_request
 from .adminio import admin_session as admin_session
 from .backoff import Backoff
+from .deadlines import wait_at_most
 from .errors import ConfigError, ConnectionFailed, GearctlError, RemoteProtocolError, Timeout
 from .protocol import Decoder, Magic, Packet, PacketType, encode
 from .sessions import REPLIES as REPLIES
@@ -218,7 +219,7 @@ class Connection(asyncio.Protocol):
 
         self.request(data, done)
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await wait_at_most(future, timeout)
         except asyncio.TimeoutError:
             raise Timeout(f"{self.address}: no reply within {timeout:g}s") from None
 
