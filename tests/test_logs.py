@@ -33,8 +33,12 @@ class Stderr:
 
 @pytest.fixture
 def stderr(capsys: pytest.CaptureFixture[str]) -> Iterator[Stderr]:
+    """What reached stderr; logs.setup()'s changes to the gearctl logger are undone
+    after (other tests read its records through caplog, which needs propagation)."""
+    saved = logs.log.handlers[:], logs.log.level, logs.log.propagate
     yield Stderr(capsys)
-    logs.log.handlers[:] = []
+    logs.log.handlers[:], level, logs.log.propagate = saved
+    logs.log.setLevel(level)  # (setLevel, not the attribute: it clears logging's level cache)
 
 
 def complete(handle: str = "H:web1:42", seconds: float = 0.0123) -> JobEvent:
