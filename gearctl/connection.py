@@ -9,8 +9,8 @@ Packets the queue does not take go to the connection's owner: WORK_* for
 foreground jobs, NOOP, and the answers to requests sent with send() (the worker
 counts its grabs instead of matching them).
 
-Addresses, TLS options and the default timeouts live in addresses.py, text
-admin sessions in adminio.py; their names are re-exported here.
+Addresses, TLS options and the default timeouts live in addresses.py (their
+names are re-exported here), text admin sessions in adminio.py.
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ from .addresses import TLSOptions as TLSOptions
 from .addresses import connecting
 from .addresses import parse_server as parse_server
 from .addresses import parse_servers as parse_servers
-from .adminio import ADMIN_CLIENT_ID as ADMIN_CLIENT_ID
-from .adminio import admin_request as admin_request
-from .adminio import admin_session as admin_session
 from .backoff import Backoff
 from .deadlines import wait_at_most
 from .errors import ConfigError, ConnectionFailed, GearctlError, RemoteProtocolError, Timeout
