@@ -254,7 +254,8 @@ class Decoder:
         self._max = max_packet
         self._error: RemoteProtocolError | None = None
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Take bytes from the peer; they are copied (a read buffer may be reused)."""
         if self._pos and self._pos >= len(self._buf) // 2:
             del self._buf[: self._pos]
             self._pos = 0
