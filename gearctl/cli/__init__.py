@@ -6,10 +6,11 @@ errors.ExitCode, documented in README).
 A command line runs one command, so main() imports only the module that defines
 it (`load_commands`): a one-shot `gearctl client` then neither imports the
 worker's, the status commands' or the plugins' modules nor has typer build click
-commands for the twenty others, which was half of its start-up beyond the import
-floor (README, Benchmarks). --help, shell completion, no command or an unknown one
-load them all, so what they show is unchanged. Code that inspects the whole CLI
-(`app`) calls load_commands() first.
+commands for the twenty others. With the lazy imports in the modules themselves
+that took it from ~1.8x to ~1.25x the time of `python3 -c 'import asyncio, typer'`
+(20 runs each, with a bytecode cache). --help, shell completion, no command or an
+unknown one load them all, so what they show is unchanged. Code that inspects the
+whole CLI (`app`) calls load_commands() first.
 """
 
 from __future__ import annotations
