@@ -101,7 +101,8 @@ def client(
         options = EachLineOptions(encoding=encoding.value, inflight=inflight, timeout=seconds, as_json=as_json,
                                   quiet=quiet, require_workers=require_workers, summary=summary,
                                   max_errors=max_errors, decoding=decoding)
-        return asyncio.run(EachLineRun(gear, function, make_job, stream, text, options).run())
+        template = make_job(b"")  # the function and options are checked once; each line's job is like it
+        return asyncio.run(EachLineRun(gear, function, template.like, stream, text, options).run())
     body = read_payload(payload, data)
     if encoding is not EncodingChoice.raw:
         body = _encoded(body, encoding.value, function, as_json)
