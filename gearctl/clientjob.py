@@ -156,7 +156,7 @@ class Job:
         """A new job with this one's function and options (not its state) and
         `data`, and a fresh unique key unless this one has a key of its own:
         what --each-line makes per line, without checking the function and the
-        options and encoding the name again (0.9 us a job instead of 2.6 us)."""
+        options and encoding the name again (0.7 us a job instead of 1.9-2.6 us)."""
         job = Job.__new__(Job)
         job.function, job._wire_function = self.function, self._wire_function
         job.unique, job._wire_unique = self.unique, self._wire_unique if self.unique else _fresh_unique()
