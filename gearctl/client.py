@@ -22,7 +22,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, Union
 
-from . import admin, monitor
 from .addresses import Servers, parse_servers, resolve_servers
 from .clientjob import Job, JobStatus, decode_text, status_from
 from .connection import DEFAULT_IO_TIMEOUT, ServerAddress, TLSOptions
@@ -174,6 +173,8 @@ class AsyncClient:
         """Run a text admin command on every server at once; lines or error per server.
         Without `timeout`, the client's connect and I/O timeouts bound it, as every
         other request; with it, the whole exchange."""
+        from . import monitor  # the admin side: a one-shot submit starts without it
+
         pool = self._submitter.pool
         ctx = pool.ssl_context
         connect, io = (pool.connect_timeout, pool.io_timeout) if timeout is None else (timeout, None)
@@ -183,6 +184,8 @@ class AsyncClient:
     async def workers_for(self, function: str, timeout: float | None = None) -> int:
         """Workers registered for `function`, summed over servers. Raises
         NoServerAvailable when no server answered."""
+        from . import admin
+
         total, answered, errors = 0, 0, []
         for lines in (await self.admin("status", timeout=timeout)).values():
             if isinstance(lines, GearctlError):

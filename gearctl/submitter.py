@@ -152,7 +152,7 @@ class Submitter:
         A background job is finished ("queued") right after its answered();
         a foreground one then waits on `conn` for its WORK_* packets."""
         waiting = self._waiting
-        needs_option = any(not job.background for job in jobs) and "exceptions" not in conn.options
+        needs_option = "exceptions" not in conn.options and any(not job.background for job in jobs)
         chunks = []
         callbacks: list[Callable[[Union[Packet, GearctlError]], None]] = []
         if needs_option:

@@ -18,6 +18,7 @@ from conftest import Gearmand, Procs, c_worker, free_port, php_worker
 from gearctl import AsyncClient, Client, Job
 from gearctl.connection import TLSOptions
 from gearctl.errors import ConnectionFailed, JobException, JobFailed, NoServerAvailable, NoWorker, Timeout
+from gearctl.protocol import decode_all
 
 
 def test_sync_client_submit_run_and_status(gearmand: Gearmand, procs: Procs) -> None:
@@ -216,3 +217,20 @@ def test_run_returns_the_result_and_keeps_work_data_apart(gearmand: Gearmand, pr
         job = client.submit("php_data", background=False)
         assert client.wait(job, timeout=20) == b"end"
         assert job.chunks == [b"part1;", b"part2;"] and job.result == b"end"
+
+
+@pytest.mark.parametrize("options", [{}, {"background": False, "priority": "high"}, {"unique": "key-1"},
+                                     {"when": 2_000_000_000}], ids=["plain", "foreground-high", "keyed", "scheduled"])
+def test_a_job_made_like_another_is_a_fresh_job_with_the_same_options(options: dict) -> None:
+    template = Job("resize", b"first", **options)
+    template.state, template.handle, template.chunks = "complete", "H:x:1", [b"old"]  # its state stays its own
+    made, fresh = template.like(b"second", 7), Job("resize", b"second", index=7, **options)
+    for slot in Job.__slots__:
+        if slot != "_wire_unique":
+            assert getattr(made, slot) == getattr(fresh, slot), slot
+    (got,), (want,) = decode_all(made.packet()), decode_all(fresh.packet())
+    assert got.type is want.type and got.get("function") == b"resize" and got.args[-1] == b"second"
+    if options.get("unique"):
+        assert made.to_dict()["unique"] == "key-1"  # a key of its own coalesces, as --unique does
+    else:
+        assert made.to_dict()["unique"] not in (template.to_dict()["unique"], fresh.to_dict()["unique"])

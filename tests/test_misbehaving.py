@@ -212,8 +212,9 @@ def test_timeout_is_a_duration() -> None:
 def test_timeout_is_in_the_help_of_every_command_that_talks_to_servers() -> None:
     from typer.main import get_command
 
-    from gearctl.cli import app
+    from gearctl.cli import app, load_commands
 
+    load_commands()  # main() registers only the command it runs
     group = get_command(app)
     offered = {name for name, cmd in group.commands.items()  # type: ignore[attr-defined]
                if any("--timeout" in p.opts for p in cmd.params)}

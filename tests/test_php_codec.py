@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import math
+import re
 import shutil
 import subprocess
 import time
@@ -220,6 +221,10 @@ def _php_array_form(value):
     return value
 
 
+def _int_like(key: str) -> bool:
+    return re.fullmatch(r"-?[1-9][0-9]*|0", key) is not None
+
+
 unicode = st.characters(blacklist_categories=("Cs",))  # lone surrogates are not Unicode text
 names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=8)
 scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
@@ -261,7 +266,9 @@ def _object(draw_props):
 
 values = st.recursive(scalars, lambda children: (
     st.lists(children, max_size=5)
-    | st.dictionaries(st.integers(-5, 5) | st.text(unicode, max_size=5), children, max_size=5)
+    # PHP's arrays take a key such as "0" or "-3" for the int: text keys are other text.
+    | st.dictionaries(st.integers(-5, 5) | st.text(unicode, max_size=5).filter(lambda k: not _int_like(k)),
+                      children, max_size=5)
     | _object(children)), max_leaves=20)
 
 

@@ -434,6 +434,13 @@ def test_nul_in_a_non_final_argument_is_local_error(ptype: PacketType, args: tup
     assert info.value.exit_code == 2
 
 
+@pytest.mark.parametrize("args", [(5,), (b"H:1", None), ("H:1", 2.5)], ids=["int", "none-last", "float-last"])
+def test_an_argument_that_is_not_bytes_or_text_is_local_error(args: tuple[object, ...]) -> None:
+    ptype = P.ECHO_REQ if len(args) == 1 else P.WORK_COMPLETE
+    with pytest.raises(LocalProtocolError, match="packet arguments are bytes or str, not "):
+        encode(ptype, *args)  # type: ignore[arg-type]
+
+
 def test_nul_in_the_final_argument_is_allowed() -> None:
     assert encode(P.SUBMIT_JOB, b"f", b"u", b"\0\0") == frame(b"\0REQ", 7, b"f\0u\0\0\0")
 

@@ -255,6 +255,24 @@ def test_connection_matches_replies_through_its_queue() -> None:
     assert [p.type for p in owned] == [P.WORK_COMPLETE]
 
 
+def test_connection_reads_into_one_reused_buffer_and_keeps_what_it_delivered() -> None:
+    # asyncio reads into get_buffer() (BufferedProtocol); the next read overwrites
+    # that buffer, so what was delivered must be copies, and a packet split over
+    # two reads must still come whole.
+    conn, _, owned = connection()
+    first, second = Waiter(), Waiter()
+    conn.request_many(b"two submits", [first, second])
+    wire = encode(P.JOB_CREATED, "H:1", magic=Magic.RES) + encode(P.JOB_CREATED, "H:2", magic=Magic.RES)
+    for piece in (wire[:20], wire[20:]):
+        buffer = conn.get_buffer(-1)
+        assert buffer is conn.get_buffer(-1) and len(buffer) >= len(piece)
+        buffer[: len(piece)] = piece
+        conn.buffer_updated(len(piece))
+        buffer[: len(piece)] = b"\xff" * len(piece)  # asyncio's next read lands here
+    assert first.got == [created("H:1")] and second.got == [created("H:2")]
+    assert owned == []
+
+
 def test_closing_a_connection_fails_its_waiters_once() -> None:
     closes: list[GearctlError] = []
     conn, transport, _ = connection()

@@ -19,7 +19,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from .. import __version__, plugins
+from .. import __version__
 from ..addresses import resolve_servers
 from ..client import AsyncClient
 from ..connection import (
@@ -82,26 +82,6 @@ class DecodeChoice(str, Enum):
 HELP_DECODE = ("Print the result decoded (PHP serialize() or JSON; auto: whichever it is) as one line of JSON; "
                "WORK_DATA then goes to stderr. With --json: a \"value\" field.")
 HELP_ENCODING = "raw: bytes as given. json: checked to be JSON. php: JSON in, PHP serialize() out."
-
-
-# -- the plugin directories (worker, functions, run) ---------------------------------
-PluginDirs = Annotated[list[str] | None, typer.Option(
-    "--plugin-dir", "-p", metavar="DIR",
-    help=f"Plugin directory (repeatable). Default: $GEARCTL_PLUGIN_PATH, else ./{plugins.DEFAULT_PLUGIN_DIR}.")]
-
-
-AllowInsecurePlugins = Annotated[bool, typer.Option(
-    plugins.INSECURE_FLAG, help="Load plugin files and directories that group or others may write to.")]
-
-
-def load_registry(plugin_dir: list[str] | None, *, quiet: bool = False,
-                  allow_insecure: bool = False) -> plugins.Registry:
-    """The plugins of --plugin-dir (or its defaults); each plugin error is one stderr line."""
-    registry = plugins.load_plugins(plugins.plugin_dirs(plugin_dir), allow_insecure=allow_insecure)
-    if not quiet:
-        for error in registry.errors:
-            sys.stderr.write(f"gearctl: plugin error: {one_line(error)}\n")
-    return registry
 
 
 # -- options shared by every command that talks to a server ----------------------
@@ -226,7 +206,7 @@ def complete_functions(incomplete: str) -> list[str]:
     functions the servers in GEARCTL_SERVERS know (asked with a short timeout)."""
     import io
 
-    from .. import monitor
+    from .. import monitor, plugins
 
     names: set[str] = set()
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):

@@ -1,5 +1,9 @@
 """`gearctl client`: submit one job, in the background or with --wait, or with
---each-line a job per input line (each_line.py)."""
+--each-line a job per input line (each_line.py).
+
+A one-shot submit from cron pays for every module it imports, so the payload
+codecs and the --each-line run are imported only by the command lines that use
+them (tests/test_startup.py keeps an eye on what `client` imports)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from .. import codecs, render
+from .. import render
 from ..client import AsyncClient, Job
 from ..deadlines import deadline_after, remaining
 from ..errors import ExitCode, GearctlError, PayloadError, UsageError
@@ -27,7 +31,6 @@ from .app import (
     complete_functions,
     with_servers,
 )
-from .each_line import EachLineOptions, EachLineRun, invalid_record
 from .streams import Out, OutputClosed, line_input, one_line, read_payload, write_decoded, write_stderr
 
 _HELP_TIMEOUT = "Give up after this long (30, 30s, 5m): on the result with --wait, else on JOB_CREATED. Exit 4."
@@ -92,19 +95,31 @@ def client(
                    when=when, index=index)
 
     if each_line:
+        from .each_line import EachLineOptions, EachLineRun
+
         stream, text = line_input(payload, data)
         options = EachLineOptions(encoding=encoding.value, inflight=inflight, timeout=seconds, as_json=as_json,
                                   quiet=quiet, require_workers=require_workers, summary=summary,
                                   max_errors=max_errors, decoding=decoding)
-        return asyncio.run(EachLineRun(gear, function, make_job, stream, text, options).run())
+        template = make_job(b"")  # the function and options are checked once; each line's job is like it
+        return asyncio.run(EachLineRun(gear, function, template.like, stream, text, options).run())
     body = read_payload(payload, data)
+    if encoding is not EncodingChoice.raw:
+        body = _encoded(body, encoding.value, function, as_json)
+    return asyncio.run(_submit_one(gear, make_job(body), seconds, as_json, quiet, require_workers, decoding))
+
+
+def _encoded(body: bytes, encoding: str, function: str, as_json: bool) -> bytes:
+    """The payload checked (json) or converted (php) for -e; an invalid one fails (exit 2)."""
+    from .. import codecs
+    from .each_line import invalid_record
+
     try:
-        body = codecs.prepare_payload(body, encoding.value)
+        return codecs.prepare_payload(body, encoding)
     except PayloadError as e:
         if as_json:  # as for an invalid line of --each-line: the record, then the error
             Out().line(render.json_line(invalid_record(function, None, one_line(str(e)))))
         raise
-    return asyncio.run(_submit_one(gear, make_job(body), seconds, as_json, quiet, require_workers, decoding))
 
 
 async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_json: bool, quiet: bool,

@@ -17,14 +17,12 @@ from ..errors import ExitCode, JobException, Timeout
 from .app import (
     HELP_DECODE,
     HELP_ENCODING,
-    AllowInsecurePlugins,
     DecodeChoice,
     EncodingChoice,
-    PluginDirs,
     app,
     complete_functions,
-    load_registry,
 )
+from .plugin_options import AllowInsecurePlugins, PluginDirs, load_registry
 from .streams import Out, read_payload, write_decoded, write_stderr
 
 

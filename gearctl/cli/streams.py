@@ -9,7 +9,6 @@ import os
 import sys
 from typing import BinaryIO
 
-from .. import codecs, render
 from ..errors import ExitCode, GearctlError, PayloadError, UsageError
 
 
@@ -100,6 +99,8 @@ def write_decoded(out: Out, record: dict[str, object] | None, result: bytes, dec
     """--decode: the result as a line of JSON, or (with --json) the record with a
     "value" field. A result that does not decode raises PayloadError, after the
     record (its "value" null, "decode_error" the reason) went out with --json."""
+    from .. import codecs, render  # only the commands that decode pay for the codecs
+
     try:
         if record is None:
             out.write(codecs.as_json_text(result, decoding) + b"\n", flush=flush)

@@ -15,13 +15,11 @@ from ..errors import UsageError
 from ..timeparse import parse_duration
 from .app import (
     NO_SERVER_OPTIONS,
-    AllowInsecurePlugins,
-    PluginDirs,
     ServerOptions,
     app,
-    load_registry,
     with_servers,
 )
+from .plugin_options import AllowInsecurePlugins, PluginDirs, load_registry
 
 
 class LogFormat(str, Enum):
