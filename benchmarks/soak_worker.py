@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_client import GEARCTL, Server
-from bench_worker import HERE, counts
+from benchlib import GEARCTL, PLUGINS, Server, counts, stop, wait_for
 
 
 def vm_rss_kb(pid: int) -> int:
@@ -41,14 +39,6 @@ def vm_rss_kb(pid: int) -> int:
 def children(pid: int) -> list[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return [int(p) for p in f.read().split()]
-
-
-def wait_for(predicate, what: str, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class Soak:
@@ -75,9 +65,7 @@ class Soak:
             self.done += n
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)
+        stop(self.proc)
 
 
 def main() -> int:
@@ -86,7 +74,7 @@ def main() -> int:
     parser.add_argument("--baseline", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--tolerance", type=float, default=10.0, help="percent")
-    parser.add_argument("--plugin-dir", type=Path, default=HERE / "plugins")
+    parser.add_argument("--plugin-dir", type=Path, default=PLUGINS)
     args = parser.parse_args()
     if not 0 < args.baseline < args.jobs:
         parser.error("--baseline must be between 0 and --jobs")
