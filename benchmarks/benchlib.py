@@ -135,6 +135,12 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
         proc.wait(timeout)
 
 
+def children(pid: int) -> list[int]:
+    """The pids of a process's children (a supervisor's worker processes)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
 @contextlib.contextmanager
 def workdir(prefix: str = "gearctl-bench-") -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=prefix))

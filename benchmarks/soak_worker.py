@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import GEARCTL, PLUGINS, Server, counts, stop, wait_for
+from benchlib import GEARCTL, PLUGINS, Server, children, counts, stop, wait_for
 
 
 def vm_rss_kb(pid: int) -> int:
@@ -34,11 +34,6 @@ def vm_rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise SystemExit(f"no VmRSS for pid {pid}")
-
-
-def children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
 
 
 class Soak:
