@@ -76,6 +76,8 @@ def run(tmp: Path, jobs: Path, n: int, sleep: float, flags: list[str]) -> Result
             finish(spawn([*GEARCTL, "client", "fair", "-n", "-q", *server.gearctl], jobs), "queueing the jobs")
             wait_for(lambda: len(lines_of(record)) >= n and counts(server.port, "fair") == (0, 0),
                      f"{n} jobs to be done", timeout=60 + 4 * n * sleep)
+            wait_for(lambda: len(fairness.read_held(lines_of(log))) >= n, f"{n} start lines in the worker's log",
+                     timeout=30, interval=0.05)
         finally:
             stop(proc)
     records = fairness.read_records(lines_of(record))
@@ -123,7 +125,7 @@ def main() -> int:
                 results[name].append(run(tmp, jobs, args.jobs, args.sleep, flags))
     default, contrast = (max(r.longest for r in results[name]) for name in configs)
     job = f"{args.jobs} x {ms(args.sleep)} jobs"
-    rows = [Row(f"fairness, `worker -c 2` (default prefetch), {job}: longest held while the other process idle",
+    rows = [Row(f"fairness, `worker -c 2`, {job}: longest held while the other process idled",
                 ms(default), ms(budget), default / budget, Target("<=", 1)),
             Row("the same with `--prefetch 4`, for contrast", ms(contrast), ms(budget), contrast / budget)]
     notes = [describe(name, results[name]) for name in configs]

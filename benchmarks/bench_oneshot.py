@@ -48,7 +48,7 @@ def main() -> int:
         expect("jobs queued by gearman -b", total, counts(server.port, "one_c")[0])
     g, floor, c = (min(medians[k]) for k in ("gearctl", "floor", "c"))
     rows = [
-        Row("one-shot `client F --data x`, median of a round, vs the import floor", ms(g), ms(floor), g / floor,
+        Row("one-shot `client F --data x` (median) vs the import floor", ms(g), ms(floor), g / floor,
             Target("<=", 1.2)),
         Row("the same, vs C `gearman -b -f F x` (reference)", ms(g), ms(c), g / c),
     ]

@@ -258,22 +258,42 @@ def rate_row(run: str, jobs: int, gearctl_seconds: float, c_seconds: float | Non
                target)
 
 
-def print_table(title: str, rows: Sequence[Row], reference: str = "C", notes: Sequence[str] = ()) -> None:
-    """One aligned Markdown table on stdout: readable in a terminal, and the
-    shape of README's benchmark table, so a run pastes into it."""
-    header = ["run", "gearctl", reference, "ratio", "target", "met?"]
-    table = [header, *(row.cells() for row in rows)]
+COLUMNS = ["run", "gearctl", "C", "ratio", "target", "met?"]
+
+
+def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An aligned Markdown table: readable in a terminal, and the shape of
+    README's benchmark table, so that a run pastes into it."""
+    table = [list(header), *(list(r) for r in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                  for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
 
-    print(f"\n{title}\n")
-    print(line(header))
-    print("| " + " | ".join("-" * w if i == 0 else "-" * (w - 1) + ":" for i, w in enumerate(widths)) + " |")
-    for cells in table[1:]:
-        print(line(cells))
+    rule = "| " + " | ".join("-" * w if i == 0 else "-" * (w - 1) + ":" for i, w in enumerate(widths)) + " |"
+    return "\n".join([line(table[0]), rule, *(line(cells) for cells in table[1:])])
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of the Markdown tables in a benchmark's output (what run_all gathers)."""
+    rows, header_next = [], True
+    for raw in text.splitlines():
+        if not raw.startswith("| "):
+            header_next = True
+            continue
+        cells = [c.strip() for c in raw.strip().strip("|").split("|")]
+        if header_next or set(raw) <= set("|-: "):
+            header_next = False
+            continue
+        rows.append(cells)
+    return rows
+
+
+def print_table(title: str, rows: Sequence[Row], reference: str = "C", notes: Sequence[str] = ()) -> None:
+    """A benchmark's one table, its title above and notes below, on stdout."""
+    header = [reference if c == "C" else c for c in COLUMNS]
+    print(f"\n{title}\n\n{markdown(header, [row.cells() for row in rows])}")
     for note in notes:
         print(f"\n{note}")
     sys.stdout.flush()
