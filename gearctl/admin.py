@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from .errors import LocalProtocolError, RemoteProtocolError, ServerError
+from .prefetch import AUTO_MAX
 
 MAX_LINE = 1 << 20  # bytes; a longer line is not an admin reply (a peer streaming garbage)
 
@@ -69,15 +70,18 @@ class WorkerInfo:
     @property
     def prefetch(self) -> int:
         """The jobs this connection may hold at once, as a gearctl worker
-        advertises it in its client id (1 for any other worker)."""
+        advertises it in its client id (1 for any other worker; `auto`: its most)."""
         _, sep, n = self.client_id.rpartition(PREFETCH_TAG)
+        if sep and n == "auto":
+            return AUTO_MAX
         return int(n) if sep and n.isdigit() and int(n) > 0 else 1
 
 
-def worker_client_id(client_id: str, prefetch: int) -> bytes:
+def worker_client_id(client_id: str, prefetch: int | str) -> bytes:
     """A worker's SET_CLIENT_ID: its id (spaces would make `workers` lines
-    ambiguous) and, with prefetch > 1, the tag, kept whole when the id is cut."""
-    tag = f"{PREFETCH_TAG}{prefetch}".encode() if prefetch > 1 else b""
+    ambiguous) and, unless it holds one job at a time (prefetch "1"), the tag
+    with its --prefetch ("auto" or N), kept whole when the id is cut."""
+    tag = f"{PREFETCH_TAG}{prefetch}".encode() if str(prefetch) != "1" else b""
     return client_id.replace(" ", "_").encode("utf-8", "replace")[: CLIENT_ID_BYTES - len(tag)] + tag
 
 

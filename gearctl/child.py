@@ -121,7 +121,7 @@ class WorkerSpec:
     functions: list[str] | None
     servers: list[Any]
     client_id: str
-    prefetch: int = 1
+    prefetch: Any = None  # prefetch.PrefetchSetting (None: auto)
     connect_timeout: float = 5.0
     tls: Any = None
     poll_interval: float = 5.0
@@ -207,7 +207,7 @@ class _Reports:
                  else ChildState.IDLE if up else ChildState.STARTING)
         self.reporter.send(ChildReport(state, stats.current, stats.done, stats.failed, memory_mb(), {
             name: FunctionReport(f.done, f.failed, f.running, f.last_error, f.last_error_at, f.retried, f.dead)
-            for name, f in list(stats.functions.items())}))
+            for name, f in list(stats.functions.items())}, stats.prefetch))
 
     def _run(self) -> None:
         from .worker import ExitReason
@@ -253,7 +253,7 @@ def build_worker(spec: WorkerSpec, chosen: list[Any], on_change: Callable[[], No
     lifetime = spec.max_lifetime
     if lifetime:
         lifetime *= random.uniform(1.0, 1.1)  # splay: children started together do not recycle together
-    return Worker(chosen, spec.servers, client_id=spec.client_id, prefetch=spec.prefetch,
+    return Worker(chosen, spec.servers, client_id=spec.client_id, prefetch=spec.prefetch or "auto",
                   connect_timeout=spec.connect_timeout, tls=spec.tls, poll_interval=spec.poll_interval,
                   max_jobs=spec.max_jobs, max_lifetime=lifetime, max_memory_mb=spec.max_memory_mb,
                   burst=spec.burst, on_event=logs.job_event_logger(live=spec.logs_to_pipe), on_change=on_change,

@@ -90,7 +90,7 @@ def _fit(original: str, tail: str) -> str:
 
 def parse_attempt(unique: str) -> Attempt:
     """The attempt a unique key names; a key without the suffix is attempt 1."""
-    match = _ATTEMPT.match(unique)
+    match = _ATTEMPT.match(unique) if "~a" in unique else None  # (the test first: once per job)
     if match is None:
         return Attempt(unique)
     return Attempt(match["original"], int(match["attempt"]), int(match["first"]))

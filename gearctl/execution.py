@@ -177,7 +177,8 @@ async def _call(fn: JobFunction, job: WorkerJob) -> Any:
             result = fn.function(job)
     else:
         result = fn.function(job)
-    if inspect.isawaitable(result):  # a plain function that returned a coroutine
+    if result is not None and not isinstance(result, (bytes, str)) and inspect.isawaitable(result):
+        # a plain function that returned a coroutine (None, bytes, str: never; the common answers skip the check)
         result = await _run_async(result, fn.timeout)
     return result
 

@@ -224,15 +224,15 @@ class SupervisorView:
 
         now = time.monotonic()
         procs = Table()  # the title above it, as wide as the terminal, not the table
-        for name in ("pid", "state", "current job", "done", "failed", "memory", "uptime"):
-            procs.add_column(name, justify="right" if name in ("pid", "done", "failed", "memory", "uptime") else "left")
+        for name in ("pid", "state", "current job", "done", "failed", "prefetch", "memory", "uptime"):
+            procs.add_column(name, justify="left" if name in ("state", "current job") else "right")
         # every function served, then what the processes report, then what exited processes had done
         children = sorted(self._children, key=lambda c: c.slot)
         totals = summed({name: FunctionReport() for name in self.served()}, self._retired,
                         *(c.functions for c in children))
         for c in children:
             procs.add_row(str(c.pid), c.state.value, shown(c.current or "-"), str(c.done),
-                          f"[red]{c.failed}[/]" if c.failed else "0", f"{c.memory_mb:.0f} MB",
+                          f"[red]{c.failed}[/]" if c.failed else "0", str(c.prefetch), f"{c.memory_mb:.0f} MB",
                           _duration(now - c.started))
         funcs = Table(title_justify="left")
         for name in ("function", "done", "failed", "retried", "dead", "running", "last error"):

@@ -58,9 +58,10 @@ class OutcomeState(str, Enum):
         return self.value
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
-    """How a job ended: complete (result), exception (message), fail, or timeout."""
+    """How a job ended: complete (result), exception (message), fail, or timeout.
+    (Slotted, not frozen: a frozen dataclass costs about 1 us more to make, once per job.)"""
 
     state: OutcomeState
     result: bytes = b""

@@ -93,6 +93,7 @@ class ChildReport:
     failed: int = 0
     memory_mb: float = 0.0
     functions: Mapping[str, FunctionReport] = field(default_factory=dict)
+    prefetch: int = 1  # jobs it may hold at once now (--prefetch auto moves it)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ def encode(message: Message) -> bytes:
     if isinstance(message, ChildReport):
         record = {"kind": "report", "state": message.state.value, "current": message.current,
                   "done": message.done, "failed": message.failed, "memory_mb": message.memory_mb,
-                  "functions": {name: asdict(f) for name, f in message.functions.items()}}
+                  "functions": {name: asdict(f) for name, f in message.functions.items()},
+                  "prefetch": message.prefetch}
     elif isinstance(message, LogLine):
         record = {"kind": "log", "text": message.text}
     else:
@@ -187,7 +189,8 @@ def _report(record: dict[str, Any]) -> ChildReport:
         raise TypeError(f"expected an object, got {functions!r}")
     return ChildReport(ChildState(record["state"]), _text(record["current"]), _count(record["done"]),
                        _count(record["failed"]), _number(record["memory_mb"]),
-                       {_text(name): _function(f) for name, f in functions.items()})
+                       {_text(name): _function(f) for name, f in functions.items()},
+                       _count(record["prefetch"]))
 
 
 _READERS: dict[str, Callable[[dict[str, Any]], Message]] = {

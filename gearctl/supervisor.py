@@ -77,6 +77,7 @@ class ChildProcess:
     failed: int = 0
     memory_mb: float = 0.0
     functions: Mapping[str, FunctionReport] = field(default_factory=dict)
+    prefetch: int = 1  # jobs it may hold at once now, as it reports
     retiring: bool = False  # replaced by a reload; asked to stop once its successor is ready
     reader: MessageReader = field(default_factory=MessageReader)
     status_fd: int = -1
@@ -89,6 +90,7 @@ class ChildProcess:
         self.failed = report.failed
         self.memory_mb = report.memory_mb
         self.functions = report.functions
+        self.prefetch = report.prefetch
         if report.functions:
             self.serving = frozenset(report.functions)
 

@@ -48,6 +48,7 @@ from .deadletter import DEAD_SUFFIX
 from .errors import ConnectionFailed, UsageError
 from .execution import WorkerJob, execute
 from .plugins import JobFunction, as_job_function
+from .prefetch import PrefetchSetting, WindowSize, prefetch_setting
 from .protocol import Packet, PacketType, encode
 from .retry import RETRY_ON, Failed, Plan, Retrier, RetryPolicy, Step
 from .sessions import Happened, Outcome, OutcomeState, WorkerSession, drained
@@ -78,6 +79,9 @@ log = logging.getLogger("gearctl.worker")
 STABLE = 10.0  # seconds a connection must last before a loss starts the back-off afresh
 
 
+_ENDED = {state: JobEventKind(state.value) for state in OutcomeState}  # how a job ended, as its event
+
+
 def default_client_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -88,6 +92,7 @@ class _Link:
     def __init__(self, address: ServerAddress, session: WorkerSession) -> None:
         self.address = address
         self.session = session
+        self.name = str(address)  # as logs and events show it
         self.conn: Connection | None = None
         self.failures = 0
         self.last_warned = 0.0
@@ -151,10 +156,18 @@ class Worker:
     returns). `servers`: "h1:4730,h2", a list of strings or ServerAddresses, or
     None for GEARCTL_SERVERS (else 127.0.0.1:4730). run() serves with signal
     handling and returns why it stopped; serve() is the same for asyncio code.
+
+    `prefetch`: "auto" (the default) holds as many jobs as this process can
+    finish within `prefetch_budget` seconds (0.05), from measured run times
+    (prefetch.py has the rule); a number N holds N per server. `on_event` gets a
+    JobEvent as each job starts and ends; if it has a flush() method, that is
+    called whenever the worker writes finished jobs' replies to a server, so
+    lines it buffered leave with them (logs.JobLog does).
     """
 
     def __init__(self, functions: Iterable[Any], servers: Servers = None, *,
-                 client_id: str | None = None, prefetch: int = 1, connect_timeout: float = 5.0,
+                 client_id: str | None = None, prefetch: int | str | PrefetchSetting = "auto",
+                 prefetch_budget: float | str | None = None, connect_timeout: float = 5.0,
                  tls: TLSOptions | None = None, poll_interval: float = 5.0, max_backoff: float = 30.0,
                  on_event: Callable[[JobEvent], None] | None = None, max_jobs: int | None = None,
                  max_lifetime: float | None = None, max_memory_mb: float | None = None,
@@ -170,15 +183,19 @@ class Worker:
         except ValueError as e:
             raise UsageError(str(e)) from None
         self.policies = {name: fn.policy(defaults) for name, fn in self.functions.items()}
+        self._names = {name.encode("utf-8", "surrogateescape"): name for name in self.functions}
         self.client_id = client_id or default_client_id()
-        self.prefetch = max(1, prefetch)
+        self.prefetch = prefetch_setting(prefetch, prefetch_budget)
+        self.window = WindowSize(self.prefetch)  # the jobs held at once now (prefetch.py has the rule)
         registration = self._registration_bytes()
-        self.links = [_Link(a, WorkerSession(registration, self.prefetch)) for a in resolve_servers(servers)]
+        addresses = resolve_servers(servers)
+        self.links = [_Link(a, WorkerSession(registration, self.window.share(len(addresses)))) for a in addresses]
         self.connect_timeout = connect_timeout
         self.tls = tls or TLSOptions()
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
         self.on_event = on_event
+        self._flush_events: Callable[[], None] | None = getattr(on_event, "flush", None)
         self.max_jobs = max_jobs
         self.max_lifetime = max_lifetime
         self.max_memory_mb = max_memory_mb
@@ -190,9 +207,11 @@ class Worker:
         # Every function and server is in the stats from the start (the live table
         # lists them before their first job, and a reporter thread may read them).
         self.stats = WorkerStats(functions={name: FunctionStats() for name in self.functions},
-                                 servers={str(link.address): ServerState.CONNECTING for link in self.links})
+                                 servers={str(link.address): ServerState.CONNECTING for link in self.links},
+                                 prefetch=self.window.size)
         self.on_change = on_change  # called on the loop when a job starts or ends, or a server comes or goes
-        self._ready: deque[tuple[_Link, int, Packet]] = deque()  # (server, its connection's epoch, JOB_ASSIGN*)
+        # (server, its connection's epoch, JOB_ASSIGN*, when it came: time.monotonic())
+        self._ready: deque[tuple[_Link, int, Packet, float]] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -248,6 +267,7 @@ class Worker:
             await self._execute_loop()
         finally:
             await self.retrier.close()  # the ends of jobs being resubmitted are written first
+            self._flush()
             for task in self._tasks:
                 task.cancel()
             for link in self.links:
@@ -294,14 +314,21 @@ class Worker:
         # PROBE first: a port that is not gearmand (a web server) answers its line
         # end at once and the connection fails as a protocol error, instead of the
         # worker waiting forever for replies to its grabs. gearmand's echo is ignored.
-        # Then the id, with --prefetch advertised for `gearctl status` (admin.PREFETCH_TAG).
-        parts = [PROBE, encode(P.SET_CLIENT_ID, admin.worker_client_id(self.client_id, self.prefetch))]
+        # Then the id (client_id_packet()).
+        parts = [PROBE, self._client_id_packet()]
         # Plain CAN_DO even for functions with a timeout: gearmand 1.1.20's
         # CAN_DO_TIMEOUT (milliseconds) re-queues an expired job instead of failing
         # it, tells nobody, and keeps one timer per connection that fires for the
         # wrong job once a worker has run two. gearctl enforces timeouts itself.
         parts += [encode(P.CAN_DO, fn.name) for fn in self.functions.values()]
         return b"".join(parts)
+
+    def _client_id_packet(self) -> bytes:
+        """SET_CLIENT_ID, with --prefetch advertised for `gearctl status` while
+        this process may hold more than one job (admin.PREFETCH_TAG): a fixed N > 1
+        always, auto while its window is wider than 1 (sent again as that changes)."""
+        held = str(self.prefetch) if self.window.size > 1 else "1"
+        return encode(P.SET_CLIENT_ID, admin.worker_client_id(self.client_id, held))
 
     def _set_state(self, link: _Link, state: ServerState) -> None:
         self.stats.servers[str(link.address)] = state
@@ -395,7 +422,7 @@ class Worker:
         happened = reaction.happened
         if happened is Happened.JOB:
             assert reaction.job is not None
-            self._ready.append((link, link.session.epoch, reaction.job))
+            self._ready.append((link, link.session.epoch, reaction.job, time.monotonic()))
             self._wake.set()
         elif happened is Happened.SLEEPING:
             self._check_burst()
@@ -422,20 +449,23 @@ class Worker:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            link, epoch, packet = ready.popleft()
+            link, epoch, packet, received = ready.popleft()
             if not link.open or not link.session.current(epoch):
                 continue  # the server is gone and will hand the job out again
-            await self._run_one(link, epoch, packet)
-            if not ready or link.session.flush_due(time.monotonic()):
+            await self._run_one(link, epoch, packet, received)
+            # Finished jobs' replies leave together while quick jobs follow (one
+            # write for many); before a job that may take a while they leave first.
+            if not ready or link.session.flush_due(time.monotonic()) or not self.window.quick(
+                    self._name(ready[0][2].args[1])):
                 self._flush()
 
-    async def _run_one(self, link: _Link, epoch: int, packet: Packet) -> None:
+    async def _run_one(self, link: _Link, epoch: int, packet: Packet, received: float) -> None:
         args = packet.args
-        handle, name = args[0], args[1].decode("utf-8", "surrogateescape")
+        handle, name = args[0], self._name(args[1])
         unique = args[2].decode("utf-8", "surrogateescape") if packet.type is not P.JOB_ASSIGN else ""
         fn = self.functions.get(name)
         handle_text = handle.decode("ascii", "replace")
-        server = str(link.address)
+        server = link.name
         if fn is None:  # registered elsewhere on this connection? never: fail it loudly
             outcome = Outcome(OutcomeState.EXCEPTION, message=f"this worker has no function {name!r}")
         else:
@@ -444,7 +474,8 @@ class Worker:
             job = WorkerJob(name, handle_text, unique, args[-1], context=fn.context, encoding=fn.encoding,
                             updates=_WireUpdates(link.conn, handle),
                             attempt=retry.where_stands(unique, handle_text).number, attempts=policy.attempts)
-            outcome = await self._execute(fn, job, server)
+            outcome = await self._execute(fn, job, server, received)
+            self._measured(name, outcome.seconds)
         self.jobs_run += 1
         self._check_recycle()
         # A bad end with a retry or a dead letter to submit first: its end is written once that is created.
@@ -453,7 +484,7 @@ class Worker:
                 partial(self._end_resubmitted, link, epoch, handle), partial(self._abandon, link, epoch)):
             self._end(link, epoch, handle, outcome)
         if self.on_event is not None:
-            self.on_event(JobEvent(JobEventKind(outcome.state.value), name, handle_text, server, outcome.seconds,
+            self.on_event(JobEvent(_ENDED[outcome.state], name, handle_text, server, outcome.seconds,
                                    outcome.message, outcome.traceback))
 
     def _end(self, link: _Link, epoch: int, handle: bytes, outcome: Outcome) -> None:
@@ -483,14 +514,36 @@ class Worker:
                                    attempts=plan.attempts, due=plan.due, delay=plan.delay,
                                    dead_function="" if retried else plan.function))
 
-    async def _execute(self, fn: JobFunction, job: WorkerJob, server: str) -> Outcome:
+    def _name(self, raw: bytes) -> str:
+        """A JOB_ASSIGN's function name (ours, without decoding it again per job)."""
+        return self._names.get(raw) or raw.decode("utf-8", "surrogateescape")
+
+    def _measured(self, function: str, seconds: float) -> None:
+        """A job ran for `seconds`: the window may change (auto), and with it
+        what each connection asks for as jobs end."""
+        before = self.window.size
+        after = self.window.record(function, seconds, time.monotonic())
+        if after == before:
+            return
+        share = self.window.share(len(self.links))
+        retag = (before > 1) != (after > 1)  # the client id's prefetch tag comes or goes
+        registration = self._registration_bytes() if retag else b""
+        for link in self.links:
+            link.session.prefetch = share
+            if retag:
+                link.session.registration = registration  # for the next connection
+                link.send(self._client_id_packet())
+        self.stats.prefetch = after
+
+    async def _execute(self, fn: JobFunction, job: WorkerJob, server: str, received: float) -> Outcome:
         """Run one job, with its stats and start event around it."""
         stats = self.stats.of(fn.name)
         stats.running += 1
         self.stats.current = f"{fn.name} {job.handle}"
         self._changed()
         if self.on_event is not None:
-            self.on_event(JobEvent(JobEventKind.START, fn.name, job.handle, server))
+            self.on_event(JobEvent(JobEventKind.START, fn.name, job.handle, server,
+                                   held=time.monotonic() - received))
         outcome = await execute(fn, job)
         stats.running -= 1
         self.stats.current = ""
@@ -522,3 +575,5 @@ class Worker:
         for link in self.links:
             if link.session.outbox:
                 link.send(link.session.take_outbox())
+        if self._flush_events is not None:
+            self._flush_events()  # lines the event callback buffered leave with the replies

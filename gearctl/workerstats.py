@@ -47,6 +47,7 @@ class WorkerStats:
     functions: dict[str, FunctionStats] = field(default_factory=dict)
     servers: dict[str, ServerState] = field(default_factory=dict)  # address -> its state
     current: str = ""  # "function handle" of the running job
+    prefetch: int = 1  # jobs it may hold at once now (prefetch.WindowSize)
 
     def of(self, name: str) -> FunctionStats:
         stats = self.functions.get(name)
@@ -90,9 +91,10 @@ class JobEventKind(str, Enum):
         return self.value
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JobEvent:
-    """A job started or ended; what the CLI logs or draws."""
+    """A job started or ended; what the CLI logs or draws. (Slotted, not
+    frozen: two are made per job, and a frozen one costs about 2.5 us more.)"""
 
     kind: JobEventKind
     function: str
@@ -106,3 +108,4 @@ class JobEvent:
     due: float | None = None  # retry: when the next attempt is due (epoch seconds)
     delay: float = 0.0  # retry: the back-off drawn for it
     dead_function: str = ""  # dead: where the job went
+    held: float = 0.0  # start: seconds it waited in this worker, from its arrival to its start

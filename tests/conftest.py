@@ -299,8 +299,8 @@ def table_cells(frame: str) -> list[list[str]]:
 
 def worker_processes(frame: str) -> list[list[str]]:
     """The process rows of `gearctl worker`'s live table: pid, state, current job,
-    done, failed, memory, uptime."""
-    return [row for row in table_cells(frame) if row[0].isdigit() and len(row) == 7]
+    done, failed, prefetch, memory, uptime."""
+    return [row for row in table_cells(frame) if row[0].isdigit() and len(row) == 8]
 
 
 def stderr_on_a_terminal(argv: list[str], input: bytes | None = None, timeout: float = 60) -> tuple[int, bytes, bytes]:

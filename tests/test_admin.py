@@ -12,6 +12,7 @@ import pytest
 from gearctl import admin
 from gearctl.admin import FunctionStatus, JobInfo, PriorityStatus, ResponseReader, WorkerInfo
 from gearctl.errors import ExitCode, LocalProtocolError, RemoteProtocolError, ServerError
+from gearctl.prefetch import AUTO_MAX
 
 # (command, bytes gearmand 1.1.20 sent, parser, parsed result)
 CAPTURED: list[tuple[str, bytes, Callable[[list[str]], Any], Any]] = [
@@ -254,7 +255,8 @@ def test_workers_on_ipv6(line: str, expected: WorkerInfo) -> None:
 
 @pytest.mark.parametrize(("client_id", "prefetch"), [
     ("web1-42/prefetch=16", 16), ("web1-42", 1), ("-", 1), ("odd/prefetch=", 1), ("odd/prefetch=x", 1),
-    ("odd/prefetch=0", 1), ("a/prefetch=2/prefetch=8", 8),
+    ("odd/prefetch=0", 1), ("a/prefetch=2/prefetch=8", 8), ("web1-42/prefetch=auto", AUTO_MAX),
+    ("web1-42/prefetch=Auto", 1),
 ])
 def test_worker_prefetch_from_its_client_id(client_id: str, prefetch: int) -> None:
     assert WorkerInfo(1, "127.0.0.1", client_id, ("f",)).prefetch == prefetch
@@ -263,6 +265,7 @@ def test_worker_prefetch_from_its_client_id(client_id: str, prefetch: int) -> No
 def test_worker_client_id_advertises_prefetch_and_keeps_it_when_cut() -> None:
     assert admin.worker_client_id("web 1", 1) == b"web_1"
     assert admin.worker_client_id("web1", 16) == b"web1/prefetch=16"
+    assert admin.worker_client_id("web1", "auto") == b"web1/prefetch=auto"
     long = admin.worker_client_id("x" * 300, 16)
     assert len(long) == admin.CLIENT_ID_BYTES and long.endswith(b"/prefetch=16")
     assert WorkerInfo(1, "127.0.0.1", long.decode(), ("f",)).prefetch == 16

@@ -40,9 +40,14 @@ def worker(
     ] = None,
     concurrency: Annotated[int, typer.Option(
         "--concurrency", "-c", min=1, max=512, metavar="N", help="Worker processes.")] = 1,
-    prefetch: Annotated[int, typer.Option(
-        "--prefetch", min=1, max=1000, metavar="N",
-        help="Jobs held per server at once (grabs outstanding + jobs waiting). 1 is fairest for slow jobs.")] = 1,
+    prefetch: Annotated[str, typer.Option(
+        "--prefetch", metavar="auto|N",
+        help="Jobs a process holds at once (the one running + those waiting). auto: as many as it can finish "
+             "within --prefetch-budget, from measured run times (1 for slow jobs, up to 64 for quick ones). "
+             "N: a fixed number per server.")] = "auto",
+    prefetch_budget: Annotated[str, typer.Option(
+        "--prefetch-budget", metavar="DURATION",
+        help="With --prefetch auto: the longest a held job should wait behind the others.")] = "50ms",
     max_jobs: Annotated[int | None, typer.Option(
         "--max-jobs", min=1, metavar="N", help="Replace a process after N jobs (after the current job).")] = None,
     max_lifetime: Annotated[str | None, typer.Option(
@@ -97,6 +102,7 @@ def worker(
 
     SIGHUP reloads the plugins (the processes are replaced one at a time)."""
     from ..child import WorkerSpec, run_child
+    from ..prefetch import prefetch_setting
     from ..retry import check_flags
     from ..supervisor import Supervisor, SupervisorOptions, serve_metrics
 
@@ -110,11 +116,12 @@ def worker(
         if not names:
             raise UsageError("--functions is empty; name at least one function, or leave it out to serve all")
     chosen = registry.select(names)  # fail now (exit 2), not in every child
+    prefetching = prefetch_setting(prefetch, prefetch_budget)
     tls_options = server.tls_options()
     tls_options.context()  # bad TLS files: exit 2 now
     live = render.is_tty(sys.stderr) and log_format is LogFormat.text
     spec = WorkerSpec(plugin_dirs=plugin_dir, functions=names, servers=server.addresses(),
-                      client_id=client_id or "", prefetch=prefetch, connect_timeout=server.connect_timeout,
+                      client_id=client_id or "", prefetch=prefetching, connect_timeout=server.connect_timeout,
                       tls=tls_options,
                       poll_interval=poll_interval, max_jobs=max_jobs,
                       max_lifetime=parse_duration(max_lifetime) if max_lifetime else None,
