@@ -29,6 +29,7 @@ from benchlib import (
     Server,
     Target,
     best,
+    command_line,
     counts,
     expect,
     finish,
@@ -54,7 +55,7 @@ def until_done(server: Server, submitters: list[subprocess.Popen[bytes]],
         if all(p.poll() is not None for p in submitters) and counts(server.port, "e2e") == (0, 0):
             return time.perf_counter()
         if dead := [p for p in workers if p.poll() is not None and p.returncode != 0]:
-            raise BenchError(f"a worker exited {dead[0].returncode}: {' '.join(map(str, dead[0].args))}")
+            raise BenchError(f"a worker exited {dead[0].returncode}: {command_line(dead[0])}")
         if time.monotonic() > deadline:
             raise BenchError(f"the jobs were not done in 600 s ({counts(server.port, 'e2e')[0]:,} left)")
         time.sleep(POLL)

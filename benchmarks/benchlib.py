@@ -167,6 +167,11 @@ def spawn(argv: Sequence[str], stdin: Path | None = None, log: Path | None = Non
                                 env=env)
 
 
+def command_line(proc: subprocess.Popen[bytes]) -> str:
+    args = proc.args
+    return " ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args)
+
+
 def finish(proc: subprocess.Popen[bytes], what: str, timeout: float = 600) -> bytes:
     """Wait for a command that must succeed; its stderr (when piped)."""
     try:
@@ -175,7 +180,7 @@ def finish(proc: subprocess.Popen[bytes], what: str, timeout: float = 600) -> by
         stop(proc)
         raise BenchError(f"{what} did not finish within {timeout:g}s") from None
     if proc.returncode != 0:
-        raise BenchError(f"{what} exited {proc.returncode}: {' '.join(map(str, proc.args))}\n"
+        raise BenchError(f"{what} exited {proc.returncode}: {command_line(proc)}\n"
                          f"{(err or b'').decode(errors='replace')}")
     return err or b""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fairness import Hold, Span, holds_while_idle, idle_intervals, longest_held_while_idle, read_held, read_records
+from fairness import Span, holds_while_idle, idle_intervals, longest_held_while_idle, read_held, read_records
 from fairness import spans as join_spans
 
 P, Q = 100, 200
@@ -24,7 +24,8 @@ def test_a_job_held_behind_a_busy_process_while_the_other_is_idle() -> None:
     # P prefetched b and held it while running a; Q finished c at 0.5 and sat idle until the end.
     run = [Span("a", P, 0.0, 1.0), Span("b", P, 1.0, 2.0, held=1.0), Span("c", Q, 0.0, 0.5)]
     assert longest_held_while_idle(run) == pytest.approx(0.5)
-    assert holds_while_idle(run) == [Hold("b", P, Q, pytest.approx(0.5))]
+    (hold,) = holds_while_idle(run)
+    assert (hold.handle, hold.pid, hold.idle_pid) == ("b", P, Q) and hold.seconds == pytest.approx(0.5)
 
 
 def test_held_while_every_other_process_was_busy_counts_nothing() -> None:
