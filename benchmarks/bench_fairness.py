@@ -56,6 +56,7 @@ class Result:
     worst: fairness.Hold | None
     jobs_per_process: list[int]
     seconds: float  # from the submit to the last job's end
+    most_held: float  # the longest any job was held, idle process or not
     held_logged: bool  # the worker's start lines carry "held"
 
 
@@ -92,11 +93,12 @@ def run(tmp: Path, jobs: Path, n: int, sleep: float, flags: list[str]) -> Result
     holds = fairness.holds_while_idle(spans, begin=begin, end=end, pids=pool)
     per_process = Counter(s.pid for s in spans)
     return Result(holds[0].seconds if holds else 0.0, holds[0] if holds else None,
-                  [per_process[pid] for pid in pool], end - begin, any('"held"' in line for line in lines_of(log)))
+                  [per_process[pid] for pid in pool], end - begin, max(s.held for s in spans),
+                  any('"held"' in line for line in lines_of(log)))
 
 
 def ms(seconds: float) -> str:
-    return f"{seconds * 1000:,.0f} ms"
+    return f"{seconds * 1000:,.1f} ms"
 
 
 def describe(name: str, results: list[Result]) -> str:
@@ -104,7 +106,8 @@ def describe(name: str, results: list[Result]) -> str:
     where = (f"job {worst.worst.handle} held by pid {worst.worst.pid} while pid {worst.worst.idle_pid} was idle"
              if worst.worst else "no job held while the other process was idle")
     return (f"{name}: worst run {ms(worst.longest)} ({where}); jobs per process {worst.jobs_per_process}; "
-            f"{worst.seconds:.2f} s from submit to the last end")
+            f"{worst.seconds:.2f} s from submit to the last end; the longest any job was held (while the other "
+            f"process was busy too): {ms(max(r.most_held for r in results))}")
 
 
 def main() -> int:
@@ -124,7 +127,7 @@ def main() -> int:
             for name, flags in configs.items():
                 results[name].append(run(tmp, jobs, args.jobs, args.sleep, flags))
     default, contrast = (max(r.longest for r in results[name]) for name in configs)
-    job = f"{args.jobs} x {ms(args.sleep)} jobs"
+    job = f"{args.jobs} x {args.sleep * 1000:g} ms jobs"
     rows = [Row(f"fairness, `worker -c 2`, {job}: longest held while the other process idled",
                 ms(default), ms(budget), default / budget, Target("<=", 1)),
             Row("the same with `--prefetch 4`, for contrast", ms(contrast), ms(budget), contrast / budget)]
