@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import GEARCTL, PLUGINS, Server, children, counts, stop, wait_for
+from benchlib import GEARCTL, PLUGINS, ROOT, Server, children, counts, stop, wait_for
 
 
 def vm_rss_kb(pid: int) -> int:
@@ -43,7 +43,7 @@ class Soak:
         env = dict(os.environ, BENCH_FUNCTION=function)
         self.proc = subprocess.Popen([*GEARCTL, "worker", "-p", str(plugin_dir), "-s", f"127.0.0.1:{port}",
                                       "--prefetch", "16", "--log-level", "error"],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         wait_for(lambda: len(children(self.proc.pid)) == 1, "the worker process")
         (self.child,) = children(self.proc.pid)
 
@@ -53,7 +53,7 @@ class Soak:
             n = min(self.batch, upto - self.done)
             lines = b"".join(b"soak-%d\n" % i for i in range(self.done, self.done + n))
             subprocess.run([*GEARCTL, "client", self.function, "-n", "-q", "-s", f"127.0.0.1:{self.port}"],
-                           input=lines, check=True, timeout=300)
+                           input=lines, check=True, timeout=300, cwd=ROOT)
             wait_for(lambda: counts(self.port, self.function) == (0, 0), "the batch to drain")
             if self.proc.poll() is not None or children(self.proc.pid) != [self.child]:
                 raise SystemExit(2)  # the measured process went away: the figures would mean nothing
