@@ -9,8 +9,9 @@ all --jobs are done (both submitters exited, and nothing queued or running):
   gearctl:  `gearctl client F -n -q < half` x2 and `gearctl worker` x2 (default flags,
             the no-op plugin, stderr to a file)
 Checked: every submitter exits 0 (gearctl exits non-zero when any line was not
-queued), the server ends with nothing queued or running, and the two C workers
-exit by themselves, having served exactly half the jobs each. Best of --repeat.
+queued), the server ends with nothing queued or running, the two C workers exit
+by themselves, having served exactly half the jobs each, and the two gearctl
+workers' logs hold one "complete" line a job, --jobs in all. Best of --repeat.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_worker import gearctl_worker
+from bench_worker import completed, gearctl_worker
 from benchlib import (
     GEARCTL,
     POLL,
@@ -61,7 +62,7 @@ def until_done(server: Server, submitters: list[subprocess.Popen[bytes]],
         time.sleep(POLL)
 
 
-def run(tmp: Path, start_all: Processes, c_workers: bool) -> float:
+def run(tmp: Path, start_all: Processes, c_workers: bool, n: int) -> float:
     with Server(tmp) as server:
         start = time.perf_counter()
         submitters, workers = start_all(server)
@@ -76,6 +77,8 @@ def run(tmp: Path, start_all: Processes, c_workers: bool) -> float:
             for p in (*submitters, *workers):
                 stop(p)
         expect("jobs left", 0, counts(server.port, "e2e")[0])
+        if not c_workers:
+            expect("jobs the gearctl workers logged complete", n, completed(*server.dir.glob("worker-*.log")))
     return end - start
 
 
@@ -95,9 +98,9 @@ def main() -> int:
 
         def gearctl(server: Server) -> tuple[list[subprocess.Popen[bytes]], list[subprocess.Popen[bytes]]]:
             return ([spawn([*GEARCTL, "client", "e2e", "-n", "-q", *server.gearctl], lines) for lines in halves],
-                    [gearctl_worker(server, tmp / f"worker-{server.port}-{i}.log", function="e2e") for i in (1, 2)])
+                    [gearctl_worker(server, server.dir / f"worker-{i}.log", function="e2e") for i in (1, 2)])
 
-        t = best(args.repeat, {"c": lambda: run(tmp, c, True), "g": lambda: run(tmp, gearctl, False)})
+        t = best(args.repeat, {"c": lambda: run(tmp, c, True, n), "g": lambda: run(tmp, gearctl, False, n)})
     rows = [rate_row(f"end to end, 2 submitters x {half:,} + 2 workers, at once", n, t["g"], t["c"], Target(">=", 5))]
     print_table(f"background end to end, gearctl vs the C tools ({machine()}, best of {args.repeat}, "
                 "whole processes)", rows,

@@ -66,7 +66,7 @@ def lines_of(path: Path) -> list[str]:
 
 def run(tmp: Path, jobs: Path, n: int, sleep: float, flags: list[str]) -> Result:
     with Server(tmp) as server:
-        record, log = tmp / f"record-{server.port}.jsonl", tmp / f"worker-{server.port}.log"
+        record, log = server.dir / "record.jsonl", server.dir / "worker.log"
         env = dict(os.environ, BENCH_FUNCTION="fair", BENCH_RECORD=str(record), BENCH_SLEEP=str(sleep))
         proc = spawn([*GEARCTL, "worker", "-c", "2", "-p", str(PLUGINS), *server.gearctl,
                       "--log-format", "json", "--log-level", "debug", *flags], log=log, env=env)

@@ -10,7 +10,8 @@ long one worker takes to drain them, process start included:
             prefetch and log level, its stderr to a file as a journal would take it
   --prefetch 16, and --prefetch 1 for reference (one round trip a job, as the C worker)
 The gearctl worker runs a no-op plugin function; it is watched through the admin
-protocol until the queue is empty and nothing runs, then stopped with SIGTERM.
+protocol until the queue is empty and nothing runs, then stopped with SIGTERM;
+its log must hold one "complete" line a job (the default level logs each).
 Best of --repeat. "Once started" is the rate from the first job done to the last.
 """
 
@@ -59,6 +60,11 @@ def gearctl_worker(server: Server, log: Path, *flags: str, function: str = "f") 
                  env=dict(os.environ, BENCH_FUNCTION=function))
 
 
+def completed(*logs: Path) -> int:
+    """Jobs the gearctl workers logged complete: one info line a job at the default level."""
+    return sum(log.read_bytes().count(b" complete in ") for log in logs)
+
+
 def drained(server: Server, function: str, proc: subprocess.Popen[bytes], full: int) -> tuple[float, float | None]:
     """Wait until `function` has nothing queued or running while `proc` serves
     it: (the time it happened, the rate from the first job done to then)."""
@@ -95,11 +101,13 @@ class Drains:
         with Server(self.tmp) as server:
             fill(server, "f", self.lines, self.jobs)
             start = time.perf_counter()
-            proc = gearctl_worker(server, self.tmp / f"worker-{server.port}.log", *flags)
+            log = server.dir / "worker.log"
+            proc = gearctl_worker(server, log, *flags)
             try:
                 end, once = drained(server, "f", proc, self.jobs)
             finally:
                 stop(proc)
+            expect("jobs the gearctl worker logged complete", self.jobs, completed(log))
         if once is not None:
             self.once.setdefault(name, []).append(once)
         return end - start

@@ -92,9 +92,10 @@ class Server:
 
     def __init__(self, tmp: Path) -> None:
         self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(dir=tmp, prefix=f"run-{self.port}-"))  # this run's files: logs, records
         self.proc = subprocess.Popen(
             [shutil.which("gearmand") or "/usr/sbin/gearmand", "-L", "127.0.0.1", "-p", str(self.port),
-             "-l", str(tmp / f"gearmand-{self.port}.log"), "-P", str(tmp / f"gearmand-{self.port}.pid"),
+             "-l", str(self.dir / "gearmand.log"), "-P", str(self.dir / "gearmand.pid"),
              "--verbose", "ERROR"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self.accepting, "gearmand to accept connections", timeout=10, interval=0.05)
@@ -203,8 +204,9 @@ def best(repeat: int, runs: dict[str, Callable[[], float]]) -> dict[str, float]:
 
 
 def expect(what: str, want: int, got: int) -> None:
+    """A count check: `what` (jobs queued, jobs left, ...) must be `want`."""
     if want != got:
-        raise BenchError(f"{what}: expected {want:,}, the server says {got:,}")
+        raise BenchError(f"{what}: expected {want:,}, found {got:,}")
 
 
 SUMMARY = re.compile(rb"gearctl: (\d[\d,]*) submitted.* \(([\d,.]+) jobs/s\)")
