@@ -88,6 +88,12 @@ def _fit(original: str, tail: str) -> str:
     return original + tail
 
 
+def attempt_number(unique: str) -> int:
+    """parse_attempt(unique).number, without making an Attempt (the worker asks once per job)."""
+    match = _ATTEMPT.match(unique) if "~a" in unique else None
+    return 1 if match is None else int(match["attempt"])
+
+
 def parse_attempt(unique: str) -> Attempt:
     """The attempt a unique key names; a key without the suffix is attempt 1."""
     match = _ATTEMPT.match(unique) if "~a" in unique else None  # (the test first: once per job)

@@ -44,7 +44,7 @@ from . import admin, retry
 from .addresses import Servers, resolve_servers
 from .backoff import Backoff
 from .connection import PROBE, Connection, ServerAddress, TLSOptions
-from .deadletter import DEAD_SUFFIX
+from .deadletter import DEAD_SUFFIX, attempt_number
 from .errors import ConnectionFailed, UsageError
 from .execution import WorkerJob, execute
 from .plugins import JobFunction, as_job_function
@@ -473,7 +473,7 @@ class Worker:
             policy = self.policies[name]
             job = WorkerJob(name, handle_text, unique, args[-1], context=fn.context, encoding=fn.encoding,
                             updates=_WireUpdates(link.conn, handle),
-                            attempt=retry.where_stands(unique, handle_text).number, attempts=policy.attempts)
+                            attempt=attempt_number(unique), attempts=policy.attempts)
             outcome = await self._execute(fn, job, server, received)
             self._measured(name, outcome.seconds)
         self.jobs_run += 1

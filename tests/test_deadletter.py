@@ -12,6 +12,7 @@ from gearctl.deadletter import (
     MAX_UNIQUE,
     Attempt,
     Envelope,
+    attempt_number,
     attempt_unique,
     dead_letter_function,
     dead_unique,
@@ -45,6 +46,12 @@ def test_attempt_keys_round_trip() -> None:
     assert key == "job-7~a2.1764590400"
     assert parse_attempt(key) == Attempt("job-7", 2, 1764590400)
     assert parse_attempt(attempt_unique("job-7~a2.1", 3, 9)) == Attempt("job-7~a2.1", 3, 9)
+
+
+@pytest.mark.parametrize("key", ["job-7", "", "x~a1.5", "job-7~a2.1764590400", "job-7~a2.1~a13.9", "a~a", "~a7.1",
+                                 "u" * 40 + "~a99.1764590400", "job~a2.x"])
+def test_attempt_number_is_parse_attempts_number(key: str) -> None:
+    assert attempt_number(key) == parse_attempt(key).number
 
 
 def test_a_long_key_is_hashed_to_fit_gearmand() -> None:
