@@ -21,7 +21,9 @@ process of the pool may sit idle. The rule for `auto`:
   Jobs already held wait behind it: gearmand has no way to hand a job back short
   of closing the connection. That is the one case a held job can wait longer
   than the budget, and it happens once per change of pace, not once per job.
-* The window never passes AUTO_MAX (memory: a held job's workload is in RAM).
+* The window never passes AUTO_MAX, nor HELD_BYTES of workloads as large as the
+  largest lately (estimated the same way): a held job's workload is in memory, and
+  64 held jobs of 10 MB each would be 640 MB.
 
 A process serving several servers shares its window among them. WindowSize is
 sans-IO and takes the time as an argument, so it is tested without sockets.
@@ -41,6 +43,7 @@ BUDGET = 0.05  # seconds: --prefetch-budget's default
 STALE = 60.0  # seconds: a function not run for this long stops holding the window down
 FALL = 0.2  # how far an estimate moves towards a shorter run time, per job
 QUICK = 0.001  # seconds: a function expected to run this fast is "quick" (see quick())
+HELD_BYTES = 32 * 1024 * 1024  # workload bytes held at most, at the largest workload's size
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def prefetch_setting(prefetch: int | str | PrefetchSetting = AUTO,
 class WindowSize:
     """The jobs a worker process may hold now, from its jobs' measured run times."""
 
-    __slots__ = ("_estimates", "budget", "fixed", "maximum", "size")
+    __slots__ = ("_estimates", "budget", "fixed", "largest", "maximum", "size")
 
     def __init__(self, setting: PrefetchSetting | None = None, maximum: int = AUTO_MAX) -> None:
         setting = setting or PrefetchSetting()
@@ -98,14 +101,17 @@ class WindowSize:
         self.maximum = maximum
         self.size = setting.fixed or 1
         self._estimates: dict[str, tuple[float, float]] = {}  # function -> (seconds expected, when last run)
+        self.largest = 0.0  # workload bytes expected at most (any function)
 
-    def record(self, function: str, seconds: float, now: float) -> int:
-        """A job of `function` ran for `seconds`; returns the window now."""
+    def record(self, function: str, seconds: float, now: float, size: int = 0) -> int:
+        """A job of `function` with a workload of `size` bytes ran for `seconds`;
+        returns the window now."""
         if self.fixed is not None:
             return self.size
         expected, _ = self._estimates.get(function, (seconds, now))
         expected = seconds if seconds >= expected else expected + FALL * (seconds - expected)
         self._estimates[function] = (expected, now)
+        self.largest = size if size >= self.largest else self.largest + FALL * (size - self.largest)
         if seconds > self.budget:
             self.size = 1  # it ran long: narrow at once, whatever the others say
             return 1
@@ -113,7 +119,10 @@ class WindowSize:
             slowest = expected
         else:
             slowest = max(e for e, last in self._estimates.values() if now - last < STALE)  # this one's is fresh
-        self.size = self.maximum if slowest <= 0 else max(1, min(self.maximum, math.floor(self.budget / slowest)))
+        most = self.maximum if slowest <= 0 else math.floor(self.budget / slowest)
+        if self.largest > 0:
+            most = min(most, math.floor(HELD_BYTES / self.largest))
+        self.size = max(1, min(self.maximum, most))
         return self.size
 
     def quick(self, function: str) -> bool:

@@ -475,7 +475,7 @@ class Worker:
                             updates=_WireUpdates(link.conn, handle),
                             attempt=attempt_number(unique), attempts=policy.attempts)
             outcome = await self._execute(fn, job, server, received)
-            self._measured(name, outcome.seconds)
+            self._measured(name, outcome.seconds, len(args[-1]))
         self.jobs_run += 1
         self._check_recycle()
         # A bad end with a retry or a dead letter to submit first: its end is written once that is created.
@@ -518,11 +518,11 @@ class Worker:
         """A JOB_ASSIGN's function name (ours, without decoding it again per job)."""
         return self._names.get(raw) or raw.decode("utf-8", "surrogateescape")
 
-    def _measured(self, function: str, seconds: float) -> None:
-        """A job ran for `seconds`: the window may change (auto), and with it
-        what each connection asks for as jobs end."""
+    def _measured(self, function: str, seconds: float, size: int) -> None:
+        """A job (`size` workload bytes) ran for `seconds`: the window may change
+        (auto), and with it what each connection asks for as jobs end."""
         before = self.window.size
-        after = self.window.record(function, seconds, time.monotonic())
+        after = self.window.record(function, seconds, time.monotonic(), size)
         if after == before:
             return
         share = self.window.share(len(self.links))

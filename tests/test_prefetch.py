@@ -8,6 +8,7 @@ from gearctl.errors import UsageError
 from gearctl.prefetch import (
     AUTO_MAX,
     BUDGET,
+    HELD_BYTES,
     STALE,
     PrefetchSetting,
     WindowSize,
@@ -110,3 +111,12 @@ def test_quick_means_measured_at_about_a_millisecond_or_less() -> None:
     assert window.quick("f")
     window.record("f", 0.01, now=1)
     assert not window.quick("f")
+
+
+def test_large_workloads_hold_fewer_jobs() -> None:
+    window = WindowSize()
+    assert window.record("f", 0.0, now=0, size=1000) == AUTO_MAX
+    assert window.record("f", 0.0, now=1, size=HELD_BYTES // 4) == 4  # 4 of them: HELD_BYTES in memory
+    assert window.record("f", 0.0, now=2, size=HELD_BYTES * 2) == 1  # one at a time, never 0
+    sizes = [window.record("f", 0.0, now=3 + i, size=10) for i in range(60)]
+    assert sizes[0] == 1 and sizes[-1] == AUTO_MAX  # small ones widen it again

@@ -8,18 +8,21 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from conftest import Gearmand, Procs, gearctl, wait_until
+from fake_server import FakeServer
 
 from gearctl import Worker
 from gearctl.prefetch import AUTO_MAX
-from gearctl.protocol import PacketType, encode
+from gearctl.protocol import Decoder, Magic, Packet, PacketType, encode
 from gearctl.workerstats import JobEvent
 
 PLUGINS = Path(__file__).parent / "plugins"
+P = PacketType
 
 
 def queue(gearmand: Gearmand, function: str, workloads: list[bytes]) -> None:
@@ -134,3 +137,66 @@ def test_debug_start_lines_say_how_long_each_job_was_held(gearmand: Gearmand, pr
         starts = [line for line in lines if " started (held " in line]
         assert len(starts) == 2 and all(line.split(" DEBUG job H:")[0] for line in starts)
         assert all(line.endswith("s)") for line in starts)
+
+
+class ScriptedJobs:
+    """A scripted server's talk: 100 quick `q` jobs, then in one write one more
+    `q` job and a `hold` job; NO_JOB after. It notes whether the last quick job's
+    WORK_COMPLETE came before `release` was set (by it, or by a timeout)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.done_before_release: list[bool] = []
+        self.jobs = [b"warm-%d" % i for i in range(100)]
+        self.handed = 0
+
+    def answer(self, packet: Packet) -> bytes:
+        if packet.type is P.ECHO_REQ:
+            return encode(P.ECHO_RES, packet.args[0], magic=Magic.RES)
+        if packet.type is P.WORK_COMPLETE and packet.args[0] == b"H:fake:last":
+            self.done_before_release.append(not self.release.is_set())
+            self.release.set()
+        if packet.type is not P.GRAB_JOB_UNIQ:
+            return b""
+        self.handed += 1
+        if self.handed <= len(self.jobs):
+            return encode(P.JOB_ASSIGN_UNIQ, b"H:fake:%d" % self.handed, b"q", b"", self.jobs[self.handed - 1],
+                          magic=Magic.RES)
+        if self.handed == len(self.jobs) + 1:  # the pair in one write: both ready in the worker at once
+            return (encode(P.JOB_ASSIGN_UNIQ, b"H:fake:last", b"q", b"", b"last", magic=Magic.RES)
+                    + encode(P.JOB_ASSIGN_UNIQ, b"H:fake:hold", b"hold", b"", b"", magic=Magic.RES))
+        return encode(P.NO_JOB, magic=Magic.RES)
+
+    def talk(self, conn: socket.socket, stop: threading.Event) -> None:
+        decoder = Decoder(expect=Magic.REQ)
+        conn.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                data = conn.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                return
+            decoder.feed(data)
+            out = b"".join(self.answer(packet) for packet in decoder)
+            if out:
+                conn.sendall(out)
+
+
+def test_replies_of_quick_jobs_leave_before_a_job_that_may_take_long() -> None:
+    """gearmand cannot be made to hand out two functions' jobs in a chosen order,
+    so a scripted server does (ScriptedJobs). Without the flush the last quick
+    job's reply would sit in the worker's outbox until the blocking job ends, and
+    it would come after the 15 s timeout released it."""
+    script = ScriptedJobs()
+
+    def hold(job):  # type: ignore[no-untyped-def]
+        if not script.release.wait(15):  # set once the quick job's WORK_COMPLETE is in
+            script.release.set()  # it was not: the reply came after the release
+
+    with FakeServer(script.talk) as server:
+        worker = Worker([{"function_name": "q", "function": lambda job: None},
+                         {"function_name": "hold", "function": hold}], servers=server.address, burst=True)
+        worker.run()
+    assert script.done_before_release == [True]
+    assert worker.stats.done == 102
