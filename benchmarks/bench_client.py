@@ -1,174 +1,117 @@
 #!/usr/bin/env python3
-"""gearctl client beside the C `gearman` tool, in one run, on a private gearmand.
+"""gearctl client beside the C `gearman` tool, in one run, on private gearmands.
 
     python3 benchmarks/bench_client.py [--jobs 20000] [--roundtrips 2000] [--repeat 3]
 
-Measures whole commands (process start included), best of --repeat:
-  background: `gearman -b -n -f F < lines`      vs `gearctl client F -n -q < lines`
-  foreground: `gearman -n -f F < lines`         vs `gearctl client F -n --wait --inflight 1 < lines`
-              (one job after another, each served by the same C `gearman -w` worker)
+Whole commands (process start included), best of --repeat, each run on a fresh gearmand:
+  bg submit:      `gearman -b -n -f F < lines`  vs `gearctl client F -n -q < lines`
+                  (--summary too: one line at the end, the rate once started)
+  fg one-by-one:  `gearman -n -f F < lines`     vs `gearctl client F -n --wait --inflight 1 < lines`,
+                  each served by one C `gearman -w -f F -c N` worker, started and registered first
 and, for reference, gearctl's pipelined foreground (`--wait` with the default window).
-Every run's job count is checked on the server; a mismatch fails the benchmark.
+Checked on the server: the bg run left exactly --jobs jobs queued; in a fg run the
+C worker served exactly --roundtrips jobs (it exits after N) and none is left.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import re
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-GEARCTL = [sys.executable, "-m", "gearctl"]
+from benchlib import (
+    GEARCTL,
+    BenchError,
+    Row,
+    Server,
+    Target,
+    best,
+    counts,
+    expect,
+    finish,
+    lines_file,
+    machine,
+    parser,
+    per_second,
+    print_table,
+    rate_row,
+    require_c_tools,
+    spawn,
+    summary,
+    timed,
+    wait_for,
+    workdir,
+    workers,
+)
+
+Command = Callable[[Server], list[str]]  # the command line, given the server it talks to
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def c_tool(*args: str) -> Command:
+    return lambda server: ["gearman", *server.c, *args]
 
 
-def admin(port: int, command: str) -> list[str]:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(command.encode() + b"\n")
-        buf = b""
-        while not (buf == b".\n" or buf.endswith(b"\n.\n")):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return [line for line in buf.decode().split("\n") if line and line != "."]
+def gearctl(*args: str) -> Command:
+    return lambda server: [*GEARCTL, *args, *server.gearctl]
 
 
-def queued(port: int, function: str) -> int:
-    for line in admin(port, "status"):
-        name, total, _running, _workers = line.rsplit("\t", 3)
-        if name == function:
-            return int(total)
-    return 0
+def bg_run(tmp: Path, command: Command, lines: Path, jobs: int, rates: list[float] | None = None) -> float:
+    """One background submit of `lines` on a fresh gearmand (one that already
+    holds the last run's 20,000 jobs is slower, and the second tool would pay)."""
+    with Server(tmp) as server:
+        seconds, err = timed(command(server), lines)
+        expect("jobs queued", jobs, counts(server.port, "bg")[0])
+    if rates is not None:
+        if (found := summary(err)) is None:
+            raise BenchError(f"no --summary line from gearctl client:\n{err.decode(errors='replace')}")
+        rates.append(found[1])
+    return seconds
 
 
-IN_RUN = re.compile(rb"\(([\d,]+) jobs/s\)")
-in_run_rates: dict[str, list[float]] = {}
-
-
-def timed(argv: list[str], stdin: Path, name: str = "") -> float:
-    with stdin.open("rb") as f:
-        start = time.perf_counter()
-        result = subprocess.run(argv, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
-        elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"benchmark command failed ({result.returncode}): {' '.join(argv)}\n"
-                         f"{result.stderr.decode(errors='replace')}")
-    if match := IN_RUN.search(result.stderr):  # gearctl --summary: the rate once started
-        in_run_rates.setdefault(name, []).append(float(match.group(1).replace(b",", b"")))
-    return elapsed
-
-
-class Server:
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [shutil.which("gearmand") or "/usr/sbin/gearmand", "-L", "127.0.0.1", "-p", str(self.port),
-             "-l", str(tmp / "gearmand.log"), "-P", str(tmp / "gearmand.pid"), "--verbose", "ERROR"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise SystemExit("gearmand did not start") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(10)
+def fg_run(tmp: Path, command: Command, lines: Path, jobs: int) -> float:
+    """Foreground jobs one after another, served by a C worker that exits after `jobs`."""
+    with Server(tmp) as server:
+        worker = spawn(["gearman", *server.c, "-w", "-f", "rt", "-c", str(jobs)])
+        try:
+            wait_for(lambda: workers(server.port, "rt") == 1, "the C worker to register", timeout=30)
+            seconds, _err = timed(command(server), lines)
+            finish(worker, f"the C worker serving {jobs} jobs", timeout=60)
+        finally:
+            if worker.poll() is None:
+                worker.kill()  # it did not get its N jobs: finish() raised already
+                worker.wait()
+        expect("jobs left on the server", 0, counts(server.port, "rt")[0])
+    return seconds
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=20_000, help="background jobs per run")
-    parser.add_argument("--roundtrips", type=int, default=2_000, help="foreground jobs per run")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    if not shutil.which("gearman"):
-        raise SystemExit("the C gearman tool is not installed (Debian: gearman-tools)")
-
-    tmp = Path(tempfile.mkdtemp(prefix="gearctl-bench-"))
-    bg_lines, fg_lines = tmp / "bg.txt", tmp / "fg.txt"
-    bg_lines.write_bytes(b"".join(b"payload-%d\n" % i for i in range(args.jobs)))
-    fg_lines.write_bytes(b"".join(b"rt-%d\n" % i for i in range(args.roundtrips)))
-    workers: list[subprocess.Popen] = []
-    results: dict[str, float] = {}
-    server: Server | None = None
-    try:
-        def best(name: str, make_argv, lines: Path, expect: int) -> None:
-            # A fresh gearmand per run: one that already holds 60,000 jobs is slower,
-            # and whichever tool ran second would pay for the first one's jobs.
-            times = []
-            for _ in range(args.repeat):
-                fresh = Server(tmp)
-                try:
-                    times.append(timed(make_argv(fresh.port), lines, name))
-                    if (got := queued(fresh.port, "bg")) != expect:
-                        raise SystemExit(f"{name}: expected {expect} jobs queued, the server has {got}")
-                finally:
-                    fresh.stop()
-            results[name] = expect / min(times)
-
-        best("C gearman -b -n", lambda port: ["gearman", "-h", "127.0.0.1", "-p", str(port), "-b", "-n", "-f", "bg"],
-             bg_lines, args.jobs)
-        best("gearctl client -n", lambda port: [*GEARCTL, "client", "bg", "-n", "-q", "--summary",
-                                                "-s", f"127.0.0.1:{port}"], bg_lines, args.jobs)
-
-        server = Server(tmp)
-        base = ["-h", "127.0.0.1", "-p", str(server.port)]
-        addr = ["-s", f"127.0.0.1:{server.port}"]
-        fg = "roundtrip"
-        workers.append(subprocess.Popen(["gearman", *base, "-w", "-f", fg], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL))
-        time.sleep(0.3)
-
-        def fg_best(name: str, make_argv) -> None:
-            times = [timed(make_argv(), fg_lines) for _ in range(args.repeat)]
-            results[name] = args.roundtrips / min(times)
-
-        fg_best("C gearman -n (foreground)", lambda: ["gearman", *base, "-n", "-f", fg])
-        fg_best("gearctl -n --wait --inflight 1", lambda: [*GEARCTL, "client", fg, "-n", "--wait", "-q",
-                                                           "--inflight", "1", *addr])
-        fg_best("gearctl -n --wait (pipelined)", lambda: [*GEARCTL, "client", fg, "-n", "--wait", "-q", *addr])
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                os.kill(worker.pid, signal.SIGTERM)
-                worker.wait(10)
-        if server is not None:
-            server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-
-    print(f"gearctl vs the C gearman tool ({os.cpu_count()} cores, best of {args.repeat}, process start included)")
-    print(f"{'run':36} {'jobs/s':>10}")
-    for name, rate in results.items():
-        print(f"{name:36} {rate:>10,.0f}")
-    bg_ratio = results["gearctl client -n"] / results["C gearman -b -n"]
-    fg_ratio = results["gearctl -n --wait --inflight 1"] / results["C gearman -n (foreground)"]
-    pipe_ratio = results["gearctl -n --wait (pipelined)"] / results["C gearman -n (foreground)"]
-    print(f"ratio background submit ({args.jobs} jobs), gearctl / C:      {bg_ratio:6.2f}x")
-    if rates := in_run_rates.get("gearctl client -n"):
-        in_run = max(rates)
-        print(f"  gearctl once started (without interpreter start-up): {in_run:,.0f} jobs/s, "
-              f"{in_run / results['C gearman -b -n']:.2f}x")
-    print(f"ratio foreground one-by-one ({args.roundtrips} jobs), gearctl / C: {fg_ratio:6.2f}x")
-    print(f"ratio foreground pipelined, gearctl / C one-by-one:     {pipe_ratio:6.2f}x")
+    p = parser(__doc__)
+    p.add_argument("--jobs", type=int, default=20_000, help="background jobs per run")
+    p.add_argument("--roundtrips", type=int, default=2_000, help="foreground jobs per run")
+    args = p.parse_args()
+    require_c_tools()
+    with workdir() as tmp:
+        bg = lines_file(tmp / "bg.txt", "payload", args.jobs)
+        fg = lines_file(tmp / "fg.txt", "rt", args.roundtrips)
+        rates: list[float] = []
+        n, r = args.jobs, args.roundtrips
+        t = best(args.repeat, {
+            "c bg": lambda: bg_run(tmp, c_tool("-b", "-n", "-f", "bg"), bg, n),
+            "g bg": lambda: bg_run(tmp, gearctl("client", "bg", "-n", "-q", "--summary"), bg, n, rates),
+            "c fg": lambda: fg_run(tmp, c_tool("-n", "-f", "rt"), fg, r),
+            "g fg": lambda: fg_run(tmp, gearctl("client", "rt", "-n", "--wait", "-q", "--inflight", "1"), fg, r),
+            "g pipe": lambda: fg_run(tmp, gearctl("client", "rt", "-n", "--wait", "-q"), fg, r),
+        })
+    once = max(rates)
+    rows = [
+        rate_row(f"bg submit, {n:,} jobs: `client F -n -q`", n, t["g bg"], t["c bg"], Target(">=", 10)),
+        Row("  the same, once started (`--summary`)", f"{once:,.0f} jobs/s", per_second(n, t["c bg"]),
+            once * t["c bg"] / n),
+        rate_row(f"fg one-by-one, {r:,} jobs: `-n --wait --inflight 1`", r, t["g fg"], t["c fg"], Target(">=", 1)),
+        rate_row(f"fg pipelined, {r:,} jobs: `-n --wait` (vs C one-by-one)", r, t["g pipe"], t["c fg"]),
+    ]
+    print_table(f"gearctl client vs the C gearman tool ({machine()}, best of {args.repeat}, whole commands)", rows,
+                notes=["C: `gearman -b -n -f F` and `gearman -n -f F`, fed the same lines; fg served by one C worker."])
     return 0
 
 

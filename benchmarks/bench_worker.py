@@ -1,128 +1,148 @@
 #!/usr/bin/env python3
-"""gearctl worker beside the C `gearman -w`, in one run, on a private gearmand.
+"""gearctl worker beside the C `gearman -w`, in one run, on private gearmands.
 
     python3 benchmarks/bench_worker.py [--jobs 20000] [--prefetch 16] [--repeat 3]
 
-Queues --jobs background jobs, then times how long a worker takes to drain them
-(process start included): `gearman -w -f F -c N` against `gearctl worker` with a
-no-op plugin function, one process each. The C worker exits after N jobs; the
-gearctl worker is watched through the admin protocol until the queue is empty
-and nothing runs, then stopped with SIGTERM.
+Queues --jobs background jobs on a fresh gearmand (checked there), then times how
+long one worker takes to drain them, process start included:
+  C:        `gearman -w -f F -c N` (it exits after N jobs)
+  default:  `gearctl worker -p benchmarks/plugins` with no other flag: the default
+            prefetch and log level, its stderr to a file as a journal would take it
+  --prefetch 16, and --prefetch 1 for reference (one round trip a job, as the C worker)
+The gearctl worker runs a no-op plugin function; it is watched through the admin
+protocol until the queue is empty and nothing runs, then stopped with SIGTERM;
+its log must hold one "complete" line a job (the default level logs each).
+Best of --repeat. "Once started" is the rate from the first job done to the last.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from bench_client import Server, admin
-
-HERE = Path(__file__).parent
-
-
-def counts(port: int, function: str) -> tuple[int, int]:
-    for line in admin(port, "status"):
-        name, total, running, _workers = line.rsplit("\t", 3)
-        if name == function:
-            return int(total), int(running)
-    return 0, 0
-
-
-def fill(port: int, function: str, jobs: Path, expect: int) -> None:
-    with jobs.open("rb") as f:
-        subprocess.run([sys.executable, "-m", "gearctl", "client", function, "-n", "-q", "-s", f"127.0.0.1:{port}"],
-                       stdin=f, check=True, timeout=300)
-    if counts(port, function)[0] != expect:
-        raise SystemExit(f"{function}: expected {expect} queued jobs")
-
-
-def drain_c(port: int, function: str, n: int) -> float:
-    start = time.perf_counter()
-    subprocess.run(["gearman", "-h", "127.0.0.1", "-p", str(port), "-w", "-f", function, "-c", str(n)],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=600)
-    elapsed = time.perf_counter() - start
-    if counts(port, function)[0] != 0:
-        raise SystemExit(f"{function}: the C worker left jobs behind")
-    return elapsed
+from benchlib import (
+    GEARCTL,
+    PLUGINS,
+    POLL,
+    BenchError,
+    Row,
+    Server,
+    Target,
+    best,
+    counts,
+    expect,
+    finish,
+    lines_file,
+    machine,
+    parser,
+    per_second,
+    print_table,
+    rate_row,
+    require_c_tools,
+    spawn,
+    stop,
+    timed,
+    workdir,
+)
 
 
-IN_RUN: dict[int, list[float]] = {}  # prefetch -> drain rates once the first job was done
+def fill(server: Server, function: str, jobs: Path, expected: int) -> None:
+    finish(spawn([*GEARCTL, "client", function, "-n", "-q", *server.gearctl], jobs), "queueing the jobs", 300)
+    expect(f"jobs queued for {function}", expected, counts(server.port, function)[0])
 
 
-def drain_gearctl(port: int, function: str, prefetch: int) -> float:
-    env = dict(os.environ, BENCH_FUNCTION=function)
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "gearctl", "worker", "-p", str(HERE / "plugins"),
-                             "-s", f"127.0.0.1:{port}", "--prefetch", str(prefetch), "--log-level", "error"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def gearctl_worker(server: Server, log: Path, *flags: str, function: str = "f") -> subprocess.Popen[bytes]:
+    """`gearctl worker` on the no-op plugin, serving `function`, stderr to `log`."""
+    return spawn([*GEARCTL, "worker", "-p", str(PLUGINS), *server.gearctl, *flags], log=log,
+                 env=dict(os.environ, BENCH_FUNCTION=function))
+
+
+def completed(*logs: Path) -> int:
+    """Jobs the gearctl workers logged complete: one info line a job at the default level."""
+    return sum(log.read_bytes().count(b" complete in ") for log in logs)
+
+
+def drained(server: Server, function: str, proc: subprocess.Popen[bytes], full: int) -> tuple[float, float | None]:
+    """Wait until `function` has nothing queued or running while `proc` serves
+    it: (the time it happened, the rate from the first job done to then)."""
     first: tuple[float, int] | None = None
-    try:
-        deadline = time.monotonic() + 600
-        while (now := counts(port, function)) != (0, 0):
-            if first is None and now[0] < FULL:
-                first = (time.perf_counter(), now[0])
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the gearctl worker stopped before draining the queue")
-            time.sleep(0.005)
-        elapsed = time.perf_counter() - start
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-    if first is not None and time.perf_counter() > first[0]:
-        IN_RUN.setdefault(prefetch, []).append(first[1] / (start + elapsed - first[0]))
-    return elapsed
+    deadline = time.monotonic() + 600
+    while (now := counts(server.port, function)) != (0, 0):
+        if first is None and now[0] < full:
+            first = (time.perf_counter(), now[0])
+        if proc.poll() is not None:
+            raise BenchError(f"the worker exited ({proc.returncode}) with {now[0]:,} jobs left")
+        if time.monotonic() > deadline:
+            raise BenchError(f"the worker did not drain the queue in 600 s ({now[0]:,} left)")
+        time.sleep(POLL)
+    end = time.perf_counter()
+    return end, (first[1] / (end - first[0]) if first is not None and end > first[0] else None)
 
 
-FULL = 0  # set in main(): the queue's size before a drain
+class Drains:
+    """Drain runs on fresh gearmands, each filled with the same jobs."""
+
+    def __init__(self, tmp: Path, jobs: int) -> None:
+        self.tmp, self.jobs = tmp, jobs
+        self.lines = lines_file(tmp / "jobs.txt", "job", jobs)
+        self.once: dict[str, list[float]] = {}
+
+    def c(self) -> float:
+        with Server(self.tmp) as server:
+            fill(server, "f", self.lines, self.jobs)
+            seconds, _err = timed(["gearman", *server.c, "-w", "-f", "f", "-c", str(self.jobs)])
+            expect("jobs left after the C worker", 0, counts(server.port, "f")[0])
+        return seconds
+
+    def gearctl(self, name: str, *flags: str) -> float:
+        with Server(self.tmp) as server:
+            fill(server, "f", self.lines, self.jobs)
+            start = time.perf_counter()
+            log = server.dir / "worker.log"
+            proc = gearctl_worker(server, log, *flags)
+            try:
+                end, once = drained(server, "f", proc, self.jobs)
+            finally:
+                stop(proc)
+            expect("jobs the gearctl worker logged complete", self.jobs, completed(log))
+        if once is not None:
+            self.once.setdefault(name, []).append(once)
+        return end - start
 
 
 def main() -> int:
-    global FULL
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--prefetch", type=int, default=16)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    FULL = args.jobs
-    if not shutil.which("gearman"):
-        raise SystemExit("the C gearman tool is not installed (Debian: gearman-tools)")
-    tmp = Path(tempfile.mkdtemp(prefix="gearctl-bench-"))
-    jobs = tmp / "jobs.txt"
-    jobs.write_bytes(b"".join(b"job-%d\n" % i for i in range(args.jobs)))
-    c_times: list[float] = []
-    g_times: list[float] = []
-    g1_times: list[float] = []
-    try:
-        for _ in range(args.repeat):
-            for times, drain in ((c_times, lambda port: drain_c(port, "f", args.jobs)),
-                                 (g_times, lambda port: drain_gearctl(port, "f", args.prefetch)),
-                                 (g1_times, lambda port: drain_gearctl(port, "f", 1))):
-                server = Server(tmp)  # a fresh gearmand for every run: the same start for each tool
-                try:
-                    fill(server.port, "f", jobs, args.jobs)
-                    times.append(drain(server.port))
-                finally:
-                    server.stop()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    c_rate, g_rate, g1_rate = (args.jobs / min(t) for t in (c_times, g_times, g1_times))
-    in_run = max(IN_RUN.get(args.prefetch, [0.0]))
-    print(f"worker drain of {args.jobs} queued jobs, no-op function ({os.cpu_count()} cores, best of {args.repeat},"
-          " process start included)")
-    print(f"{'C gearman -w -c N':36} {c_rate:>10,.0f} jobs/s")
-    print(f"{f'gearctl worker --prefetch {args.prefetch}':36} {g_rate:>10,.0f} jobs/s")
-    print(f"{'gearctl worker --prefetch 1':36} {g1_rate:>10,.0f} jobs/s")
-    print(f"ratio gearctl (--prefetch {args.prefetch}) / C: {g_rate / c_rate:6.2f}x")
-    print(f"ratio gearctl (--prefetch 1) / C:  {g1_rate / c_rate:6.2f}x")
-    print(f"  gearctl --prefetch {args.prefetch} once its first job was done (start-up left out): "
-          f"{in_run:,.0f} jobs/s, {in_run / c_rate:.2f}x")
+    p = parser(__doc__)
+    p.add_argument("--jobs", type=int, default=20_000)
+    p.add_argument("--prefetch", type=int, default=16)
+    args = p.parse_args()
+    require_c_tools()
+    n, k = args.jobs, args.prefetch
+    with workdir() as tmp:
+        d = Drains(tmp, n)
+        t = best(args.repeat, {
+            "c": d.c,
+            "default": lambda: d.gearctl("default"),
+            "k": lambda: d.gearctl("k", "--prefetch", str(k)),
+            "1": lambda: d.gearctl("1", "--prefetch", "1"),
+        })
+
+    def once(name: str) -> Row:
+        rate = max(d.once.get(name, [0.0]))
+        return Row("  the same, once its first job was done", f"{rate:,.0f} jobs/s", per_second(n, t["c"]),
+                   rate * t["c"] / n)
+
+    rows = [
+        rate_row(f"default drain, {n:,} no-op jobs: `worker` (no flags)", n, t["default"], t["c"], Target(">=", 2)),
+        once("default"),
+        rate_row(f"`--prefetch {k}` drain", n, t["k"], t["c"], Target(">=", 4) if k == 16 else None),
+        once("k"),
+        rate_row("`--prefetch 1` drain (one round trip a job, as C)", n, t["1"], t["c"]),
+    ]
+    print_table(f"gearctl worker vs `gearman -w -c N` ({machine()}, best of {args.repeat}, whole processes)", rows,
+                notes=["C: `gearman -w -f F -c N`, one process; gearctl: a supervisor and one worker process."])
     return 0
 
 

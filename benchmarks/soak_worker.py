@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_client import GEARCTL, Server
-from bench_worker import HERE, counts
+from benchlib import GEARCTL, PLUGINS, ROOT, Server, children, counts, stop, wait_for
 
 
 def vm_rss_kb(pid: int) -> int:
@@ -38,19 +36,6 @@ def vm_rss_kb(pid: int) -> int:
     raise SystemExit(f"no VmRSS for pid {pid}")
 
 
-def children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
-
-
-def wait_for(predicate, what: str, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 class Soak:
     def __init__(self, port: int, batch: int, plugin_dir: Path, function: str = "soak") -> None:
         self.port, self.batch, self.function = port, batch, function
@@ -58,7 +43,7 @@ class Soak:
         env = dict(os.environ, BENCH_FUNCTION=function)
         self.proc = subprocess.Popen([*GEARCTL, "worker", "-p", str(plugin_dir), "-s", f"127.0.0.1:{port}",
                                       "--prefetch", "16", "--log-level", "error"],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         wait_for(lambda: len(children(self.proc.pid)) == 1, "the worker process")
         (self.child,) = children(self.proc.pid)
 
@@ -68,16 +53,14 @@ class Soak:
             n = min(self.batch, upto - self.done)
             lines = b"".join(b"soak-%d\n" % i for i in range(self.done, self.done + n))
             subprocess.run([*GEARCTL, "client", self.function, "-n", "-q", "-s", f"127.0.0.1:{self.port}"],
-                           input=lines, check=True, timeout=300)
+                           input=lines, check=True, timeout=300, cwd=ROOT)
             wait_for(lambda: counts(self.port, self.function) == (0, 0), "the batch to drain")
             if self.proc.poll() is not None or children(self.proc.pid) != [self.child]:
                 raise SystemExit(2)  # the measured process went away: the figures would mean nothing
             self.done += n
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)
+        stop(self.proc)
 
 
 def main() -> int:
@@ -86,7 +69,7 @@ def main() -> int:
     parser.add_argument("--baseline", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--tolerance", type=float, default=10.0, help="percent")
-    parser.add_argument("--plugin-dir", type=Path, default=HERE / "plugins")
+    parser.add_argument("--plugin-dir", type=Path, default=PLUGINS)
     args = parser.parse_args()
     if not 0 < args.baseline < args.jobs:
         parser.error("--baseline must be between 0 and --jobs")
