@@ -1,13 +1,15 @@
-"""fairness.py on synthetic spans, no sockets:
-
-    python3 -m pytest benchmarks/test_fairness_spans.py -q
-"""
+"""benchmarks/fairness.py (the fairness benchmark's and test_fairness.py's
+computation) on synthetic spans, no sockets."""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from fairness import Span, holds_while_idle, idle_intervals, longest_held_while_idle, read_held, read_records
 from fairness import spans as join_spans
 
