@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import UsageError
+from .workerstats import JobEventKind
 
 log = logging.getLogger("gearctl")
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -164,7 +165,12 @@ class JobLog:
 
     def __call__(self, event: Any) -> None:
         jobs = self.jobs
-        if event.kind == "start":
+        kind = event.kind
+        if kind is JobEventKind.COMPLETE:  # the one line per job: first, and building only what it needs
+            if not self.live and jobs.isEnabledFor(logging.INFO):
+                self._complete(event)
+            return
+        if kind == "start":
             if jobs.isEnabledFor(logging.DEBUG):
                 jobs.debug("job %s %s started (held %.3fs)", event.handle, event.function, event.held,
                            extra={"fields": {"event": "start", "function": event.function, "handle": event.handle,
@@ -172,12 +178,12 @@ class JobLog:
             return
         fields = {"event": event.kind, "function": event.function, "handle": event.handle,
                   "server": event.server, "seconds": round(event.seconds, 6)}
-        if event.kind in ("retry", "dead"):
+        if kind in ("retry", "dead"):
             _resubmitted(jobs, event, fields, self.live)
             return
-        if event.kind == "complete":
+        if kind == "complete":  # a str rather than the enum member: the same line
             if not self.live and jobs.isEnabledFor(logging.INFO):
-                self._complete(event, fields)
+                self._complete(event)
             return
         fields["error"] = event.message
         text = f"job {event.handle} {event.function} {event.kind}: {event.message}"
@@ -187,15 +193,18 @@ class JobLog:
                 text += "\n" + event.traceback.rstrip()
         jobs.log(logging.DEBUG if self.live else logging.ERROR, text, extra={"fields": fields})
 
-    def _complete(self, event: Any, fields: dict[str, Any]) -> None:
+    def _complete(self, event: Any) -> None:
         message = f"job {event.handle} {event.function} complete in {event.seconds:.3f}s"
         handler = log.handlers[0] if len(log.handlers) == 1 else None
-        if not isinstance(handler, _StreamLines):  # a pipe or a console: through logging
-            self.jobs.info(message, extra={"fields": fields})
-        elif isinstance(handler.formatter, JsonFormatter):
+        if isinstance(handler, _StreamLines) and not isinstance(handler.formatter, JsonFormatter):
+            handler.add(text_line(time.time(), "INFO", message))  # text: no fields to build
+            return
+        fields = {"event": "complete", "function": event.function, "handle": event.handle,
+                  "server": event.server, "seconds": round(event.seconds, 6)}
+        if isinstance(handler, _StreamLines):
             handler.add(json_line(time.time(), "info", self.jobs.name, message, fields))
-        else:
-            handler.add(text_line(time.time(), "INFO", message))
+        else:  # a pipe or a console: through logging
+            self.jobs.info(message, extra={"fields": fields})
 
 
 def job_event_logger(live: bool = False) -> JobLog:
