@@ -3,7 +3,7 @@
 A `Connection` is an asyncio protocol around one socket: it encodes nothing
 itself, it writes bytes it is given and feeds what it reads to a
 protocol.Decoder. Which reply belongs to which request, and when a peer that
-owes replies has gone silent, is decided by a sessions.ReplyQueue; the
+owes replies has gone silent, is decided by a replies.ReplyQueue; the
 Connection only moves bytes, runs the silence timer and passes the time in.
 Packets the queue does not take go to the connection's owner: WORK_* for
 foreground jobs, NOOP, and the answers to requests sent with send() (the worker
@@ -43,9 +43,9 @@ from .backoff import Backoff
 from .deadlines import wait_at_most
 from .errors import ConfigError, ConnectionFailed, GearctlError, RemoteProtocolError, Timeout
 from .protocol import Decoder, Magic, Packet, PacketType, encode
-from .sessions import REPLIES as REPLIES
-from .sessions import ReplyCallback as ReplyCallback
-from .sessions import ReplyQueue
+from .replies import REPLIES as REPLIES
+from .replies import ReplyCallback as ReplyCallback
+from .replies import ReplyQueue
 
 if TYPE_CHECKING:  # ssl costs start-up time; it is imported when TLS is used
     import ssl
@@ -192,7 +192,7 @@ class Connection(asyncio.BufferedProtocol):
         self.replies.expect_many(callbacks, time.monotonic())
         self._watch()
 
-    # The silence rule is the queue's (sessions.py); the timer is ours. It is
+    # The silence rule is the queue's (replies.py); the timer is ours. It is
     # armed when replies become owed, and re-armed for when the peer would turn
     # silent, so a busy connection costs one timer, not one per request.
     def _watch(self) -> None:

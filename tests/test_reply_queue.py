@@ -1,4 +1,4 @@
-"""sessions.ReplyQueue, h11-style: replies matched to requests in order, failure,
+"""replies.ReplyQueue, h11-style: replies matched to requests in order, failure,
 and the silence rule, fed packets and clock readings by hand. No sockets, no
 event loop. The last tests check that Connection hands its reads to the queue,
 over a transport that only records writes."""
@@ -14,7 +14,7 @@ from gearctl.addresses import ServerAddress
 from gearctl.connection import Connection
 from gearctl.errors import ConnectionFailed, GearctlError
 from gearctl.protocol import Magic, Packet, PacketType, encode
-from gearctl.sessions import REPLIES, ReplyCallback, ReplyQueue
+from gearctl.replies import REPLIES, ReplyCallback, ReplyQueue
 
 P = PacketType
 Reply = Union[Packet, GearctlError]
