@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(args))
     except OSError as e:
-        print(f"gearctl: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        print(f"gearctl: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return ExitCode.USAGE
     return ExitCode.OK
 
