@@ -204,18 +204,23 @@ def test_a_unique_key_coalesces_and_both_clients_get_every_work_packet(
         embedded: Embedded, procs: Procs, tmp_path: Path) -> None:
     php_worker(procs, embedded, "php_status_held")
     release = tmp_path / "release"
-    clients = [procs.start([sys.executable, "-m", "gearctl", "client", "php_status_held", "--wait", "--json",
-                            "--unique", "same", "--data", str(release), "-s", embedded.address],
-                           stdout=subprocess.PIPE, env=clean_env()) for _ in range(2)]
-    peer = Peer(embedded.port)
-    wait_until(lambda: peer.ask(encode(P.GET_STATUS_UNIQUE, b"same")).args[1:] == (b"1", b"1", b"2", b"4", b"2"),
-               30, what="both clients attached to the running job at 2/4")
-    assert len(embedded.admin("show jobs")) == 1
-    release.touch()
-    for client in clients:
-        code, out = finish(client)
-        assert code == 0 and json.loads(out)["result"] == "done"
-    peer.close()
+    gearctl_client = procs.start([sys.executable, "-m", "gearctl", "client", "php_status_held", "--wait", "--json",
+                                  "--unique", "same", "--data", str(release), "-s", embedded.address],
+                                 stdout=subprocess.PIPE, env=clean_env())
+    with Peer(embedded.port) as raw:
+        wait_until(lambda: raw.ask(encode(P.GET_STATUS_UNIQUE, b"same")).args[1:3] == (b"1", b"1"), 30,
+                   what="the job running")
+        created = raw.ask(encode(P.SUBMIT_JOB, b"php_status_held", b"same", b"ignored: the job exists"))
+        assert created.type is P.JOB_CREATED
+        assert raw.ask(encode(P.GET_STATUS_UNIQUE, b"same")).args[1:] == (b"1", b"1", b"2", b"4", b"2")
+        assert len(embedded.admin("show jobs")) == 1
+        release.touch()
+        got = [raw.next() for _ in range(2)]
+        handle = created.args[0]
+        assert got == [Packet(P.WORK_STATUS, (handle, b"4", b"4"), Magic.RES),
+                       Packet(P.WORK_COMPLETE, (handle, b"done"), Magic.RES)]
+    code, out = finish(gearctl_client)
+    assert code == 0 and json.loads(out)["result"] == "done"
 
 
 def test_php_client_and_php_worker_see_data_exceptions_and_fail(embedded: Embedded, procs: Procs) -> None:
