@@ -11,8 +11,10 @@ anything else an admin line ended by LF. Everything a batch of input causes is
 written with one write per connection. One timer covers the state's next
 wake-up (a SUBMIT_JOB_EPOCH job coming due, a CAN_DO_TIMEOUT passing).
 
-The queue lives in memory: what is queued when the server stops is lost, and
-`main()` says so when it starts. Run it with `python -m gearctl.server`.
+The queue lives in memory (what is queued when the server stops is lost, and
+`main()` says so when it starts), unless `store` names a SQLite file
+(serverstore.py): background jobs are then kept across restarts. Run it with
+`python -m gearctl.server`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from collections import defaultdict
 from .errors import ExitCode, RemoteProtocolError
 from .protocol import DEFAULT_MAX_PACKET, HEADER, HEADER_SIZE, Decoder, Magic, PacketType, encode
 from .serveradmin import Shutdown, answer
+from .serverjobs import StoreFailed
 from .serverstate import Sends, ServerState
+from .serverstore import SqliteStore
 
 DEFAULT_PORT = 4730
 DEFAULT_GRACEFUL_TIMEOUT = 30.0
@@ -133,8 +137,11 @@ class Server:
     """A Gearman job server in this process."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, max_queue: int | None = None,
-                 graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT, hostname: str | None = None) -> None:
+                 graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT, hostname: str | None = None,
+                 store: str | None = None) -> None:
         self.host, self.port = host, port
+        self.store_path = store
+        self.store: SqliteStore | None = None
         self.graceful_timeout = graceful_timeout
         self.state = ServerState(hostname or socket.gethostname(), max_queue)
         self.version = server_version()
@@ -153,10 +160,33 @@ class Server:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
+        """Load the store (with `store`), then listen. StoreFailed: the store
+        cannot be opened; OSError: the address cannot be bound."""
         loop = asyncio.get_running_loop()
         self.done = asyncio.Event()
-        self.listener = await loop.create_server(self.link, self.host, self.port, reuse_address=True)
+        if self.store_path is not None:
+            self.store = SqliteStore(self.store_path)
+            self.state.store = self.store
+            now = time.time()
+            for row in self.store.load():
+                self.state.restore(row.function, row.unique, row.data, row.priority, row.when, row.id, now)
+        try:
+            self.listener = await loop.create_server(self.link, self.host, self.port, reuse_address=True)
+        except OSError:
+            self.close_store()
+            raise
         self.port = int(self.listener.sockets[0].getsockname()[1])
+
+    @property
+    def stored(self) -> int:
+        """Jobs in the store now (0 without one)."""
+        return sum(1 for job in self.state.jobs.values() if job.stored)
+
+    def close_store(self) -> None:
+        if self.store is not None:
+            self.state.store = None
+            self.store.close()
+            self.store = None
 
     async def serve_forever(self) -> None:
         """Until close() (or an admin `shutdown`) has finished."""
@@ -182,6 +212,7 @@ class Server:
             self.timer.cancel()
         if self.listener is not None:
             await self.listener.wait_closed()
+        self.close_store()
         if self.done is not None:
             self.done.set()
 
@@ -205,6 +236,9 @@ class Server:
 
     def dispatch(self, sends: Sends) -> None:
         """Write what the state decided, one write per connection, and set the timer."""
+        for warning in self.state.warnings:
+            print(f"gearctl server: warning: {warning}", file=sys.stderr, flush=True)
+        self.state.warnings.clear()
         if sends:
             out: defaultdict[int, list[bytes]] = defaultdict(list)
             for conn_id, data in sends:
@@ -239,19 +273,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: a free port")
     parser.add_argument("--max-queue", type=int, default=None, help="jobs per function at most (queued + running)")
+    parser.add_argument("--store", metavar="PATH", default=None,
+                        help="keep background jobs in this SQLite file across restarts")
     parser.add_argument("--graceful-timeout", type=float, default=DEFAULT_GRACEFUL_TIMEOUT,
                         help="seconds running jobs get to end on SIGTERM or `shutdown graceful`")
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
-    server = Server(args.host, args.port, args.max_queue, args.graceful_timeout)
+    server = Server(args.host, args.port, args.max_queue, args.graceful_timeout, store=args.store)
     await server.start()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, server.shutdown, Shutdown.GRACEFUL)
     loop.add_signal_handler(signal.SIGINT, server.shutdown, Shutdown.NOW)
-    print(f"gearctl server: listening on {server.address}; the queue is in memory "
-          "(queued jobs are lost when the server stops)", flush=True)
+    if args.store is None:
+        durability = "the queue is in memory (queued jobs are lost when the server stops)"
+    else:
+        durability = (f"background jobs are stored in {args.store} ({server.stored} loaded); "
+                      "foreground jobs are in memory")
+    print(f"gearctl server: listening on {server.address}; {durability}", flush=True)
     await server.serve_forever()
 
 
@@ -262,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         reason = os.strerror(e.errno) if e.errno else str(e)
         print(f"gearctl: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        return ExitCode.USAGE
+    except StoreFailed as e:
+        print(f"gearctl: {e}", file=sys.stderr)
         return ExitCode.USAGE
     return ExitCode.OK
 

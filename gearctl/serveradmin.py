@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .serverstate import Priority, ServerState
+from .serverjobs import Priority
+from .serverstate import ServerState
 
 OK = b"OK\r\n"
 UNKNOWN_JOB = b"ERR UNKNOWN_JOB\r\n"

@@ -42,12 +42,10 @@ server.cc), and where it deliberately does not:
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from enum import IntEnum
 
 from .protocol import Magic, Packet, PacketType, encode
+from .serverjobs import SUBMITS, Conn, Function, Job, JobStore, Priority, StoreFailed
 
 P = PacketType
 RES = Magic.RES
@@ -55,25 +53,6 @@ MAX_UNIQUE = 64  # bytes, as gearmand's GEARMAN_UNIQUE_SIZE
 
 Sends = list[tuple[int, bytes]]  # (connection id, bytes to write), in order
 
-
-class Priority(IntEnum):
-    """Queue order: a lower value is served first (gearmand's enum order)."""
-
-    HIGH = 0
-    NORMAL = 1
-    LOW = 2
-
-
-# What each submit packet asks for: (priority, background).
-SUBMITS: dict[PacketType, tuple[Priority, bool]] = {
-    P.SUBMIT_JOB: (Priority.NORMAL, False),
-    P.SUBMIT_JOB_HIGH: (Priority.HIGH, False),
-    P.SUBMIT_JOB_LOW: (Priority.LOW, False),
-    P.SUBMIT_JOB_BG: (Priority.NORMAL, True),
-    P.SUBMIT_JOB_HIGH_BG: (Priority.HIGH, True),
-    P.SUBMIT_JOB_LOW_BG: (Priority.LOW, True),
-    P.SUBMIT_JOB_EPOCH: (Priority.NORMAL, True),
-}
 
 # The ERROR packets, codes and texts as gearmand 1.1.20 words them.
 NOT_FOUND = {
@@ -86,65 +65,6 @@ NOT_FOUND_TEXT = b"Job given in work result not found"
 
 def error(code: str, text: bytes) -> bytes:
     return encode(P.ERROR, code, text, magic=RES)
-
-
-@dataclass(eq=False, slots=True)
-class Job:
-    handle: bytes
-    function: Function
-    unique: bytes
-    data: bytes
-    priority: Priority
-    background: bool
-    when: float = 0.0  # SUBMIT_JOB_EPOCH: not before this time (0: now)
-    clients: list[Conn] = field(default_factory=list)  # foreground connections waiting on it
-    worker: Conn | None = None  # the connection running it
-    numerator: bytes = b"0"
-    denominator: bytes = b"0"
-    retries: int = 0  # times a worker left with it (admin `show jobs`)
-    deadline: float = 0.0  # CAN_DO_TIMEOUT: fail it at this time (0: none)
-    ended: bool = False
-
-    @property
-    def key(self) -> bytes:
-        """What coalesces it with other submits ('' for none)."""
-        return self.data if self.unique == b"-" else self.unique
-
-
-@dataclass(eq=False, slots=True)
-class Function:
-    name: bytes
-    queues: tuple[deque[Job], deque[Job], deque[Job]] = field(
-        default_factory=lambda: (deque(), deque(), deque()))
-    scheduled: int = 0  # jobs due later, not yet in a queue
-    running: int = 0
-    workers: list[Conn] = field(default_factory=list)  # registration order
-    max_queue: tuple[int, int, int] | None = None  # admin `maxqueue`, per priority (0: no limit)
-
-    @property
-    def queued(self) -> int:
-        return sum(len(q) for q in self.queues) + self.scheduled
-
-    @property
-    def total(self) -> int:
-        """Jobs known for this function, running ones included (admin `status`'s TOTAL)."""
-        return self.queued + self.running
-
-
-@dataclass(eq=False, slots=True)
-class Conn:
-    """One connection: a client, a worker, an admin session, or all three."""
-
-    id: int
-    host: str
-    fd: int
-    client_id: bytes = b"-"
-    abilities: dict[bytes, float] = field(default_factory=dict)  # function -> timeout seconds (0: none)
-    exceptions: bool = False  # OPTION_REQ "exceptions"
-    sleeping: bool = False
-    noop_sent: bool = False
-    held: dict[bytes, Job] = field(default_factory=dict)  # jobs it runs, by handle
-    waiting: list[Job] = field(default_factory=list)  # foreground jobs it is attached to
 
 
 Handler = Callable[["ServerState", Conn, Packet, float], None]
@@ -165,6 +85,8 @@ class ServerState:
         self.scheduled: list[tuple[float, int, Job]] = []  # heap: (when, sequence, job)
         self.timeouts: list[tuple[float, int, Job]] = []  # heap: (deadline, sequence, job)
         self.out: Sends = []
+        self.store: JobStore | None = None
+        self.warnings: list[str] = []  # for the I/O layer to log (a stored job that could not be deleted)
 
     # -- connections ------------------------------------------------------------
     def connect(self, conn_id: int, host: str, fd: int = -1) -> None:
@@ -277,6 +199,11 @@ class ServerState:
             if job in client.waiting:
                 client.waiting.remove(job)
         job.clients.clear()
+        if job.stored and self.store is not None:
+            try:
+                self.store.remove(job)
+            except StoreFailed as e:
+                self.warnings.append(f"{e} (it will run again after a restart)")
 
     def submit(self, conn: Conn, packet: Packet, now: float) -> None:
         priority, background = SUBMITS[packet.type]
@@ -303,7 +230,11 @@ class ServerState:
             if limit and function.total >= limit:
                 self.send(conn, error("QUEUE_ERROR", b"Job queue is full"))
                 return
-            job = self.create(function, unique, data, priority, background, when, now)
+            try:
+                job = self.create(function, unique, data, priority, background, when, now)
+            except StoreFailed as e:
+                self.send(conn, error("QUEUE_ERROR", str(e).encode()))
+                return
         if not background:
             job.clients.append(conn)
             conn.waiting.append(job)
@@ -315,9 +246,14 @@ class ServerState:
         return self.max_queue
 
     def create(self, function: Function, unique: bytes, data: bytes, priority: Priority,
-               background: bool, when: float, now: float) -> Job:
+               background: bool, when: float, now: float, stored: int = 0) -> Job:
+        """A new job, stored first when it is a background job and there is a
+        store (StoreFailed: nothing was created)."""
         self.counter += 1
-        job = Job(self.prefix + str(self.counter).encode(), function, unique, data, priority, background, when)
+        job = Job(self.prefix + str(self.counter).encode(), function, unique, data, priority, background, when,
+                  stored=stored)
+        if background and not stored and self.store is not None:
+            self.store.add(job)
         self.jobs[job.handle] = job
         if job.key:
             self.uniques[(function.name, job.key)] = job
@@ -327,6 +263,18 @@ class ServerState:
         else:
             self.enqueue(job)
         return job
+
+    def restore(self, function: bytes, unique: bytes, data: bytes, priority: Priority, when: float,
+                stored: int, now: float) -> None:
+        """A background job loaded from the store at start (a duplicate unique key
+        coalesces, as a submit would; its row is then deleted)."""
+        key = data if unique == b"-" else unique
+        existing = self.uniques.get((function, key)) if key else None
+        if existing is not None:
+            if self.store is not None:
+                self.store.remove(Job(b"", existing.function, unique, data, priority, True, stored=stored))
+            return
+        self.create(self.function(function), unique, data, priority, True, when, now, stored)
 
     def runnable(self, conn: Conn) -> Iterator[Job]:
         """The jobs this worker could take now, best first, each function's

@@ -430,3 +430,47 @@ def test_a_raw_worker_and_client_round_trip(embedded: Embedded) -> None:
                                                (P.WORK_COMPLETE, (handle, b"whole"))]
     worker.close()
     client.close()
+
+
+# -- --store ---------------------------------------------------------------------------
+
+def test_a_stored_job_survives_kill_9_and_a_restart_and_runs(tmp_path: Path, procs: Procs) -> None:
+    store, marker = tmp_path / "jobs.db", tmp_path / "ran"
+    server = Embedded(tmp_path, "--store", str(store))
+    try:
+        for data in ("first", "second"):
+            assert gearctl("client", "durable", "--data", data, "-s", server.address).returncode == 0
+        c_worker(procs, server, "durable", "sh", "-c", f"cat >> {marker}; echo >> {marker}", count=1,
+                 registered=False).wait(30)
+        assert marker.read_text().split() == ["first"]
+        wait_until(lambda: server.status()["durable"] == (1, 0, 0), 15, what="the first job's end")
+        server.kill()
+        server.start()  # the same port and store
+        assert server.status()["durable"] == (1, 0, 0)  # the finished one was deleted
+        c_worker(procs, server, "durable", "sh", "-c", f"cat >> {marker}; echo >> {marker}", count=1,
+                 registered=False).wait(30)
+        assert marker.read_text().split() == ["first", "second"]
+    finally:
+        server.stop()
+
+
+def test_the_start_line_says_where_jobs_are_stored(tmp_path: Path) -> None:
+    store = tmp_path / "jobs.db"
+    port = free_port()
+    with subprocess.Popen([sys.executable, "-m", "gearctl.server", "--port", str(port), "--store", str(store)],
+                          stdout=subprocess.PIPE, env=clean_env()) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().decode()
+            assert f"background jobs are stored in {store} (0 loaded)" in line, line
+            os.kill(proc.pid, signal.SIGTERM)
+            assert proc.wait(15) == 0
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+    bad = subprocess.run([sys.executable, "-m", "gearctl.server", "--port", str(port), "--store",
+                          str(tmp_path / "no" / "such" / "dir.db")], capture_output=True, timeout=30, env=clean_env())
+    assert bad.returncode == 2
+    lines = bad.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gearctl: cannot open the job store")

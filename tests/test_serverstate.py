@@ -4,12 +4,16 @@ them (the samples were taken from a real gearmand 1.1.20)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gearctl import admin
 from gearctl.protocol import Magic, Packet, PacketType, decode_all, encode
 from gearctl.serveradmin import Shutdown, answer, atoi
+from gearctl.serverjobs import Job, Priority, StoreFailed
 from gearctl.serverstate import ServerState
+from gearctl.serverstore import SqliteStore, StoredJob
 
 P = PacketType
 NOW = 1_000_000.0
@@ -403,3 +407,95 @@ def test_maxqueue_per_priority() -> None:
 @pytest.mark.parametrize(("word", "value"), [(b"12", 12), (b"-4", -4), (b"+7x", 7), (b"x", 0), (b"", 0)])
 def test_atoi_reads_numbers_as_c_does(word: bytes, value: int) -> None:
     assert atoi(word) == value
+
+
+# -- the job store -------------------------------------------------------------------
+
+class FakeStore:
+    """Records what the state asks of a store, and what it had sent by then."""
+
+    def __init__(self, state: ServerState, fail_add: bool = False, fail_remove: bool = False) -> None:
+        self.state, self.fail_add, self.fail_remove = state, fail_add, fail_remove
+        self.rows: dict[int, bytes] = {}
+        self.queued_replies_at_add: list[int] = []
+
+    def add(self, job: Job) -> None:
+        if self.fail_add:
+            raise StoreFailed("disk full")
+        self.queued_replies_at_add.append(len(self.state.out))
+        job.stored = len(self.rows) + 1
+        self.rows[job.stored] = job.data
+
+    def remove(self, job: Job) -> None:
+        if self.fail_remove:
+            raise StoreFailed("disk gone")
+        del self.rows[job.stored]
+
+
+def stored(**kwargs: bool) -> tuple[Harness, FakeStore]:
+    h = Harness()
+    store = FakeStore(h.state, **kwargs)
+    h.state.store = store
+    return h, store
+
+
+def test_a_background_job_is_stored_before_its_job_created_and_deleted_when_it_ends() -> None:
+    h, store = stored()
+    handle = h.submit(data="kept")
+    h.submit(data="foreground", ptype=P.SUBMIT_JOB)  # not stored
+    assert store.rows == {1: b"kept"} and store.queued_replies_at_add == [0]
+    h.send(WORKER, P.CAN_DO, "f")
+    assert h.grab().args[0] == handle
+    h.state.disconnect(WORKER, NOW)  # handed back: still stored
+    assert store.rows == {1: b"kept"}
+    h.send(OTHER, P.CAN_DO, "f")
+    h.grab(OTHER)
+    h.grab(OTHER)
+    h.send(OTHER, P.WORK_FAIL, handle)
+    assert store.rows == {}
+
+
+def test_a_job_the_store_refuses_is_refused_and_not_queued() -> None:
+    h, _ = stored(fail_add=True)
+    (error,) = h.send(CLIENT, P.SUBMIT_JOB_BG, "f", "", "x")[CLIENT]
+    assert (error.type, error.args) == (P.ERROR, (b"QUEUE_ERROR", b"disk full"))
+    assert h.state.jobs == {} and h.admin("status") == b"f\t0\t0\t0\n.\n"
+
+
+def test_a_stored_job_that_cannot_be_deleted_is_a_warning() -> None:
+    h, _ = stored(fail_remove=True)
+    handle = h.submit()
+    assert h.admin(f"cancel job {handle.decode()}") == b"OK\r\n"
+    assert h.state.warnings == ["disk gone (it will run again after a restart)"]
+
+
+def test_restored_jobs_queue_in_order_and_coalesce() -> None:
+    h, store = stored()
+    store.rows = {7: b"a", 8: b"dup", 9: b"b"}
+    h.state.restore(b"f", b"k", b"a", Priority.NORMAL, 0.0, 7, NOW)
+    h.state.restore(b"f", b"k", b"dup", Priority.NORMAL, 0.0, 8, NOW)  # the same key: deleted
+    h.state.restore(b"f", b"", b"b", Priority.HIGH, NOW + 60, 9, NOW)  # due later
+    assert store.rows == {7: b"a", 9: b"b"}
+    h.send(WORKER, P.CAN_DO, "f")
+    assert h.grab().args[-1] == b"a"
+    assert h.grab().type is P.NO_JOB
+    assert h.grab(now=NOW + 60).args[-1] == b"b"
+
+
+def test_sqlite_store_keeps_jobs_across_opens(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    state = ServerState("a")
+    store = SqliteStore(path)
+    state.store = store
+    job = state.create(state.function(b"f"), b"u", b"\0bytes\xff", Priority.LOW, True, 5.0, NOW)
+    gone = state.create(state.function(b"f"), b"", b"done", Priority.HIGH, True, 0.0, NOW)
+    state.end(gone)
+    store.close()
+    again = SqliteStore(path)
+    assert again.load() == [StoredJob(job.stored, b"f", b"u", Priority.LOW, 5.0, b"\0bytes\xff")]
+    again.close()
+
+
+def test_sqlite_store_that_cannot_open_says_where(tmp_path: Path) -> None:
+    with pytest.raises(StoreFailed, match=str(tmp_path / "missing")):
+        SqliteStore(tmp_path / "missing" / "jobs.db")
