@@ -57,6 +57,7 @@ class Link(asyncio.Protocol):
         self.id = conn_id
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
+        self.decoder = Decoder()  # fed one whole packet at a time (framed here, see frame())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -116,11 +117,11 @@ class Link(asyncio.Protocol):
         """One whole binary packet. One the codec refuses (an unknown type, too
         few arguments) is answered with ERROR and the connection goes on, as
         with gearmand: the header said where the next one starts."""
-        decoder = Decoder()
-        decoder.feed(data)
+        self.decoder.feed(data)
         try:
-            packet = decoder.next()
+            packet = self.decoder.next()
         except RemoteProtocolError as e:
+            self.decoder = Decoder()  # it stays failed after an error; the framing here is still sound
             return [(self.id, encode(PacketType.ERROR, "INVALID_COMMAND", str(e), magic=Magic.RES))]
         assert packet is not None
         return self.server.state.receive(self.id, packet, now)
