@@ -28,6 +28,8 @@ import socket
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from typing import NoReturn
 
 from .errors import ExitCode, RemoteProtocolError
 from .protocol import DEFAULT_MAX_PACKET, HEADER, HEADER_SIZE, Decoder, Magic, PacketType, encode
@@ -269,37 +271,64 @@ class Server:
 
 # -- python -m gearctl.server ---------------------------------------------------
 
+class Parser(argparse.ArgumentParser):
+    """Bad flags are one `gearctl:` line and exit 2, as with every command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitCode.USAGE, f"gearctl: {message}\n")
+
+
+def non_negative(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value < 0:
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its message
+    return parse
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m gearctl.server", description="The embedded Gearman server.")
+    parser = Parser(prog="python -m gearctl.server", description="The embedded Gearman server.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: a free port")
-    parser.add_argument("--max-queue", type=int, default=None, help="jobs per function at most (queued + running)")
+    parser.add_argument("--max-queue", type=non_negative(int), default=None,
+                        help="jobs per function at most (queued + running); 0: no limit")
     parser.add_argument("--store", metavar="PATH", default=None,
                         help="keep background jobs in this SQLite file across restarts")
-    parser.add_argument("--graceful-timeout", type=float, default=DEFAULT_GRACEFUL_TIMEOUT,
+    parser.add_argument("--graceful-timeout", type=non_negative(float), default=DEFAULT_GRACEFUL_TIMEOUT,
                         help="seconds running jobs get to end on SIGTERM or `shutdown graceful`")
     return parser.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace) -> None:
-    server = Server(args.host, args.port, args.max_queue, args.graceful_timeout, store=args.store)
+def start_line(server: Server) -> str:
+    """What a started server says first: where it listens, and where its jobs live."""
+    if server.store_path is None:
+        durability = "the queue is in memory (queued jobs are lost when the server stops)"
+    else:
+        durability = (f"background jobs are stored in {server.store_path} ({server.stored} loaded); "
+                      "foreground jobs are in memory")
+    return f"gearctl server: listening on {server.address}; {durability}"
+
+
+async def run_server(server: Server, announce: Callable[[str], None]) -> None:
+    """Start `server`, pass its start line to `announce`, serve until stopped:
+    SIGTERM stops gracefully, SIGINT at once. Raises OSError (cannot listen)
+    and StoreFailed (cannot open the store)."""
     await server.start()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, server.shutdown, Shutdown.GRACEFUL)
     loop.add_signal_handler(signal.SIGINT, server.shutdown, Shutdown.NOW)
-    if args.store is None:
-        durability = "the queue is in memory (queued jobs are lost when the server stops)"
-    else:
-        durability = (f"background jobs are stored in {args.store} ({server.stored} loaded); "
-                      "foreground jobs are in memory")
-    print(f"gearctl server: listening on {server.address}; {durability}", flush=True)
+    announce(start_line(server))
     await server.serve_forever()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    server = Server(args.host, args.port, int(args.max_queue or 0), args.graceful_timeout, store=args.store)
     try:
-        asyncio.run(serve(args))
+        asyncio.run(run_server(server, lambda line: print(line, flush=True)))
     except OSError as e:
         reason = os.strerror(e.errno) if e.errno else str(e)
         print(f"gearctl: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)

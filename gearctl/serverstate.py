@@ -74,6 +74,8 @@ class ServerState:
     """Every function, job and connection of one server."""
 
     def __init__(self, host: str = "localhost", max_queue: int | None = None) -> None:
+        if max_queue is not None and max_queue < 0:
+            raise ValueError(f"max_queue is a number of jobs (0 or None: no limit), not {max_queue}")
         self.prefix = f"H:{host}:".encode()
         self.max_queue = max_queue or 0
         self.functions: dict[bytes, Function] = {}

@@ -126,6 +126,15 @@ def test_a_busy_port_is_one_clear_line_and_exit_2(embedded: Embedded) -> None:
         f"gearctl: cannot listen on 127.0.0.1:{embedded.port}: Address already in use"]
 
 
+@pytest.mark.parametrize("flags", [["--max-queue", "-1"], ["--graceful-timeout", "soon"], ["--bogus"]])
+def test_a_bad_flag_is_one_clear_line_and_exit_2(flags: list[str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "gearctl.server", *flags], capture_output=True, timeout=30,
+                          env=clean_env())
+    assert done.returncode == 2
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gearctl: ") and flags[0] in lines[0]
+
+
 def test_c_client_foreground_and_background_with_a_c_worker(embedded: Embedded, procs: Procs) -> None:
     c_worker(procs, embedded, "rev", "rev")
     done = subprocess.run(["gearman", "-h", "127.0.0.1", "-p", str(embedded.port), "-f", "rev", "hello"],

@@ -237,6 +237,11 @@ def test_past_max_queue_a_submit_is_refused_with_error() -> None:
     assert h.send(CLIENT, P.SUBMIT_JOB_LOW_BG, "f", "", "x")[CLIENT][0].type is P.ERROR
 
 
+def test_a_negative_max_queue_is_a_caller_error() -> None:
+    with pytest.raises(ValueError, match="max_queue"):
+        ServerState(max_queue=-1)
+
+
 def test_a_coalescing_submit_is_not_refused_by_a_full_queue() -> None:
     h = Harness(max_queue=1)
     handle = h.submit(unique="k")
