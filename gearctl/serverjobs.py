@@ -90,7 +90,7 @@ class Conn:
     sleeping: bool = False
     noop_sent: bool = False
     held: dict[bytes, Job] = field(default_factory=dict)  # jobs it runs, by handle
-    waiting: list[Job] = field(default_factory=list)  # foreground jobs it is attached to
+    waiting: dict[bytes, Job] = field(default_factory=dict)  # foreground jobs it is attached to, by handle
 
 
 

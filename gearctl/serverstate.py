@@ -102,9 +102,8 @@ class ServerState:
             return []
         for name in conn.abilities:
             self.functions[name].workers.remove(conn)
-        for job in conn.waiting:
-            if conn in job.clients:
-                job.clients.remove(conn)
+        for job in conn.waiting.values():
+            job.clients = [c for c in job.clients if c is not conn]
         for job in list(conn.held.values()):
             self.requeue(job)
         return self.flush()
@@ -198,8 +197,7 @@ class ServerState:
             elif job.when:
                 job.function.scheduled -= 1
         for client in job.clients:
-            if job in client.waiting:
-                client.waiting.remove(job)
+            client.waiting.pop(job.handle, None)
         job.clients.clear()
         if job.stored and self.store is not None:
             try:
@@ -239,7 +237,7 @@ class ServerState:
                 return
         if not background:
             job.clients.append(conn)
-            conn.waiting.append(job)
+            conn.waiting[job.handle] = job
         self.send(conn, encode(P.JOB_CREATED, job.handle, magic=RES))
 
     def limit(self, function: Function, priority: Priority) -> int:
