@@ -5,6 +5,7 @@ same scenario runs against a real gearmand too (the `both` fixture)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -19,7 +20,9 @@ from pathlib import Path
 import pytest
 from conftest import PHP_DIR, Gearmand, Procs, c_worker, clean_env, free_port, gearctl, php_worker, wait_until
 
+from gearctl import AsyncClient, parse_servers
 from gearctl.protocol import Decoder, Magic, Packet, PacketType, decode_all, encode
+from gearctl.server import Server
 
 P = PacketType
 PLUGINS = Path(__file__).parent / "plugins"
@@ -483,3 +486,24 @@ def test_the_start_line_says_where_jobs_are_stored(tmp_path: Path) -> None:
     assert bad.returncode == 2
     lines = bad.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gearctl: cannot open the job store")
+
+
+# -- the library, in-process -----------------------------------------------------------
+
+def test_server_in_process_port_0_and_close() -> None:
+    async def scenario() -> tuple[int, str | None, str]:
+        server = Server("127.0.0.1", 0, hostname="inproc")
+        await server.start()
+        serving = asyncio.ensure_future(server.serve_forever())
+        async with AsyncClient(parse_servers(server.address)) as client:
+            job = await client.submit("nobody_serves_this", b"x", background=True)
+        queued = server.state.functions[b"nobody_serves_this"].queued
+        await server.close()
+        await asyncio.wait_for(serving, 10)
+        return queued, job.handle, server.address
+
+    queued, handle, address = asyncio.run(scenario())
+    assert queued == 1 and handle == "H:inproc:1"
+    assert not address.endswith(":0")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", int(address.rsplit(":", 1)[1])), timeout=2).close()

@@ -504,3 +504,13 @@ def test_sqlite_store_keeps_jobs_across_opens(tmp_path: Path) -> None:
 def test_sqlite_store_that_cannot_open_says_where(tmp_path: Path) -> None:
     with pytest.raises(StoreFailed, match=str(tmp_path / "missing")):
         SqliteStore(tmp_path / "missing" / "jobs.db")
+
+
+def test_a_connection_attached_twice_is_detached_entirely() -> None:
+    h = Harness()
+    handle = h.submit(unique="k", ptype=P.SUBMIT_JOB)
+    assert h.submit(unique="k", ptype=P.SUBMIT_JOB) == handle  # gearmand too attaches it once per submit
+    h.state.disconnect(CLIENT, NOW)
+    h.send(WORKER, P.CAN_DO, "f")
+    h.grab()
+    assert h.send(WORKER, P.WORK_COMPLETE, handle, "r") == {}
