@@ -31,10 +31,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import NoReturn
 
-from .errors import ExitCode, RemoteProtocolError
+from .errors import ConfigError, ExitCode, GearctlError, RemoteProtocolError
 from .protocol import DEFAULT_MAX_PACKET, HEADER, HEADER_SIZE, Decoder, Magic, PacketType, encode
 from .serveradmin import Shutdown, answer
-from .serverjobs import StoreFailed
 from .serverstate import Sends, ServerState
 from .serverstore import SqliteStore
 
@@ -163,8 +162,8 @@ class Server:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
-        """Load the store (with `store`), then listen. StoreFailed: the store
-        cannot be opened; OSError: the address cannot be bound."""
+        """Load the store (with `store`), then listen. ConfigError (exit 2): the
+        address cannot be bound, or the store opened (StoreFailed)."""
         loop = asyncio.get_running_loop()
         self.done = asyncio.Event()
         if self.store_path is not None:
@@ -175,9 +174,10 @@ class Server:
                 self.state.restore(row.function, row.unique, row.data, row.priority, row.when, row.id, now)
         try:
             self.listener = await loop.create_server(self.link, self.host, self.port, reuse_address=True)
-        except OSError:
+        except OSError as e:
             self.close_store()
-            raise
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            raise ConfigError(f"cannot listen on {self.host}:{self.port}: {reason}") from e
         self.port = int(self.listener.sockets[0].getsockname()[1])
 
     @property
@@ -314,8 +314,7 @@ def start_line(server: Server) -> str:
 
 async def run_server(server: Server, announce: Callable[[str], None]) -> None:
     """Start `server`, pass its start line to `announce`, serve until stopped:
-    SIGTERM stops gracefully, SIGINT at once. Raises OSError (cannot listen)
-    and StoreFailed (cannot open the store)."""
+    SIGTERM stops gracefully, SIGINT at once. Raises ConfigError (see start())."""
     await server.start()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, server.shutdown, Shutdown.GRACEFUL)
@@ -329,13 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     server = Server(args.host, args.port, int(args.max_queue or 0), args.graceful_timeout, store=args.store)
     try:
         asyncio.run(run_server(server, lambda line: print(line, flush=True)))
-    except OSError as e:
-        reason = os.strerror(e.errno) if e.errno else str(e)
-        print(f"gearctl: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
-        return ExitCode.USAGE
-    except StoreFailed as e:
+    except GearctlError as e:
         print(f"gearctl: {e}", file=sys.stderr)
-        return ExitCode.USAGE
+        return e.exit_code
     return ExitCode.OK
 
 

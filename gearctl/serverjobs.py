@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
 
+from .errors import ConfigError
 from .protocol import PacketType
 
 P = PacketType
@@ -95,8 +96,9 @@ class Conn:
 
 
 
-class StoreFailed(Exception):
-    """The job store could not write or delete a job."""
+class StoreFailed(ConfigError):
+    """The job store could not be opened, or could not write or delete a job
+    (exit 2, like any setting that cannot be used)."""
 
 
 class JobStore(Protocol):
