@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import NoReturn
 
+from .deadlines import wait_at_most
 from .errors import ConfigError, ExitCode, GearctlError, RemoteProtocolError
 from .protocol import DEFAULT_MAX_PACKET, HEADER, HEADER_SIZE, Decoder, Magic, PacketType, encode
 from .serveradmin import Shutdown, answer
@@ -155,6 +156,7 @@ class Server:
         self.done: asyncio.Event | None = None
         self.stopping: asyncio.Task[None] | None = None
         self.closing_now = False
+        self.drained: asyncio.Event | None = None  # set once draining has no job running
 
     @property
     def address(self) -> str:
@@ -205,9 +207,10 @@ class Server:
             self.listener.close()
         if graceful:
             self.state.draining = True
-            deadline = time.monotonic() + self.graceful_timeout
-            while self.state.running and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            self.drained = asyncio.Event()
+            if self.state.running:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await wait_at_most(self.drained.wait(), self.graceful_timeout)
         self.closing_now = True
         for link in list(self.links.values()):
             link.close()
@@ -242,6 +245,8 @@ class Server:
         for warning in self.state.warnings:
             print(f"gearctl server: warning: {warning}", file=sys.stderr, flush=True)
         self.state.warnings.clear()
+        if self.drained is not None and not self.state.running:
+            self.drained.set()
         if sends:
             out: defaultdict[int, list[bytes]] = defaultdict(list)
             for conn_id, data in sends:
