@@ -57,6 +57,8 @@ def answer(state: ServerState, line: bytes, pid: int, version: str) -> AdminAnsw
         return AdminAnswer(f"OK {pid}\n".encode())
     if command == b"version":
         return AdminAnswer(f"OK {version}\n".encode())
+    if command == b"verbose":
+        return AdminAnswer(b"OK WARNING\n")  # what it logs: warnings only (gearmand: its --verbose level)
     if command == b"shutdown":
         graceful = bool(args) and args[0].lower() == b"graceful"
         return AdminAnswer(OK, Shutdown.GRACEFUL if graceful else Shutdown.NOW)

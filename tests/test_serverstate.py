@@ -354,6 +354,7 @@ GEARMAND_SAMPLES = {
     "": b"ERR UNKNOWN_COMMAND Unknown+server+command\r\n",
     "create function zz": b"OK\r\n",
     "getpid": b"OK 4242\n",
+    "verbose": b"OK WARNING\n",  # gearmand: its --verbose level ("OK ERROR" for -v ERROR)
 }
 
 
