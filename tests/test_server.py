@@ -156,11 +156,12 @@ def normalized(lines: list[str]) -> list[str]:
     return sorted(out)
 
 
-def gearadmin(server: Gearmand, flag: str) -> list[str]:
-    done = subprocess.run(["gearadmin", "-h", "127.0.0.1", "-p", str(server.port), flag], capture_output=True,
+def gearadmin(server: Gearmand, *flags: str) -> list[str]:
+    """What gearadmin printed, stdout then stderr (where it reports an ERR answer)."""
+    done = subprocess.run(["gearadmin", "-h", "127.0.0.1", "-p", str(server.port), *flags], capture_output=True,
                           timeout=30)
     assert done.returncode == 0, done.stderr
-    return done.stdout.decode().splitlines()
+    return (done.stdout + done.stderr).decode().splitlines()
 
 
 def test_gearadmin_reads_both_servers_alike(tmp_path: Path, procs: Procs) -> None:
@@ -170,8 +171,10 @@ def test_gearadmin_reads_both_servers_alike(tmp_path: Path, procs: Procs) -> Non
             c_worker(procs, server, "served", "rev")
             for data in ("a", "b"):
                 assert gearctl("client", "queued", "--data", data, "-s", server.address).returncode == 0
-            seen[type(server).__name__] = {flag: normalized(gearadmin(server, flag))
-                                          for flag in ("--status", "--workers", "--show-jobs")}
+            asked = [("--status",), ("--workers",), ("--show-jobs",), ("--priority-status",),
+                     ("--create-function", "made"), ("--drop-function", "served"), ("--drop-function", "nosuch"),
+                     ("--cancel-job", "H:nosuch:1"), ("--drop-function", "made")]
+            seen[type(server).__name__] = {" ".join(flags): normalized(gearadmin(server, *flags)) for flags in asked}
             assert gearadmin(server, "--getpid") == [str(server.pid)]
         finally:
             server.stop()
