@@ -510,3 +510,28 @@ def test_server_in_process_port_0_and_close() -> None:
     assert not address.endswith(":0")
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", int(address.rsplit(":", 1)[1])), timeout=2).close()
+
+
+def test_in_process_links_have_tcp_nodelay_and_one_timer_at_the_next_due_job() -> None:
+    async def scenario() -> tuple[list[int], float | None, int]:
+        server = Server("127.0.0.1", 0)
+        await server.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        due = int(time.time()) + 100
+        writer.write(encode(P.SUBMIT_JOB_EPOCH, b"f", b"", str(due + 50).encode(), b"later")
+                     + encode(P.SUBMIT_JOB_EPOCH, b"f", b"", str(due).encode(), b"sooner"))
+        decoder = Decoder(expect=Magic.RES)
+        created = 0
+        while created < 2:
+            decoder.feed(await reader.read(65536))
+            created += len(list(decoder))
+        nodelay = [link.transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                   for link in server.links.values() if link.transport is not None]
+        timer_at = server.timer_at
+        writer.close()
+        await server.close()
+        return nodelay, timer_at, due
+
+    nodelay, timer_at, due = asyncio.run(scenario())
+    assert nodelay and all(nodelay)
+    assert timer_at == due
