@@ -16,9 +16,10 @@ server.cc), and where it deliberately does not:
   the oldest job of the highest priority that has one due, looking at the
   worker's functions most recently registered first (gearmand adds each CAN_DO
   at the head of the connection's list). gearmand 1.1.20 stops at the first
-  non-empty priority even when all its jobs are due later, so a future HIGH
-  job blocks NORMAL ones; here jobs due later wait apart (`scheduled`, a heap)
-  and join the tail of their queue when due, so they block nothing.
+  non-empty priority even when all its jobs are due later, so a NORMAL list
+  holding only SUBMIT_JOB_EPOCH jobs blocks the LOW jobs; here jobs due later
+  wait apart (`scheduled`, a heap) and join the tail of their queue when due,
+  so they block nothing.
 - A job whose worker disconnects goes back to the TAIL of its priority queue
   with its retry count raised, as gearmand_server_job_queue() does.
 - Unique keys coalesce per function: a submit whose unique matches a queued,

@@ -181,8 +181,8 @@ def test_a_job_due_later_waits_wakes_the_sleeper_when_due_and_blocks_nothing() -
     assert [p.type for p in got[CLIENT]] == [P.JOB_CREATED] and WORKER not in got
     assert h.state.next_wakeup() == NOW + 10
     assert h.admin("status") == b"f\t1\t0\t1\n.\n"
-    h.submit(data="now", ptype=P.SUBMIT_JOB_HIGH_BG)
-    assert h.grab().args[-1] == b"now"  # gearmand 1.1.20 would answer NO_JOB here
+    h.submit(data="now", ptype=P.SUBMIT_JOB_LOW_BG)
+    assert h.grab().args[-1] == b"now"  # gearmand 1.1.20: NO_JOB (its NORMAL list holds only a job due later)
     assert h.grab(now=NOW + 9).type is P.NO_JOB
     h.send(WORKER, P.PRE_SLEEP, now=NOW + 9)
     assert h.got(h.state.tick(NOW + 9.5)) == {}
