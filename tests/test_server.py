@@ -331,6 +331,18 @@ def test_submit_job_epoch_wakes_a_sleeping_worker(embedded: Embedded) -> None:
     worker.close()
 
 
+def test_a_job_due_later_blocks_no_lower_priority_job(both: Gearmand) -> None:
+    with Peer(both.port) as client, Peer(both.port) as worker:
+        later = str(int(time.time()) + 100).encode()
+        assert client.ask(encode(P.SUBMIT_JOB_EPOCH, b"ep", b"", later, b"later")).type is P.JOB_CREATED
+        assert client.ask(encode(P.SUBMIT_JOB_LOW_BG, b"ep", b"", b"now")).type is P.JOB_CREATED
+        grabbed = worker.ask(encode(P.CAN_DO, b"ep"), encode(P.GRAB_JOB_UNIQ))
+    if isinstance(both, Embedded):
+        assert grabbed.type is P.JOB_ASSIGN_UNIQ and grabbed.args[-1] == b"now"
+    else:  # gearmand 1.1.20 looks no further than the NORMAL list, where nothing is due: documented
+        assert grabbed.type is P.NO_JOB
+
+
 def test_can_do_timeout_fails_the_job_when_its_seconds_pass(embedded: Embedded, procs: Procs) -> None:
     client = procs.start([sys.executable, "-m", "gearctl", "client", "slow", "--wait", "--data", "x",
                           "-s", embedded.address], env=clean_env())
