@@ -356,6 +356,19 @@ def test_can_do_timeout_fails_the_job_when_its_seconds_pass(embedded: Embedded, 
     worker.close()
 
 
+def test_can_do_timeout_beside_gearmand_which_requeues_silently(both: Gearmand) -> None:
+    with Peer(both.port) as client, Peer(both.port) as worker:
+        handle = client.ask(encode(P.SUBMIT_JOB, b"slow", b"", b"x")).args[0]
+        assert worker.ask(encode(P.CAN_DO_TIMEOUT, b"slow", b"1"), encode(P.GRAB_JOB_UNIQ)).args[0] == handle
+        if isinstance(both, Embedded):
+            assert client.next() == Packet(P.WORK_FAIL, (handle,), Magic.RES)
+            assert both.status()["slow"] == (0, 0, 1)
+        else:  # after 1 s (its minimum) gearmand puts the job back and tells the client nothing: documented
+            wait_until(lambda: both.admin("show jobs") == [f"{handle.decode()}\t1\t0\t0"], 15,
+                       what="gearmand re-queueing the job")
+            assert both.status()["slow"] == (1, 0, 1)
+
+
 def test_past_max_queue_a_submit_is_refused(tmp_path: Path) -> None:
     server = Embedded(tmp_path, "--max-queue", "2")
     try:
