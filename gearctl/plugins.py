@@ -389,6 +389,23 @@ def _source_line(fn: Any) -> int:
 INSECURE_FLAG = "--allow-insecure-plugins"
 
 
+def private_group(uid: int, gid: int) -> bool:
+    """Is `gid` the private group of user `uid` (named as the user, no other
+    member, no other user's primary group), as Debian and Ubuntu give every user,
+    with umask 002? Then group write is the owner's alone, and a checkout made
+    under that umask is fine."""
+    import grp
+    import pwd
+
+    try:
+        user, group = pwd.getpwuid(uid), grp.getgrgid(gid)
+    except (KeyError, OverflowError):
+        return False
+    if group.gr_name != user.pw_name or user.pw_gid != gid or not set(group.gr_mem) <= {user.pw_name}:
+        return False
+    return not any(other.pw_gid == gid and other.pw_uid != uid for other in pwd.getpwall())
+
+
 def insecure(path: Path) -> str | None:
     """Why a plugin file or directory must not be loaded, or None. Whoever may
     write to it may run code as the worker: refuse one that group or others may
@@ -397,7 +414,9 @@ def insecure(path: Path) -> str | None:
         mode = path.stat().st_mode
     except OSError as e:
         return f"{path}: cannot check its permissions: {e.strerror or e}"
-    writable = [who for who, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit]
+    st = path.stat()
+    writable = [who for who, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit
+                and not (who == "group" and private_group(st.st_uid, st.st_gid))]
     if not writable:
         return None
     kind = "directory" if stat.S_ISDIR(mode) else "file"

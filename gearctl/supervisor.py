@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import pidfile
 from .backoff import Backoff
 from .child import after_fork
 from .errors import UsageError
@@ -417,32 +418,12 @@ class Supervisor:
             self.on_change(self)
 
     def _write_pidfile(self) -> None:
-        if not self.options.pidfile:
-            return
-        path = self.options.pidfile
-        try:
-            with open(path) as f:
-                other = int(f.read().strip() or 0)
-        except (OSError, ValueError):
-            other = 0
-        if other and other != os.getpid() and _alive(other):
-            from .errors import UsageError
-
-            raise UsageError(f"pidfile {path} names process {other}, which is running")
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        os.replace(tmp, path)
+        if self.options.pidfile:
+            pidfile.claim(self.options.pidfile)
 
     def _remove_pidfile(self) -> None:
-        if not self.options.pidfile:
-            return
-        try:
-            with open(self.options.pidfile) as f:
-                if int(f.read().strip() or 0) == os.getpid():
-                    os.unlink(self.options.pidfile)
-        except (OSError, ValueError):
-            pass
+        if self.options.pidfile:
+            pidfile.release(self.options.pidfile)
 
 
 class JobsCollector:
@@ -481,13 +462,3 @@ def serve_metrics(supervisor: Supervisor, port: int, address: str = "127.0.0.1")
         start_http_server(port, addr=address, registry=registry)
     except OSError as e:
         raise UsageError(f"--metrics-port: cannot listen on {address}:{port}: {e.strerror or e}") from e
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

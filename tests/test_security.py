@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import grp
 import json
 import os
 import pickle
@@ -210,13 +211,38 @@ def test_a_php_worker_payload_with_objects_reaches_the_function_as_php_objects(
 
 
 # -- plugin permissions ---------------------------------------------------------------
-def insecure_dir(tmp_path: Path, dir_mode: int, file_mode: int) -> Path:
+def shared_group() -> int:
+    """A group that is no one's private group (its files' group write is others' too)."""
+    for name in ("users", "nogroup", "staff"):
+        with contextlib.suppress(KeyError):
+            gid = grp.getgrnam(name).gr_gid
+            if not plugins.private_group(os.getuid(), gid):
+                return gid
+    pytest.skip("no shared group on this machine")
+
+
+def insecure_dir(tmp_path: Path, dir_mode: int, file_mode: int, gid: int | None = None) -> Path:
+    """A plugin directory with these modes, its group a shared one unless `gid` says."""
     plugin_dir = tmp_path / f"p{dir_mode:o}{file_mode:o}"
     plugin_dir.mkdir()
     (plugin_dir / "decorated.py").write_text((TESTS / "plugins" / "decorated.py").read_text())
+    group = shared_group() if gid is None else gid
+    for path in (plugin_dir / "decorated.py", plugin_dir):
+        os.chown(path, -1, group)
     os.chmod(plugin_dir / "decorated.py", file_mode)
     os.chmod(plugin_dir, dir_mode)
     return plugin_dir
+
+
+def test_group_write_is_fine_when_the_group_is_the_owners_private_one(tmp_path: Path) -> None:
+    own = os.getgid()
+    if not plugins.private_group(os.getuid(), own):
+        pytest.skip("this user's group is not a private group")
+    plugin_dir = insecure_dir(tmp_path, 0o775, 0o664, gid=own)  # a checkout made with umask 002
+    loaded = plugins.load_plugins([plugin_dir])
+    assert "reverse" in loaded.functions and not loaded.errors
+    os.chmod(plugin_dir, 0o777)  # others may write: refused whatever the group
+    assert plugins.load_plugins([plugin_dir]).errors
 
 
 @pytest.mark.parametrize(("dir_mode", "file_mode", "who"), [

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from .app import app, invoke
 
 # The command modules in the order --help lists their commands: keep it.
-COMMAND_MODULES = ("client", "worker", "plugins", "status", "dead")
+COMMAND_MODULES = ("client", "worker", "plugins", "status", "dead", "server")
 # Which module defines each command (tests/test_startup.py checks this against the app).
 MODULE_OF = {
     "client": "client",
@@ -33,6 +33,7 @@ MODULE_OF = {
     **dict.fromkeys(("status", "workers", "jobs", "job", "cancel", "drop", "version", "ping", "check", "exporter"),
                     "status"),
     "dead": "dead",
+    "server": "server",
 }
 ROOT_FLAGS = frozenset({"--debug"})  # the root's flags that take no value and still run a command
 
