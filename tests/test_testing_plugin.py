@@ -247,3 +247,11 @@ def test_a_server_shut_down_by_admin_stops_cleanly_and_refuses_calls() -> None:
     server.stop()  # nothing left to stop: no error
     with pytest.raises(RuntimeError, match="is not running"):
         server.status()
+
+
+def test_readmes_example_is_the_example_test_file() -> None:
+    section = (ROOT / "README.md").read_text().split("\n## Testing your job functions\n", 1)[1].split("\n## ", 1)[0]
+    shown = section.split("```python\n", 1)[1].split("```", 1)[0]
+    example = (ROOT / "examples" / "notifications" / "tests" / "test_notifications.py").read_text()
+    for block in shown.split("\n\n\n"):
+        assert block.strip() in example, block

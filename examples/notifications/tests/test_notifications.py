@@ -12,7 +12,7 @@ import pytest
 
 from gearctl.errors import JobException
 
-PLUGINS = Path(__file__).resolve().parent.parent  # examples/notifications: the plugin directory
+PLUGINS = Path(__file__).resolve().parent.parent  # the plugin directory
 
 
 def test_sends_to_every_user(gearman_server, gearctl_worker):
