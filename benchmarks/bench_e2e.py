@@ -62,8 +62,10 @@ def until_done(server: Server, submitters: list[subprocess.Popen[bytes]],
         time.sleep(POLL)
 
 
-def run(tmp: Path, start_all: Processes, c_workers: bool, n: int) -> float:
-    with Server(tmp) as server:
+def run(tmp: Path, start_all: Processes, c_workers: bool, n: int,
+        server_kind: Callable[[Path], Server] = Server) -> float:
+    """One timed run on a fresh server (gearmand unless `server_kind` says)."""
+    with server_kind(tmp) as server:
         start = time.perf_counter()
         submitters, workers = start_all(server)
         try:

@@ -26,6 +26,7 @@ BENCHMARKS = {  # script -> its flags for --small
     "bench_e2e.py": ["--jobs", "2000"],
     "bench_oneshot.py": ["--runs", "5"],
     "bench_fairness.py": ["--jobs", "10"],
+    "bench_server.py": ["--jobs", "2000"],
 }
 
 
