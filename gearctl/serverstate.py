@@ -212,11 +212,10 @@ class ServerState:
         data = packet.args[-1]
         when = 0.0
         if packet.type is P.SUBMIT_JOB_EPOCH:
-            try:
-                when = float(int(packet.args[2]))
-            except ValueError:
+            if (epoch := whole_seconds(packet.args[2])) is None:
                 self.send(conn, error("INVALID_ARGUMENT", b"epoch is not a number"))
                 return
+            when = epoch
         if len(unique) > MAX_UNIQUE:
             self.send(conn, error("ARGUMENT_TOO_LARGE", b"Unique value too large"))
             return
@@ -385,14 +384,21 @@ def on_option(state: ServerState, conn: Conn, packet: Packet, now: float) -> Non
     state.send(conn, encode(P.OPTION_RES, option, magic=RES))
 
 
+def whole_seconds(value: bytes) -> float | None:
+    """A packet's decimal seconds (an epoch, a timeout); None when it is not a number."""
+    try:
+        return float(int(value))
+    except ValueError:
+        return None
+
+
 def on_can_do(state: ServerState, conn: Conn, packet: Packet, now: float) -> None:
     timeout = 0.0
     if packet.type is P.CAN_DO_TIMEOUT:
-        try:
-            timeout = float(int(packet.args[1]))
-        except ValueError:
+        if (seconds := whole_seconds(packet.args[1])) is None:
             state.send(conn, error("INVALID_ARGUMENT", b"CAN_DO_TIMEOUT: the timeout is not a number"))
             return
+        timeout = seconds
     name = packet.args[0]
     if name not in conn.abilities:
         state.function(name).workers.append(conn)
