@@ -74,6 +74,7 @@ OUTBOX_SECONDS = 0.05  # ... and never held longer than this
 
 P = PacketType
 GRAB = encode(P.GRAB_JOB_UNIQ)
+FAREWELL = b"gearctl: closing"  # the last ECHO_REQ's payload (see WorkerSession.goodbye)
 PRE_SLEEP = encode(P.PRE_SLEEP)
 _ASSIGNMENTS = frozenset({P.JOB_ASSIGN_UNIQ, P.JOB_ASSIGN, P.JOB_ASSIGN_ALL})
 
@@ -84,6 +85,7 @@ class Happened(str, Enum):
     JOB = "job"  # a job to run (Reaction.job)
     CONFIRMED = "confirmed"  # the probe's echo: this server is gearmand, and up
     SLEEPING = "sleeping"  # nothing to do: PRE_SLEEP sent
+    FAREWELL = "farewell"  # the goodbye's echo: everything written before it was handled
     ERROR = "error"  # an ERROR packet about some old job: log it (Reaction.error)
     NOTHING = "nothing"  # counted, nothing for the worker to do
 
@@ -154,6 +156,14 @@ class WorkerSession:
         """No more grabs (nor PRE_SLEEP); the caller hands held jobs back by closing."""
         self.stopping = True
 
+    def goodbye(self) -> bytes:
+        """Before a graceful close: an ECHO_REQ after the last replies. The
+        server handles a connection's packets in order, so its echo (FAREWELL)
+        says every job end written before it has been taken. Closing without
+        waiting can lose the last ones: a socket closed with unread JOB_ASSIGNs
+        is reset, and gearmand then re-queued a job its worker had completed."""
+        return encode(P.ECHO_REQ, FAREWELL) if self.connected and self.confirmed else b""
+
     def current(self, epoch: int) -> bool:
         """Is a job that came in on `epoch` still this session's to report?"""
         return self.connected and epoch == self.epoch
@@ -189,7 +199,7 @@ class WorkerSession:
             return _NOTHING
         if kind is P.ECHO_RES:
             if self.confirmed:
-                return _NOTHING
+                return Reaction(Happened.FAREWELL) if packet.args == (FAREWELL,) else _NOTHING
             self.confirmed = True
             return Reaction(Happened.CONFIRMED)
         if kind is P.ERROR:

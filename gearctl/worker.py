@@ -96,6 +96,7 @@ class _Link:
         self.conn: Connection | None = None
         self.failures = 0
         self.last_warned = 0.0
+        self.farewell = asyncio.Event()  # set when the goodbye's echo is back
 
     def send(self, data: bytes) -> None:
         """Write to the current connection; a lost one drops it (the server re-runs those jobs)."""
@@ -268,6 +269,7 @@ class Worker:
         finally:
             await self.retrier.close()  # the ends of jobs being resubmitted are written first
             self._flush()
+            await asyncio.gather(*(self._say_goodbye(link) for link in self.links))
             for task in self._tasks:
                 task.cancel()
             for link in self.links:
@@ -275,6 +277,20 @@ class Worker:
                     link.conn.close()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._loop = None
+
+    async def _say_goodbye(self, link: _Link) -> None:
+        """Before closing: wait (at most --connect-timeout) until the server has
+        taken every reply written so far (WorkerSession.goodbye)."""
+        conn, data = link.conn, link.session.goodbye()
+        if conn is None or not data or not link.usable:
+            return
+        link.farewell.clear()
+        link.send(data)
+        waits = [asyncio.ensure_future(link.farewell.wait()), asyncio.ensure_future(conn.wait_closed())]
+        await asyncio.wait(waits, timeout=self.connect_timeout, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
     def _changed(self) -> None:
         if self.on_change is not None:
@@ -428,6 +444,8 @@ class Worker:
             self._check_burst()
         elif happened is Happened.CONFIRMED:
             self._confirm(link)
+        elif happened is Happened.FAREWELL:
+            link.farewell.set()
         elif happened is Happened.ERROR:
             log.warning("%s: %s", link.address, reaction.error)
 

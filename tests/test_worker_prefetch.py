@@ -200,3 +200,50 @@ def test_replies_of_quick_jobs_leave_before_a_job_that_may_take_long() -> None:
         worker.run()
     assert script.done_before_release == [True]
     assert worker.stats.done == 102
+
+
+class SilentFarewell:
+    """A scripted server's talk: four jobs for four grabs, the ECHO_REQ of the
+    probe answered, the goodbye's left unanswered. It notes what came before
+    the goodbye, and how long after it the worker closed."""
+
+    def __init__(self) -> None:
+        self.before_goodbye: list[PacketType] = []
+        self.goodbye_at = 0.0
+        self.closed_after = -1.0
+
+    def talk(self, conn: socket.socket, stop: threading.Event) -> None:
+        decoder, seen, handed = Decoder(expect=Magic.REQ), [], 0
+        conn.settimeout(30)
+        while not stop.is_set():
+            data = conn.recv(65536)
+            if not data:
+                self.closed_after = time.monotonic() - self.goodbye_at
+                return
+            decoder.feed(data)
+            for packet in decoder:
+                seen.append(packet.type)
+                if packet.type is P.ECHO_REQ and not self.goodbye_at and seen.count(P.ECHO_REQ) == 1:
+                    conn.sendall(encode(P.ECHO_RES, packet.args[0], magic=Magic.RES))
+                elif packet.type is P.ECHO_REQ:
+                    self.before_goodbye, self.goodbye_at = seen[:-1], time.monotonic()
+                elif packet.type is P.GRAB_JOB_UNIQ and handed < 4:
+                    handed += 1
+                    conn.sendall(encode(P.JOB_ASSIGN_UNIQ, b"H:fake:%d" % handed, b"q", b"", b"x", magic=Magic.RES))
+
+
+def test_a_recycling_worker_closes_only_once_the_server_took_its_last_reply() -> None:
+    """A socket closed with unread JOB_ASSIGNs is reset, and gearmand then
+    re-queued the last job a recycling worker had completed, which ran twice
+    (seen in CI). So the worker writes an ECHO_REQ after its replies and closes
+    when the echo is back; a server that never answers is waited for no longer
+    than --connect-timeout (a lower bound, safe on a slow machine)."""
+    script = SilentFarewell()
+    with FakeServer(script.talk) as server:
+        worker = Worker([{"function_name": "q", "function": lambda job: None}], servers=server.address,
+                        prefetch=4, max_jobs=1, connect_timeout=1.0)
+        worker.run()
+        wait_until(lambda: script.closed_after >= 0, 30, what="the worker to close")
+    assert worker.stats.done == 1
+    assert script.before_goodbye[-1] is P.WORK_COMPLETE
+    assert script.closed_after >= 0.9

@@ -214,3 +214,15 @@ def test_burst_is_drained_only_when_every_connected_server_sleeps_with_nothing_h
     assert not drained([down]) and not drained([])  # nothing connected: nothing drained
     b.lose()
     assert drained([a, b])
+
+
+def test_a_goodbye_is_an_echo_whose_answer_says_the_replies_before_it_were_taken() -> None:
+    session = connected()
+    assert session.goodbye() == b""  # not confirmed yet: nothing to wait for
+    session.receive(packet(P.ECHO_RES, b"probe"))
+    bye = decode_all(session.goodbye(), expect=Magic.REQ)
+    assert [p.type for p in bye] == [P.ECHO_REQ]
+    assert session.receive(packet(P.ECHO_RES, b"probe")).happened is Happened.NOTHING  # not the goodbye's
+    assert session.receive(packet(P.ECHO_RES, *bye[0].args)).happened is Happened.FAREWELL
+    session.lose()
+    assert session.goodbye() == b""
