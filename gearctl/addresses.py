@@ -171,16 +171,20 @@ class TLSOptions:
 
 def describe_socket_error(error: OSError, tls: bool = False) -> str:
     """'connection refused', not asyncio's "Connect call failed ('127.0.0.1', 1)".
-    With `tls`, a connection the server closed in the handshake is most likely a
-    plaintext port (gearmand itself, not its TLS terminator), and is said so."""
+    With `tls`, a connection the server closed in the handshake, or answered
+    with bytes that are no TLS record, is most likely a plaintext port (gearmand
+    itself, not its TLS terminator), and is said so."""
     import ssl
 
     if isinstance(error, ssl.SSLCertVerificationError):  # its reason is only CERTIFICATE_VERIFY_FAILED
         return f"TLS: the server's certificate was not accepted: {error.verify_message or error.reason}"
     if tls and isinstance(error, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, ssl.SSLEOFError)):
         return "TLS handshake failed: the server closed the connection (a plaintext port, not TLS?)"
+    reason = getattr(error, "reason", None)  # one built by hand has none
+    if tls and reason == "WRONG_VERSION_NUMBER":  # bytes that are no TLS record: an ERR line, an HTTP answer...
+        return "TLS handshake failed: the server answered in plaintext (a plaintext port, not TLS?)"
     if isinstance(error, ssl.SSLError):
-        return f"TLS error: {getattr(error, 'reason', None) or error}"  # one built by hand has no .reason
+        return f"TLS error: {reason or error}"  # one built by hand has no .reason
     if isinstance(error, socket.gaierror):
         return f"cannot resolve host: {error.strerror or error}"
     if error.errno:

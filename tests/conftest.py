@@ -24,6 +24,18 @@ HERE = Path(__file__).parent
 # started with SIGINT at its default, as a terminal starts them.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Write gearctl's bytecode once, as `pip install` does for an installed copy.
+    The suite runs the checkout (`python -m gearctl`), and with PYTHONDONTWRITEBYTECODE
+    set (CI images often set it) each of its ~2,000 gearctl processes would compile
+    every module it imports anew, about 50 ms each."""
+    import compileall
+
+    compileall.compile_dir(HERE.parent / "gearctl", quiet=1)
+
+
 PHP_DIR = HERE / "php"
 GEARMAND = shutil.which("gearmand") or "/usr/sbin/gearmand"
 
@@ -121,9 +133,84 @@ class Gearmand:
                 self.proc.wait(5)
 
 
+class Embedded(Gearmand):
+    """`python -m gearctl.server` on a free loopback port, with Gearmand's helpers
+    (admin, status, stop by pid); it stands in wherever the suite takes a Gearmand."""
+
+    def __init__(self, tmp: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.log = tmp / f"embedded-{self.port}.log"
+        self.log.touch()
+        self.argv = [sys.executable, "-m", "gearctl.server", "--host", "127.0.0.1", "--port", str(self.port), *extra]
+        self.start()
+
+
+# -- conformance: one test, both servers -------------------------------------------
+# A test (or a module, with `pytestmark = pytest.mark.conformance`) marked
+# `conformance` runs once against gearmand and once against `gearctl server`:
+# its `gearmand` fixture is then whichever the `server_kind` parameter names
+# (test ids end in [gearmand] and [embedded]). Unmarked tests get gearmand.
+SERVER_KINDS = ("gearmand", "embedded")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "server_kind" in metafunc.fixturenames and metafunc.definition.get_closest_marker("conformance"):
+        metafunc.parametrize("server_kind", SERVER_KINDS, indirect=True)
+
+
+# -- interop: the half of the suite that needs gearmand, the C tools, PHP or stunnel --
+# `pytest -m "not interop"` runs the other half (pure units and the embedded
+# server) on a machine with Python alone. A test is interop when it starts
+# gearmand through a fixture (the `gearmand` fixture unless its server kind is
+# embedded), or is marked so because it runs a peer itself. The guard below
+# keeps the marks honest: a test not marked interop that starts a peer fails.
+PEERS = frozenset({"gearmand", "gearman", "gearadmin", "php", "stunnel", "stunnel4"})
+GEARMAND_FIXTURES = frozenset({"gearmand", "gearmand_factory", "persistent_gearmand_factory", "both"})
+
+
+def _server_kind_of(item: pytest.Item) -> str:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return str(params.get("server_kind", params.get("both", "gearmand")))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        uses_gearmand = bool(names & GEARMAND_FIXTURES) and _server_kind_of(item) != "embedded"
+        if uses_gearmand and not item.get_closest_marker("interop"):
+            item.add_marker(pytest.mark.interop)
+
+
+@pytest.fixture(autouse=True)
+def _peers_only_in_interop_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("interop"):
+        return
+    real_init = subprocess.Popen.__init__
+
+    def guarded(self: subprocess.Popen, args: object, *rest: object, **kwargs: object) -> None:
+        argv0 = args if isinstance(args, (str, bytes, os.PathLike)) else next(iter(args), "")  # type: ignore[call-overload]
+        name = (os.path.basename(os.fsdecode(argv0)).split() or [""])[0] if argv0 else ""
+        if name in PEERS:
+            raise AssertionError(f"{request.node.nodeid} runs {name} but is not marked interop "
+                                 "(pytest.mark.interop): `pytest -m 'not interop'` must run without it")
+        real_init(self, args, *rest, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
+
+
 @pytest.fixture
-def gearmand(tmp_path: Path) -> Iterator[Gearmand]:
-    server = Gearmand(tmp_path)
+def server_kind(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "gearmand")
+
+
+def start_server(kind: str, tmp: Path, *extra: str) -> Gearmand:
+    return Embedded(tmp, *extra) if kind == "embedded" else Gearmand(tmp, *extra)
+
+
+@pytest.fixture
+def gearmand(tmp_path: Path, server_kind: str) -> Iterator[Gearmand]:
+    """The server under test: gearmand, or in a conformance test each server in turn."""
+    server = start_server(server_kind, tmp_path)
     yield server
     server.stop()
 

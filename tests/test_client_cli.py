@@ -25,9 +25,12 @@ from conftest import (
 
 from gearctl.protocol import Decoder, Magic, PacketType, encode
 
+pytestmark = pytest.mark.conformance  # each test against gearmand and gearctl server
+
 P = PacketType
 
 
+@pytest.mark.interop
 def test_background_submit_prints_handle_and_shows_in_gearadmin(gearmand: Gearmand) -> None:
     result = gearctl("client", "resize", "--data", "img-1", "-s", gearmand.address)
     assert result.returncode == 0, result.stderr
@@ -43,6 +46,7 @@ def test_background_submit_prints_handle_and_shows_in_gearadmin(gearmand: Gearma
     bytes(range(256)) * 3,  # every byte value, not UTF-8
     os.urandom(8 * 1024 * 1024),  # 8 MB
 ], ids=["nul", "binary", "8mb"])
+@pytest.mark.interop
 def test_c_worker_receives_exact_bytes(gearmand: Gearmand, procs: Procs, tmp_path: Path, payload: bytes) -> None:
     src, dst = tmp_path / "in.bin", tmp_path / "out.bin"
     src.write_bytes(payload)
@@ -53,6 +57,7 @@ def test_c_worker_receives_exact_bytes(gearmand: Gearmand, procs: Procs, tmp_pat
     assert dst.read_bytes() == payload
 
 
+@pytest.mark.interop
 def test_payload_from_stdin(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
     dst = tmp_path / "out.bin"
     c_worker(procs, gearmand, "store", "sh", "-c", f"cat > {dst}", count=1)
@@ -61,6 +66,7 @@ def test_payload_from_stdin(gearmand: Gearmand, procs: Procs, tmp_path: Path) ->
     assert dst.read_bytes() == b"from stdin\0!"
 
 
+@pytest.mark.interop
 def test_wait_prints_the_c_workers_result(gearmand: Gearmand, procs: Procs) -> None:
     c_worker(procs, gearmand, "upper", "tr", "a-z", "A-Z")
     result = gearctl("client", "upper", "--wait", "--data", "hello gearman", "-s", gearmand.address)
@@ -68,6 +74,7 @@ def test_wait_prints_the_c_workers_result(gearmand: Gearmand, procs: Procs) -> N
     assert result.stdout == b"HELLO GEARMAN"
 
 
+@pytest.mark.interop
 def test_work_data_is_streamed_then_the_result(gearmand: Gearmand, procs: Procs) -> None:
     php_worker(procs, gearmand, "php_data")
     result = gearctl("client", "php_data", "--wait", "-s", gearmand.address)
@@ -75,6 +82,7 @@ def test_work_data_is_streamed_then_the_result(gearmand: Gearmand, procs: Procs)
     assert result.stdout == b"part1;part2;end"
 
 
+@pytest.mark.interop
 def test_work_warning_goes_to_stderr(gearmand: Gearmand, procs: Procs) -> None:
     php_worker(procs, gearmand, "php_warning")
     result = gearctl("client", "php_warning", "--wait", "-s", gearmand.address)
@@ -83,6 +91,7 @@ def test_work_warning_goes_to_stderr(gearmand: Gearmand, procs: Procs) -> None:
     assert b"careful now" in result.stderr
 
 
+@pytest.mark.interop
 def test_work_exception_exits_5_with_its_text(gearmand: Gearmand, procs: Procs) -> None:
     php_worker(procs, gearmand, "php_exception")
     result = gearctl("client", "php_exception", "--wait", "--data", "x1", "-s", gearmand.address)
@@ -92,6 +101,7 @@ def test_work_exception_exits_5_with_its_text(gearmand: Gearmand, procs: Procs) 
     assert "boom: bad input x1" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.interop
 def test_work_fail_exits_1(gearmand: Gearmand, procs: Procs) -> None:
     php_worker(procs, gearmand, "php_fail")
     result = gearctl("client", "php_fail", "--wait", "-s", gearmand.address)
@@ -99,6 +109,7 @@ def test_work_fail_exits_1(gearmand: Gearmand, procs: Procs) -> None:
     assert b"failed" in result.stderr
 
 
+@pytest.mark.interop
 def test_work_status_progress_only_on_a_tty(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
     php_worker(procs, gearmand, "php_status")
     plain = gearctl("client", "php_status", "--wait", "-s", gearmand.address)
@@ -115,6 +126,7 @@ def test_work_status_progress_only_on_a_tty(gearmand: Gearmand, procs: Procs, tm
         assert term.proc.stdout is not None and term.proc.stdout.read() == b"done"
 
 
+@pytest.mark.interop
 def test_json_output_for_a_foreground_job(gearmand: Gearmand, procs: Procs) -> None:
     php_worker(procs, gearmand, "php_warning", "php_exception")
     ok = gearctl("client", "php_warning", "--wait", "--json", "-s", gearmand.address)
@@ -128,6 +140,7 @@ def test_json_output_for_a_foreground_job(gearmand: Gearmand, procs: Procs) -> N
     assert record["status"] == "exception" and record["error"] == "boom: bad input q"
 
 
+@pytest.mark.interop
 def test_priorities_high_then_normal_then_low(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
     order = tmp_path / "order.txt"
     for priority in ("low", "normal", "high"):
@@ -233,6 +246,7 @@ def test_invalid_json_exits_2_and_queues_nothing(gearmand: Gearmand) -> None:
     assert "strict" not in gearmand.status()
 
 
+@pytest.mark.interop
 def test_php_encoding_reaches_a_php_worker_as_an_array(gearmand: Gearmand, procs: Procs) -> None:
     php_worker(procs, gearmand, "php_unserialize")
     doc = {"users": [1, 2, 3], "subject": "héllo", "nested": {"ok": True, "none": None, "ratio": 0.5}}
@@ -250,6 +264,7 @@ def test_each_line_queues_exactly_20000(gearmand: Gearmand) -> None:
     assert gearmand.queued("bulk") == 20_000
 
 
+@pytest.mark.interop
 def test_each_line_foreground_results_and_failures(gearmand: Gearmand, procs: Procs) -> None:
     c_worker(procs, gearmand, "upper", "tr", "a-z", "A-Z")
     result = gearctl("client", "upper", "-n", "--wait", "--inflight", "1", "-s", gearmand.address,
@@ -270,6 +285,7 @@ def test_each_line_json_records_and_invalid_lines(gearmand: Gearmand) -> None:
     assert gearmand.queued("lines") == 2
 
 
+@pytest.mark.interop
 def test_require_workers(gearmand: Gearmand, procs: Procs) -> None:
     none = gearctl("client", "needs", "--require-workers", "--data", "x", "-s", gearmand.address)
     assert none.returncode == 6 and b"needs" in none.stderr
@@ -426,6 +442,7 @@ def test_json_wait_gives_non_utf8_work_data_as_base64(gearmand: Gearmand, script
     assert record["result"] is None and record["result_base64"] == "/g=="
 
 
+@pytest.mark.interop
 def test_json_wait_from_a_php_worker_has_data_and_result_apart(gearmand: Gearmand, procs: Procs) -> None:
     php_worker(procs, gearmand, "php_data")
     record = json.loads(gearctl("client", "php_data", "--wait", "--json", "-s", gearmand.address).stdout)

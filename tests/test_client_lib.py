@@ -20,7 +20,10 @@ from gearctl.connection import TLSOptions
 from gearctl.errors import ConnectionFailed, JobException, JobFailed, NoServerAvailable, NoWorker, Timeout
 from gearctl.protocol import decode_all
 
+pytestmark = pytest.mark.conformance  # each test against gearmand and gearctl server
 
+
+@pytest.mark.interop
 def test_sync_client_submit_run_and_status(gearmand: Gearmand, procs: Procs) -> None:
     with Client(gearmand.address) as client:
         job = client.submit("later", b"payload")
@@ -32,6 +35,7 @@ def test_sync_client_submit_run_and_status(gearmand: Gearmand, procs: Procs) -> 
         assert not client.status("H:no:such").known
 
 
+@pytest.mark.interop
 def test_status_follows_work_status(gearmand: Gearmand, procs: Procs, tmp_path) -> None:
     # The job sends 2/4, then waits for the release file: status is read while it
     # is surely running, then after it ended.
@@ -74,6 +78,7 @@ def test_status_unique_counts_waiting_clients(gearmand: Gearmand) -> None:
     assert status.known and status.waiting == 2
 
 
+@pytest.mark.interop
 def test_coalesced_foreground_jobs_both_get_the_result(gearmand: Gearmand, procs: Procs) -> None:
     async def go():
         async with AsyncClient(gearmand.address) as client:
@@ -85,6 +90,7 @@ def test_coalesced_foreground_jobs_both_get_the_result(gearmand: Gearmand, procs
     assert asyncio.run(go()) == (b"SAME", b"SAME", True)
 
 
+@pytest.mark.interop
 def test_job_errors_are_raised(gearmand: Gearmand, procs: Procs) -> None:
     php_worker(procs, gearmand, "php_fail", "php_exception")
     with Client(gearmand.address) as client:
@@ -99,6 +105,7 @@ def test_job_errors_are_raised(gearmand: Gearmand, procs: Procs) -> None:
             asyncio.run(AsyncClient(gearmand.address).require_workers("nobody_home"))
 
 
+@pytest.mark.interop
 def test_submit_many_pipelines_foreground_jobs(gearmand: Gearmand, procs: Procs) -> None:
     c_worker(procs, gearmand, "upper", "tr", "a-z", "A-Z")
     done: list[Job] = []
@@ -193,6 +200,7 @@ def _tls_terminator(cert: Path, key: Path, backend_port: int) -> tuple[int, sock
     return port, listener
 
 
+@pytest.mark.interop
 def test_tls_through_a_terminator(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
     cert, key = _make_cert(tmp_path)
     port, listener = _tls_terminator(cert, key, gearmand.port)
@@ -210,6 +218,7 @@ def test_tls_through_a_terminator(gearmand: Gearmand, procs: Procs, tmp_path: Pa
 
 
 
+@pytest.mark.interop
 def test_run_returns_the_result_and_keeps_work_data_apart(gearmand: Gearmand, procs: Procs) -> None:
     php_worker(procs, gearmand, "php_data")
     with Client(gearmand.address) as client:

@@ -23,7 +23,8 @@ def _php_gearman() -> bool:
         ["php", "-m"], capture_output=True, text=True).stdout.split()
 
 
-pytestmark = pytest.mark.skipif(not _php_gearman(), reason="php-cli with php-gearman is not installed")
+pytestmark = [pytest.mark.skipif(not _php_gearman(), reason="php-cli with php-gearman is not installed"),
+              pytest.mark.conformance, pytest.mark.interop]  # PHP, against gearmand and gearctl server
 
 
 def php(*args: str) -> subprocess.CompletedProcess:

@@ -364,6 +364,7 @@ def test_php_objects_decode_with_class_and_visibility(php_samples):
 
 
 @needs_php
+@pytest.mark.interop
 def test_a_redeclared_private_keeps_both_values(php_samples):
     # Child extends Account and redeclares private $pin: PHP writes \0Account\0pin and
     # \0Child\0pin. The mapping holds the one Child sees; Account's stays in shadowed.
@@ -376,6 +377,7 @@ def test_a_redeclared_private_keeps_both_values(php_samples):
 
 
 @needs_php
+@pytest.mark.interop
 def test_php_reads_back_what_python_writes_byte_for_byte():
     account = PhpObject("Account", {"name": "bo"})
     account.set("balance", 5, "protected")
@@ -394,6 +396,7 @@ def test_php_reads_back_what_python_writes_byte_for_byte():
 @needs_php
 @given(values)
 @settings(max_examples=60, deadline=None)
+@pytest.mark.interop
 def test_php_reads_any_supported_value(value):
     # A Serializable payload is its class's own format, and an enum needs its class
     # declared: PHP refuses both for classes it does not have, so they stay out.

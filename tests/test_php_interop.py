@@ -15,6 +15,8 @@ from conftest import PHP_DIR, Gearmand, Procs, clean_env, gearctl, php_worker, w
 
 from gearctl.php import PhpObject, dumps
 
+pytestmark = [pytest.mark.conformance, pytest.mark.interop]  # PHP, against gearmand and gearctl server
+
 PLUGINS = Path(__file__).parent / "plugins_php"
 FUNCTIONS = ("wk_status", "wk_data", "wk_warning", "wk_exception", "wk_timeout", "wk_return", "wk_decode")
 

@@ -18,7 +18,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PHP_DIR, Gearmand, Procs, c_worker, clean_env, free_port, gearctl, php_worker, wait_until
+from conftest import (
+    PHP_DIR,
+    SERVER_KINDS,
+    Embedded,
+    Gearmand,
+    Procs,
+    c_worker,
+    clean_env,
+    free_port,
+    gearctl,
+    php_worker,
+    start_server,
+    wait_until,
+)
 
 from gearctl import AsyncClient, parse_servers
 from gearctl.protocol import Decoder, Magic, Packet, PacketType, decode_all, encode
@@ -28,18 +41,6 @@ P = PacketType
 PLUGINS = Path(__file__).parent / "plugins"
 
 
-class Embedded(Gearmand):
-    """`python -m gearctl.server` on a free loopback port, with Gearmand's helpers
-    (admin, status, stop by pid); it stands in wherever the suite takes a Gearmand."""
-
-    def __init__(self, tmp: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.log = tmp / f"embedded-{self.port}.log"
-        self.log.touch()
-        self.argv = [sys.executable, "-m", "gearctl.server", "--host", "127.0.0.1", "--port", str(self.port), *extra]
-        self.start()
-
-
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[Embedded]:
     server = Embedded(tmp_path)
@@ -47,9 +48,9 @@ def embedded(tmp_path: Path) -> Iterator[Embedded]:
     server.stop()
 
 
-@pytest.fixture(params=["gearmand", "embedded"])
+@pytest.fixture(params=SERVER_KINDS)
 def both(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gearmand]:
-    server = Gearmand(tmp_path) if request.param == "gearmand" else Embedded(tmp_path)
+    server = start_server(request.param, tmp_path)
     yield server
     server.stop()
 
@@ -138,6 +139,7 @@ def test_a_bad_flag_is_one_clear_line_and_exit_2(flags: list[str]) -> None:
     assert len(lines) == 1 and lines[0].startswith("gearctl: ") and flags[0] in lines[0]
 
 
+@pytest.mark.interop
 def test_c_client_foreground_and_background_with_a_c_worker(embedded: Embedded, procs: Procs) -> None:
     c_worker(procs, embedded, "rev", "rev")
     done = subprocess.run(["gearman", "-h", "127.0.0.1", "-p", str(embedded.port), "-f", "rev", "hello"],
@@ -164,6 +166,7 @@ def gearadmin(server: Gearmand, *flags: str) -> list[str]:
     return (done.stdout + done.stderr).decode().splitlines()
 
 
+@pytest.mark.interop
 def test_gearadmin_reads_both_servers_alike(tmp_path: Path, procs: Procs) -> None:
     seen = {}
     for server in (Gearmand(tmp_path), Embedded(tmp_path)):
@@ -182,6 +185,7 @@ def test_gearadmin_reads_both_servers_alike(tmp_path: Path, procs: Procs) -> Non
     assert seen["Embedded"]["--status"] == [".", "queued\t2\t0\t0", "served\t0\t0\t1"]
 
 
+@pytest.mark.interop
 def test_a_c_worker_killed_mid_job_its_job_runs_on_another_and_goes_to_the_tail(
         both: Gearmand, procs: Procs, tmp_path: Path) -> None:
     started, release, order = tmp_path / "started", tmp_path / "release", tmp_path / "order"
@@ -203,6 +207,7 @@ def test_a_c_worker_killed_mid_job_its_job_runs_on_another_and_goes_to_the_tail(
     release.touch()
 
 
+@pytest.mark.interop
 def test_priorities_run_high_then_normal_then_low(both: Gearmand, procs: Procs, tmp_path: Path) -> None:
     order = tmp_path / "order.txt"
     for priority in ("low", "normal", "high", "low", "normal", "high"):
@@ -215,6 +220,7 @@ def test_priorities_run_high_then_normal_then_low(both: Gearmand, procs: Procs, 
 
 # -- unique keys, attached clients ---------------------------------------------------
 
+@pytest.mark.interop
 def test_a_unique_key_coalesces_and_both_clients_get_every_work_packet(
         embedded: Embedded, procs: Procs, tmp_path: Path) -> None:
     php_worker(procs, embedded, "php_status_held")
@@ -238,6 +244,7 @@ def test_a_unique_key_coalesces_and_both_clients_get_every_work_packet(
     assert code == 0 and json.loads(out)["result"] == "done"
 
 
+@pytest.mark.interop
 def test_php_client_and_php_worker_see_data_exceptions_and_fail(embedded: Embedded, procs: Procs) -> None:
     php_worker(procs, embedded, "php_data", "php_exception", "php_fail", "php_echo")
 
@@ -256,6 +263,7 @@ def test_php_client_and_php_worker_see_data_exceptions_and_fail(embedded: Embedd
     assert php_client("normal", "php_echo", "héllo") == [{"code": "SUCCESS", "result": "héllo"}]
 
 
+@pytest.mark.interop
 def test_gearctl_client_without_the_exceptions_option_gets_work_fail(embedded: Embedded, procs: Procs) -> None:
     php_worker(procs, embedded, "php_exception")
     peer = Peer(embedded.port)  # no OPTION_REQ: WORK_EXCEPTION arrives as WORK_FAIL, as from gearmand
@@ -286,6 +294,7 @@ def test_gearctl_worker_client_and_status(embedded: Embedded, procs: Procs) -> N
 
 # -- semantics ----------------------------------------------------------------------
 
+@pytest.mark.interop
 def test_a_foreground_client_that_disconnects_leaves_its_queued_job_to_run(
         both: Gearmand, procs: Procs, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
@@ -303,6 +312,7 @@ def test_a_foreground_client_that_disconnects_leaves_its_queued_job_to_run(
         assert job.split("\t")[2] == "1"
 
 
+@pytest.mark.interop
 def test_a_running_job_whose_client_disconnects_still_ends(embedded: Embedded, procs: Procs,
                                                            tmp_path: Path) -> None:
     started, release, marker = tmp_path / "started", tmp_path / "release", tmp_path / "done"
@@ -405,6 +415,7 @@ def test_admin_lines_and_packets_share_one_connection(embedded: Embedded) -> Non
     peer.close()
 
 
+@pytest.mark.interop
 def test_shutdown_graceful_stops_accepting_and_lets_the_running_job_end(
         embedded: Embedded, procs: Procs, tmp_path: Path) -> None:
     started, release = tmp_path / "started", tmp_path / "release"
@@ -429,6 +440,7 @@ def test_shutdown_graceful_stops_accepting_and_lets_the_running_job_end(
     assert embedded.proc.wait(30) == 0
 
 
+@pytest.mark.interop
 def test_sigterm_with_a_job_running_past_the_graceful_timeout_exits(tmp_path: Path, procs: Procs) -> None:
     server = Embedded(tmp_path, "--graceful-timeout", "1")
     started, release = tmp_path / "started", tmp_path / "release"
@@ -474,6 +486,7 @@ def test_a_raw_worker_and_client_round_trip(embedded: Embedded) -> None:
 
 # -- --store ---------------------------------------------------------------------------
 
+@pytest.mark.interop
 def test_a_stored_job_survives_kill_9_and_a_restart_and_runs(tmp_path: Path, procs: Procs) -> None:
     store, marker = tmp_path / "jobs.db", tmp_path / "ran"
     server = Embedded(tmp_path, "--store", str(store))

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import PHP_DIR, Gearmand, Procs, Terminal, clean_env, gearctl, table_cells, wait_until
 
+pytestmark = pytest.mark.conformance  # each test against gearmand and gearctl server
+
 PLUGINS = Path(__file__).parent / "plugins"
 GEARCTL = [sys.executable, "-m", "gearctl"]
 
@@ -35,6 +37,7 @@ def gearadmin_workers(server: Gearmand) -> str:
                           capture_output=True, text=True, timeout=10).stdout
 
 
+@pytest.mark.interop
 def test_php_serialize_reaches_the_plugin_as_the_same_structure(gearmand: Gearmand, procs: Procs) -> None:
     start_worker(procs, gearmand, expect=("notifications_send_users",))
     doc = {"uids": [1, 2, 3], "subject": "héllo", "options": {"urgent": True, "ratio": 0.25, "none": None}}
@@ -53,6 +56,7 @@ def test_hook_and_decorator_plugins_both_serve(gearmand: Gearmand, procs: Procs)
     assert json.loads(again.stdout)["calls"] == 2  # the context is the plugin's, kept between jobs
 
 
+@pytest.mark.interop
 def test_functions_flag_limits_registration(gearmand: Gearmand, procs: Procs) -> None:
     start_worker(procs, gearmand, "--functions", "reverse,boom", "--id", "limited", expect=("reverse", "boom"))
     line = next(line for line in gearadmin_workers(gearmand).splitlines() if " limited " in line)

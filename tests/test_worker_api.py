@@ -23,6 +23,8 @@ from gearctl.addresses import resolve_servers
 from gearctl.plugins import JobFunction, PluginError, as_job_function
 from gearctl.worker import ServerState
 
+pytestmark = pytest.mark.conformance  # each test against gearmand and gearctl server
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -31,6 +33,7 @@ def library_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
+@pytest.mark.interop
 def test_readme_library_examples_run(gearmand: Gearmand, procs: Procs, capsys: pytest.CaptureFixture[str]) -> None:
     blocks = library_blocks()
     assert len(blocks) == 3 and "Worker(" in blocks[1]  # client, worker, monitor and ops

@@ -36,9 +36,10 @@ def server_command(
     log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="debug, info, warning, error.")
     ] = "info",
 ) -> int:
-    """Run a Gearman job server in this process, for development, tests and small
-    single-machine setups (gearmand stays the production engine). The C tools,
-    php-gearman and gearctl use it unchanged.
+    """Run a Gearman job server in this process: for development, tests and small setups.
+
+    gearmand stays the production engine. The C tools, php-gearman and gearctl use
+    this server unchanged.
 
     SIGTERM stops gracefully (stored jobs are kept); Ctrl-C stops at once.
 
