@@ -216,6 +216,14 @@ def gearmand(tmp_path: Path, server_kind: str) -> Iterator[Gearmand]:
 
 
 @pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[Embedded]:
+    """`gearctl server` (python -m gearctl.server) on a free port, stopped by pid."""
+    server = Embedded(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def gearmand_factory(tmp_path: Path) -> Iterator:
     started: list[Gearmand] = []
 

@@ -41,13 +41,6 @@ P = PacketType
 PLUGINS = Path(__file__).parent / "plugins"
 
 
-@pytest.fixture
-def embedded(tmp_path: Path) -> Iterator[Embedded]:
-    server = Embedded(tmp_path)
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=SERVER_KINDS)
 def both(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gearmand]:
     server = start_server(request.param, tmp_path)

@@ -20,7 +20,6 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from .. import __version__
-from ..addresses import resolve_servers
 from ..client import AsyncClient
 from ..connection import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -199,24 +198,6 @@ def with_servers(*, io_timeout: bool = True, timeout: bool = True) -> Callable[[
         return command  # type: ignore[return-value]
 
     return decorate
-
-
-def complete_functions(incomplete: str) -> list[str]:
-    """Shell completion for FUNCTION: the plugin directories' functions, and the
-    functions the servers in GEARCTL_SERVERS know (asked with a short timeout)."""
-    import io
-
-    from .. import monitor, plugins
-
-    names: set[str] = set()
-    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        with contextlib.suppress(Exception):
-            names.update(plugins.load_plugins(plugins.plugin_dirs()).functions)
-        with contextlib.suppress(Exception):
-            servers = resolve_servers(None)
-            for report in asyncio.run(monitor.collect(servers, connect_timeout=0.5, io_timeout=0.5)):
-                names.update(fs.function for fs in report.status)
-    return sorted(n for n in names if n.startswith(incomplete) and "\t" not in n)
 
 
 def _silence_stdout() -> None:

@@ -28,9 +28,9 @@ from .app import (
     PriorityChoice,
     ServerOptions,
     app,
-    complete_functions,
     with_servers,
 )
+from .completion import complete_functions
 from .streams import Out, OutputClosed, line_input, one_line, read_payload, write_decoded, write_stderr
 
 _HELP_TIMEOUT = "Give up after this long (30, 30s, 5m): on the result with --wait, else on JOB_CREATED. Exit 4."

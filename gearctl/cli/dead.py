@@ -14,7 +14,8 @@ import typer
 
 from .. import dead, render
 from ..errors import ExitCode, UsageError
-from .app import NO_SERVER_OPTIONS, ServerOptions, app, complete_functions, with_servers
+from .app import NO_SERVER_OPTIONS, ServerOptions, app, with_servers
+from .completion import complete_functions
 from .streams import Out, one_line
 
 dead_app = typer.Typer(name="dead", no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},

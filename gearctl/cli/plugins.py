@@ -20,8 +20,8 @@ from .app import (
     DecodeChoice,
     EncodingChoice,
     app,
-    complete_functions,
 )
+from .completion import complete_plugin_functions
 from .plugin_options import AllowInsecurePlugins, PluginDirs, load_registry
 from .streams import Out, read_payload, write_decoded, write_stderr
 
@@ -54,7 +54,7 @@ def functions_command(
 @app.command("run", no_args_is_help=True)
 def run_command(
     function: Annotated[str, typer.Argument(help="Function to run.", show_default=False,
-                                            autocompletion=complete_functions)],
+                                            autocompletion=complete_plugin_functions)],
     payload: Annotated[str | None, typer.Argument(
         metavar="[PAYLOAD]", help="File holding the workload, or - for stdin. None: an empty workload.")] = None,
     data: Annotated[str | None, typer.Option("--data", "-d", metavar="TEXT", help="The workload, inline.")] = None,

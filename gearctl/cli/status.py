@@ -16,7 +16,8 @@ import typer
 from .. import __version__, monitor, ops, render
 from ..client import AsyncClient, JobStatus
 from ..errors import ExitCode, GearctlError, ServerError, UsageError
-from .app import NO_SERVER_OPTIONS, ServerOptions, app, complete_functions, with_servers
+from .app import NO_SERVER_OPTIONS, ServerOptions, app, with_servers
+from .completion import complete_functions, complete_unique_keys
 from .streams import Out
 
 AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")]
@@ -149,8 +150,8 @@ def jobs(
 @with_servers()
 def job(
     handles: Annotated[list[str] | None, typer.Argument(metavar="[HANDLE]...", help="Job handles (H:host:N).")] = None,
-    unique: Annotated[str | None, typer.Option("--unique", "-u", metavar="KEY", help="Look the job up by unique key.")
-                      ] = None,
+    unique: Annotated[str | None, typer.Option("--unique", "-u", metavar="KEY", help="Look the job up by unique key.",
+                                               autocompletion=complete_unique_keys)] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Progress bars until the jobs finish.")] = False,
     interval: Annotated[float, typer.Option("--interval", "-i", min=0.05, metavar="SECONDS")] = 0.5,
     as_json: AsJson = False,

@@ -19,6 +19,7 @@ from .app import (
     app,
     with_servers,
 )
+from .completion import complete_function_list
 from .plugin_options import AllowInsecurePlugins, PluginDirs, load_registry
 
 
@@ -31,7 +32,8 @@ class LogFormat(str, Enum):
 @with_servers(io_timeout=False, timeout=False)  # it serves until stopped
 def worker(
     functions: Annotated[str | None, typer.Option(
-        "--functions", "-f", metavar="NAME,...", help="Functions to register (comma-separated). Default: all.")] = None,
+        "--functions", "-f", metavar="NAME,...", help="Functions to register (comma-separated). Default: all.",
+        autocompletion=complete_function_list)] = None,
     plugin_dir: PluginDirs = None,
     client_id: Annotated[str | None, typer.Option(
         "--id", metavar="ID", help="Client id shown by gearadmin --workers. Default: HOST-PID of each process.")

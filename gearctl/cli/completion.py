@@ -1,0 +1,99 @@
+"""Shell completion of function names and unique keys, from what the command line
+being completed names: its --plugin-dir values (else GEARCTL_PLUGIN_PATH, else
+./gearctl_plugins) and its --servers (else GEARCTL_SERVERS), asked with a short
+timeout. Click parses the words typed so far (resiliently) before it calls a
+completer, so `ctx.params` holds the options already on the line.
+
+A completer never prints and never raises: a broken plugin or a server down
+leaves fewer names, not a traceback in the user's prompt. Nothing heavy is
+imported until a completer runs (the command modules import this at start-up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+ASK_TIMEOUT = 0.5  # per server, connect and answer: a prompt must not hang on a dead server
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _params(ctx: click.Context | None) -> dict[str, Any]:
+    """The options on the line so far, this command's and its parents'."""
+    found: dict[str, Any] = {}
+    while ctx is not None:
+        for key, value in ctx.params.items():
+            found.setdefault(key, value)
+        ctx = ctx.parent
+    return found
+
+
+def plugin_functions(ctx: click.Context | None) -> set[str]:
+    """The functions of the plugin directories the line names (else the defaults)."""
+    from .. import plugins
+
+    dirs = _params(ctx).get("plugin_dir") or None
+    with _quiet(), contextlib.suppress(Exception):
+        return set(plugins.load_plugins(plugins.plugin_dirs(dirs)).functions)
+    return set()
+
+
+def _reports(ctx: click.Context | None, *, uniques: bool = False) -> list[Any]:
+    import asyncio
+
+    from .. import monitor
+    from ..addresses import resolve_servers
+
+    with _quiet(), contextlib.suppress(Exception):
+        servers = resolve_servers(_params(ctx).get("servers") or None)
+        return list(asyncio.run(monitor.collect(servers, status=not uniques, uniques=uniques,
+                                                connect_timeout=ASK_TIMEOUT, io_timeout=ASK_TIMEOUT)))
+    return []
+
+
+def server_functions(ctx: click.Context | None) -> set[str]:
+    """The functions the servers on the line (else GEARCTL_SERVERS) know."""
+    return {fs.function for report in _reports(ctx) for fs in report.status}
+
+
+def _matching(names: set[str], incomplete: str) -> list[str]:
+    # A name with a tab or a newline would break the shell's word list.
+    return sorted(n for n in names if n.startswith(incomplete) and not any(c in n for c in "\t\n "))
+
+
+def complete_functions(ctx: click.Context, incomplete: str) -> list[str]:
+    """FUNCTION of client, drop and dead: the plugins' functions and the servers'."""
+    return _matching(plugin_functions(ctx) | server_functions(ctx), incomplete)
+
+
+def complete_plugin_functions(ctx: click.Context, incomplete: str) -> list[str]:
+    """FUNCTION of run: the plugins' functions only (run needs no server)."""
+    return _matching(plugin_functions(ctx), incomplete)
+
+
+def complete_function_list(ctx: click.Context, incomplete: str) -> list[str]:
+    """worker --functions a,b,c: completes the name after the last comma, offering
+    the whole word (the shell replaces the word being completed), and leaves out
+    the names already listed."""
+    done, _, last = incomplete.rpartition(",")
+    listed = set(done.split(",")) if done else set()
+    prefix = f"{done}," if done else ""
+    return [prefix + name for name in _matching(plugin_functions(ctx) - listed, last)]
+
+
+def complete_unique_keys(ctx: click.Context, incomplete: str) -> list[str]:
+    """job --unique KEY: the unique keys the servers hold (show unique jobs)."""
+    keys = {key for report in _reports(ctx, uniques=True) for key in report.uniques}
+    return _matching(keys, incomplete)
+
+
+Completer = Callable[[click.Context, str], list[str]]
