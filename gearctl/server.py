@@ -11,6 +11,12 @@ anything else an admin line ended by LF. Everything a batch of input causes is
 written with one write per connection. One timer covers the state's next
 wake-up (a SUBMIT_JOB_EPOCH job coming due, a CAN_DO_TIMEOUT passing).
 
+Backpressure: while a connection's unsent replies are over asyncio's high-water
+mark, its requests are not read (it cannot make the server buffer more answers
+than it takes). What others cause for it (WORK_DATA of a job it waits for) is
+still written, up to `max_buffered` bytes; past that the peer is dropped, as a
+disconnect (a worker's jobs go back to the queue, a client's jobs run on).
+
 The queue lives in memory (what is queued when the server stops is lost, and
 `main()` says so when it starts), unless `store` names a SQLite file
 (serverstore.py): background jobs are then kept across restarts. Run it with
@@ -41,6 +47,7 @@ from .serverstore import SqliteStore
 DEFAULT_PORT = 4730
 DEFAULT_GRACEFUL_TIMEOUT = 30.0
 MAX_LINE = 1 << 16  # an admin line longer than this is not one
+MAX_BUFFERED = 64 << 20  # bytes waiting for a peer that does not read; past it, that peer is dropped
 
 
 def server_version() -> str:
@@ -131,6 +138,14 @@ class Link(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.closed(self)
 
+    def pause_writing(self) -> None:
+        if self.transport is not None:  # it is not reading our answers: stop reading its requests
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
@@ -141,8 +156,9 @@ class Server:
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, max_queue: int | None = None,
                  graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT, hostname: str | None = None,
-                 store: str | None = None) -> None:
+                 store: str | None = None, max_buffered: int = MAX_BUFFERED) -> None:
         self.host, self.port = host, port
+        self.max_buffered = max_buffered
         self.store_path = store
         self.store: SqliteStore | None = None
         self.graceful_timeout = graceful_timeout
@@ -242,9 +258,6 @@ class Server:
 
     def dispatch(self, sends: Sends) -> None:
         """Write what the state decided, one write per connection, and set the timer."""
-        for warning in self.state.warnings:
-            print(f"gearctl server: warning: {warning}", file=sys.stderr, flush=True)
-        self.state.warnings.clear()
         if self.drained is not None and not self.state.running:
             self.drained.set()
         if sends:
@@ -253,8 +266,16 @@ class Server:
                 out[conn_id].append(data)
             for conn_id, parts in out.items():
                 link = self.links.get(conn_id)
-                if link is not None and link.transport is not None and not link.transport.is_closing():
-                    link.transport.write(b"".join(parts))
+                transport = link.transport if link is not None else None
+                if transport is not None and not transport.is_closing():
+                    transport.write(b"".join(parts))
+                    if transport.get_write_buffer_size() > self.max_buffered:
+                        self.state.warnings.append(f"connection {conn_id} does not read what it is sent: over "
+                                                   f"{self.max_buffered} bytes waiting, dropped")
+                        transport.abort()
+        for warning in self.state.warnings:
+            print(f"gearctl server: warning: {warning}", file=sys.stderr, flush=True)
+        self.state.warnings.clear()
         self.arm()
 
     def arm(self) -> None:

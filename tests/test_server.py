@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -566,3 +566,84 @@ def test_in_process_links_have_tcp_nodelay_and_one_timer_at_the_next_due_job() -
     nodelay, timer_at, due = asyncio.run(scenario())
     assert nodelay and all(nodelay)
     assert timer_at == due
+
+
+async def _until(predicate: Callable[[], object], what: str, timeout: float = 30) -> None:
+    """Within an in-process scenario: wait (yielding to the server) for a state."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def test_a_client_that_does_not_read_its_answers_is_not_read_from_until_it_does() -> None:
+    """Backpressure: 100,000 background submits written without reading a
+    JOB_CREATED. The server stops reading that connection once its answers back
+    up, so it never takes all of them while they go unread; once the client reads,
+    every one is created (none is lost)."""
+    count = 100_000
+
+    async def scenario() -> tuple[int, int]:
+        server = Server("127.0.0.1", 0)
+        await server.start()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small kernel buffers on both sides,
+        sock.connect(("127.0.0.1", server.port))                    # so the answers back up in the server
+        reader, writer = await asyncio.open_connection(sock=sock)
+        await _until(lambda: server.links, "the server to take the connection")
+        (link,) = server.links.values()
+        assert link.transport is not None
+        link.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        writer.write(b"".join(encode(P.SUBMIT_JOB_BG, b"f", b"", b"%d" % i) for i in range(count)))
+        await _until(lambda: not link.transport.is_reading(), "the server to stop reading the client")
+        paused_with = len(server.state.jobs)
+        decoder, created = Decoder(expect=Magic.RES), 0
+        while created < count:
+            decoder.feed(await reader.read(1 << 20))
+            created += sum(1 for packet in decoder if packet.type is P.JOB_CREATED)
+        total = len(server.state.jobs)
+        writer.close()
+        await server.close()
+        return paused_with, total
+
+    paused_with, total = asyncio.run(scenario())
+    assert paused_with < count  # paused before it had taken them all
+    assert total == count
+
+
+def test_a_client_that_never_reads_is_dropped_past_max_buffered_and_the_worker_goes_on() -> None:
+    """A foreground client that never reads while its job streams 32 MB of
+    WORK_DATA: past max_buffered (1 MB here) the server drops it, as a
+    disconnect; the worker is not held up and its WORK_COMPLETE is taken."""
+    chunk = b"d" * 65536
+
+    async def scenario() -> tuple[int, list[PacketType]]:
+        server = Server("127.0.0.1", 0, max_buffered=1 << 20)
+        await server.start()
+        _, client = await asyncio.open_connection("127.0.0.1", server.port)
+        client.write(encode(P.SUBMIT_JOB, b"flood", b"", b"go"))
+        worker_r, worker = await asyncio.open_connection("127.0.0.1", server.port)
+        worker.write(encode(P.CAN_DO, b"flood") + encode(P.GRAB_JOB))
+        decoder = Decoder(expect=Magic.RES)
+        assigned = None
+        while assigned is None:
+            decoder.feed(await worker_r.read(65536))
+            assigned = next((p for p in decoder if p.type is P.JOB_ASSIGN), None)
+        handle = assigned.args[0]
+        for _ in range(512):
+            worker.write(encode(P.WORK_DATA, handle, chunk))
+            await worker.drain()  # the worker is never held up by the client
+        worker.write(encode(P.WORK_COMPLETE, handle, b"done") + encode(P.ECHO_REQ, b"after"))
+        answers: list[PacketType] = []
+        while P.ECHO_RES not in answers:
+            decoder.feed(await worker_r.read(65536))
+            answers += [p.type for p in decoder]
+        links = len(server.links)
+        worker.close()
+        client.close()
+        await server.close()
+        return links, answers
+
+    links, answers = asyncio.run(scenario())
+    assert links == 1  # the worker's; the client was dropped
+    assert answers == [P.ECHO_RES]  # no ERROR for the WORK_COMPLETE: the job was still known
