@@ -2,8 +2,6 @@
 
 from typing import TYPE_CHECKING, Any
 
-from .client import AsyncClient, Client, Job, JobStatus
-from .connection import ServerAddress, TLSOptions, parse_servers
 from .errors import (
     ConfigError,
     ConnectionFailed,
@@ -21,6 +19,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .addresses import ServerAddress, TLSOptions, parse_servers
+    from .client import AsyncClient, Client, Job, JobStatus
     from .execution import WorkerJob
     from .plugins import job
     from .worker import ExitReason, Worker
@@ -56,19 +56,22 @@ __all__ = [
 ]
 
 
+# Imported when first asked for: `import gearctl` (a plugin's `from gearctl import
+# job`, the pytest plugin, a one-job cron run) pays only for what it uses; the
+# client and the worker side each bring asyncio and more.
+_LAZY = {
+    "AsyncClient": "client", "Client": "client", "Job": "client", "JobStatus": "client",
+    "ServerAddress": "addresses", "TLSOptions": "addresses", "parse_servers": "addresses",
+    "ExitReason": "worker", "Worker": "worker", "WorkerJob": "execution", "job": "plugins",
+}
+
+
 def __getattr__(name: str) -> Any:
-    # The worker side is imported when first asked for: `gearctl client` starts
-    # without it (a one-job cron run pays every millisecond of import).
-    if name in ("ExitReason", "Worker"):
-        from . import worker
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gearctl' has no attribute {name!r}")
+    import importlib
 
-        return getattr(worker, name)
-    if name == "WorkerJob":
-        from .execution import WorkerJob
-
-        return WorkerJob
-    if name == "job":
-        from .plugins import job
-
-        return job
-    raise AttributeError(f"module 'gearctl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once: later lookups find it without this function
+    return value
