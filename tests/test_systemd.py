@@ -325,6 +325,7 @@ def test_worker_tells_systemd_ready_status_watchdog_and_stopping_and_logs_for_jo
     proc, log = start_worker(procs, tmp_path, systemd, PLUGIN, f"{embedded.address},{dead}",
                              WATCHDOG_USEC="400000", journal="1")
     systemd.wait_for(lambda lines: "READY=1" in lines, "READY=1")
+    assert embedded.status()["notify_env"][2] == 1  # registered by the time READY is sent
     assert systemd.after("READY=1", lambda line: line == "STATUS=1 process, 0 busy, 0 done, 0 failed")
     done = gearctl("client", "notify_env", "--wait", "-s", embedded.address)
     assert done.returncode == 0 and done.stdout == b"unset,unset"  # the processes do not talk to systemd
