@@ -455,6 +455,7 @@ class Supervisor:
                                         None if c.reported_at is None else now - c.reported_at,
                                         c.ready, c.state is ChildState.BUSY) for c in self.children.values()),
             crashes=dict(self._slot_crashes), respawning=frozenset(self._slot_wait),
+            finished=frozenset(self._burst_done),
             done=sum(f.done for f in totals.values()), failed=sum(f.failed for f in totals.values()),
             reload_pending=bool(self._reload_queue) or self._reload_new is not None,
             start_grace=self.options.start_timeout)

@@ -71,6 +71,7 @@ class PoolView:
     processes: tuple[ProcessView, ...] = ()
     crashes: Mapping[int, int] = field(default_factory=dict)  # slot -> processes in a row that died young
     respawning: frozenset[int] = frozenset()  # slots whose next process starts after a back-off
+    finished: frozenset[int] = frozenset()  # --burst: slots whose process found no more jobs
     done: int = 0  # jobs, over every process that ever ran (the exited included)
     failed: int = 0
     reload_pending: bool = False  # a reload is under way
@@ -78,8 +79,9 @@ class PoolView:
 
 
 def ready(view: PoolView) -> bool:
-    """Every slot has a process that is registered where it can be."""
-    return all(any(p.ready for p in view.processes if p.slot == slot) for slot in range(view.slots))
+    """Every slot has a process that is registered where it can be (or, with --burst, is done)."""
+    return all(slot in view.finished or any(p.ready for p in view.processes if p.slot == slot)
+               for slot in range(view.slots))
 
 
 def unhealthy(view: PoolView) -> str:

@@ -131,6 +131,7 @@ def test_ready_waits_for_every_slot_to_have_a_registered_process() -> None:
     assert not ready(pool(ProcessView(0, 1.0, 0.1, ready=False)))
     assert not ready(pool(FINE, slots=2))  # slot 1 has no process yet
     assert ready(pool(FINE, ProcessView(1, 1.0, 0.1, ready=True), slots=2))
+    assert ready(pool(FINE, slots=2, finished=frozenset({1})))  # --burst: slot 1 drained and gone
     state = SystemdState()
     assert [a for a in state.update(pool(ProcessView(0, 0.5)), 0.0) if a == "READY=1"] == []
     assert state.update(pool(FINE), 1.0)[:2] == ["READY=1", "STATUS=1 process, 0 busy, 0 done, 0 failed"]
