@@ -22,6 +22,9 @@ status pipes:
   child.py) is retried with the crash back-off, never started serving less;
 - with --burst, children that find no job exit with BURST_DONE and are not
   replaced; the parent exits once all are gone.
+- with `notify` (NOTIFY_SOCKET set: sdnotify.py), after every step it sends
+  systemd what systemd.py says is due from a PoolView of the children (READY,
+  STATUS, WATCHDOG), and RELOADING/STOPPING on the signals.
 
 Children report their state on a pipe (supervision.ChildReport): starting,
 idle, busy (with function and handle), stopping, jobs done and failed per
