@@ -207,7 +207,7 @@ class _Reports:
                  else ChildState.IDLE if up else ChildState.STARTING)
         self.reporter.send(ChildReport(state, stats.current, stats.done, stats.failed, memory_mb(), {
             name: FunctionReport(f.done, f.failed, f.running, f.last_error, f.last_error_at, f.retried, f.dead)
-            for name, f in list(stats.functions.items())}, stats.prefetch))
+            for name, f in list(stats.functions.items())}, stats.prefetch, dict(stats.servers)))
 
     def _run(self) -> None:
         from .worker import ExitReason

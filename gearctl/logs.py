@@ -4,6 +4,12 @@ On a terminal the live table shows jobs, so only problems are logged there, and
 through rich's console so they print above the table instead of through it. A
 failing job is a problem the table already shows (its count and last error):
 there its log line, traceback included, is shown only with --log-level debug.
+
+Under journald (JOURNAL_STREAM names the device and inode of our stderr), text
+lines carry no time of their own (the journal stamps each) and start with a
+syslog priority, `<3>` error, `<4>` warning, `<6>` info, `<7>` debug, on every
+line of a traceback too, so `journalctl -p err` finds them. JSON lines stay as
+they are.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +28,7 @@ from .workerstats import JobEventKind
 
 log = logging.getLogger("gearctl")
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+PRIORITIES = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "INFO": 6, "DEBUG": 7}  # syslog's, by level name
 
 
 # One way to write a line, whether it goes through logging (most lines) or
@@ -60,14 +68,41 @@ def json_line(created: float, level: str, logger: str, message: str, fields: dic
     return json.dumps(doc, ensure_ascii=False)
 
 
+def journal_line(level: str, message: str) -> str:
+    """'<6>message' for journald: the level's syslog priority before each line."""
+    prefix = f"<{PRIORITIES.get(level, 6)}>"
+    return prefix + message.replace("\n", "\n" + prefix)
+
+
+def under_journald(fd: int = 2, environ: Any = None) -> bool:
+    """Whether `fd` is the journal stream systemd gave us (JOURNAL_STREAM is its
+    'device:inode'; a stderr redirected elsewhere by the unit's command is not)."""
+    device, _, inode = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (int(device), int(inode))
+
+
 class TextFormatter(logging.Formatter):
-    """'time LEVEL message', and a traceback below when there is one."""
+    """'time LEVEL message', and a traceback below when there is one; for
+    journald (`journal`), '<priority>message' on each line instead."""
+
+    def __init__(self, journal: bool = False) -> None:
+        super().__init__()
+        self.journal = journal
+
+    def line(self, created: float, level: str, message: str) -> str:
+        return journal_line(level, message) if self.journal else text_line(created, level, message)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = text_line(record.created, record.levelname, record.getMessage())
+        message = record.getMessage()
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
+            message += "\n" + self.formatException(record.exc_info)
+        return self.line(record.created, record.levelname, message)
 
 
 class JsonFormatter(logging.Formatter):
@@ -142,7 +177,8 @@ def setup(fmt: str, level: str, console: Any = None, write_line: Callable[[str],
         handler = _ConsoleHandler(console)
     else:
         handler = _StreamLines(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    journal = isinstance(handler, _StreamLines) and under_journald()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(journal))
     log.handlers[:] = [handler]
     log.setLevel(LEVELS[level.lower()])
     if (console is not None or write_line is not None) and LEVELS[level.lower()] == logging.INFO:
@@ -196,8 +232,8 @@ class JobLog:
     def _complete(self, event: Any) -> None:
         message = f"job {event.handle} {event.function} complete in {event.seconds:.3f}s"
         handler = log.handlers[0] if len(log.handlers) == 1 else None
-        if isinstance(handler, _StreamLines) and not isinstance(handler.formatter, JsonFormatter):
-            handler.add(text_line(time.time(), "INFO", message))  # text: no fields to build
+        if isinstance(handler, _StreamLines) and isinstance(handler.formatter, TextFormatter):
+            handler.add(handler.formatter.line(time.time(), "INFO", message))  # text: no fields to build
             return
         fields = {"event": "complete", "function": event.function, "handle": event.handle,
                   "server": event.server, "seconds": round(event.seconds, 6)}

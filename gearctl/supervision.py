@@ -23,6 +23,9 @@ from enum import Enum, IntEnum
 from typing import Any, Union
 
 from .errors import ExitCode
+from .workerstats import ServerState
+
+YOUNG = 10.0  # seconds: a process that dies younger than this died young (respawn back-off, crash loops)
 
 
 class ChildExit(IntEnum):
@@ -94,6 +97,7 @@ class ChildReport:
     memory_mb: float = 0.0
     functions: Mapping[str, FunctionReport] = field(default_factory=dict)
     prefetch: int = 1  # jobs it may hold at once now (--prefetch auto moves it)
+    servers: Mapping[str, ServerState] = field(default_factory=dict)  # address -> as the worker sees it
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,8 @@ def encode(message: Message) -> bytes:
         record = {"kind": "report", "state": message.state.value, "current": message.current,
                   "done": message.done, "failed": message.failed, "memory_mb": message.memory_mb,
                   "functions": {name: asdict(f) for name, f in message.functions.items()},
-                  "prefetch": message.prefetch}
+                  "prefetch": message.prefetch,
+                  "servers": {address: state.value for address, state in message.servers.items()}}
     elif isinstance(message, LogLine):
         record = {"kind": "log", "text": message.text}
     else:
@@ -184,13 +189,14 @@ def _function(value: Any) -> FunctionReport:
 
 
 def _report(record: dict[str, Any]) -> ChildReport:
-    functions = record["functions"]
-    if not isinstance(functions, dict):
-        raise TypeError(f"expected an object, got {functions!r}")
+    functions, servers = record["functions"], record["servers"]
+    if not isinstance(functions, dict) or not isinstance(servers, dict):
+        raise TypeError(f"expected objects, got {functions!r} and {servers!r}")
     return ChildReport(ChildState(record["state"]), _text(record["current"]), _count(record["done"]),
                        _count(record["failed"]), _number(record["memory_mb"]),
                        {_text(name): _function(f) for name, f in functions.items()},
-                       _count(record["prefetch"]))
+                       _count(record["prefetch"]),
+                       {_text(address): ServerState(state) for address, state in servers.items()})
 
 
 _READERS: dict[str, Callable[[dict[str, Any]], Message]] = {

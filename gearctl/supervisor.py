@@ -22,6 +22,9 @@ status pipes:
   child.py) is retried with the crash back-off, never started serving less;
 - with --burst, children that find no job exit with BURST_DONE and are not
   replaced; the parent exits once all are gone.
+- with `notify` (NOTIFY_SOCKET set: sdnotify.py), after every step it sends
+  systemd what systemd.py says is due from a PoolView of the children (READY,
+  STATUS, WATCHDOG), and RELOADING/STOPPING on the signals.
 
 Children report their state on a pipe (supervision.ChildReport): starting,
 idle, busy (with function and handle), stopping, jobs done and failed per
@@ -46,6 +49,7 @@ from .backoff import Backoff
 from .child import after_fork
 from .errors import UsageError
 from .supervision import (
+    YOUNG,
     ChildExit,
     ChildReport,
     ChildState,
@@ -56,11 +60,12 @@ from .supervision import (
     Refusal,
     summed,
 )
+from .systemd import PoolView, ProcessView, SystemdState
+from .workerstats import ServerState
 
 log = logging.getLogger("gearctl.supervisor")
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
-YOUNG = 10.0  # seconds: a child that dies younger than this makes its slot's respawn back-off grow
 
 
 @dataclass
@@ -82,8 +87,20 @@ class ChildProcess:
     retiring: bool = False  # replaced by a reload; asked to stop once its successor is ready
     reader: MessageReader = field(default_factory=MessageReader)
     status_fd: int = -1
+    reported_at: float | None = None  # monotonic time of its last report
+    servers: Mapping[str, ServerState] = field(default_factory=dict)
+    tried: set[str] = field(default_factory=set)  # servers it has seen up or down: tried once at least
+
+    @property
+    def ready(self) -> bool:
+        """Tried every server once, and registered on one at least (systemd's READY)."""
+        return (self.tried >= set(self.servers)
+                and any(state is ServerState.UP for state in self.servers.values()))
 
     def apply(self, report: ChildReport) -> None:
+        self.reported_at = time.monotonic()
+        self.servers = report.servers
+        self.tried |= {address for address, state in report.servers.items() if state is not ServerState.CONNECTING}
         if self.state is not ChildState.STOPPING:  # asked to stop by a reload: it says so until it exits
             self.state = report.state
         self.current = report.current
@@ -105,6 +122,7 @@ class SupervisorOptions:
     max_backoff: float = 30.0
     functions: frozenset[str] = frozenset()  # what the first processes are to serve
     start_timeout: float = 60.0  # how long a reload's new process may take to be ready
+    watchdog: float | None = None  # with `notify`: seconds between systemd watchdog pings
 
 
 class Supervisor:
@@ -112,8 +130,12 @@ class Supervisor:
 
     def __init__(self, child_main: Callable[[int, Launch], int], options: SupervisorOptions,
                  on_change: Callable[[Supervisor], None] | None = None,
-                 on_log: Callable[[str], None] | None = None) -> None:
+                 on_log: Callable[[str], None] | None = None,
+                 notify: Callable[..., object] | None = None) -> None:
         self.child_main = child_main
+        self.notify = notify  # sdnotify.Notifier.send: what systemd.py says is sent to systemd
+        self.systemd = SystemdState(options.watchdog) if notify is not None else None
+        self._slot_crashes: dict[int, int] = {}  # slot -> its processes in a row that died young
         self.options = options
         self.on_change = on_change
         self.on_log = on_log  # children's log lines, when they send them through the pipe
@@ -149,6 +171,8 @@ class Supervisor:
             while self.children or not self._finished():
                 self._step()
         finally:
+            if self.systemd is not None:
+                self._tell(self.systemd.stopping(self.pool_view(), time.monotonic()))
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -169,6 +193,9 @@ class Supervisor:
         timeout = 0.5
         if self._slot_wait:
             timeout = max(0.0, min(timeout, min(self._slot_wait.values()) - time.monotonic()))
+        due = self.systemd.next_due(time.monotonic()) if self.systemd is not None else None
+        if due is not None:
+            timeout = min(timeout, due)
         try:
             readable, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
@@ -187,6 +214,8 @@ class Supervisor:
                         len(self.children))
             self._kill_all(signal.SIGKILL)
             self._stop_deadline = None
+        if self.systemd is not None:
+            self._tell(self.systemd.update(self.pool_view(), time.monotonic()))
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self._signals.append(signum)
@@ -209,11 +238,13 @@ class Supervisor:
                                 name, len(self.children))
                     self._kill_all(signal.SIGTERM)
                     self._stop_deadline = time.monotonic() + self.options.graceful_timeout
+                    if self.systemd is not None:
+                        self._tell(self.systemd.stopping(self.pool_view(), time.monotonic()))
                 else:
                     log.warning("stopping now; the servers re-queue the jobs that were held")
                     self._kill_all(signal.SIGKILL)
-            elif signum == signal.SIGHUP and not self.stopping:
-                self._start_reload()
+            elif signum == signal.SIGHUP and not self.stopping and self._start_reload() and self.systemd:
+                self._tell(self.systemd.reloading(self.pool_view(), time.monotonic()))
 
     # -- children ---------------------------------------------------------------------
     def _spawn(self, slot: int, launch: Launch) -> int:
@@ -298,6 +329,7 @@ class Supervisor:
             log.info("worker process %d recycled after %.0fs, %d jobs", child.pid,
                      time.monotonic() - child.started, child.done)
             self._slot_backoff.pop(child.slot, None)
+            self._slot_crashes.pop(child.slot, None)
             self._spawn(child.slot, Launch(child.serving))
         elif code == ChildExit.USAGE:
             log.error("worker process %d could not load its job functions; not restarting it", child.pid)
@@ -341,6 +373,8 @@ class Supervisor:
         delay = backoff.next()
         self._slot_wait[child.slot] = time.monotonic() + delay
         self._slot_serving[child.slot] = child.serving
+        if code != ChildExit.PLUGINS_BROKEN:  # a refusal waits for a whole file: not a crash
+            self._slot_crashes[child.slot] = self._slot_crashes.get(child.slot, 0) + 1 if lived < YOUNG else 0
         if code == ChildExit.PLUGINS_BROKEN:
             log.error("worker process %d cannot start: %s; trying again in %.1fs", child.pid, child.refused, delay)
             return
@@ -367,15 +401,16 @@ class Supervisor:
                     raise
 
     # -- reload -----------------------------------------------------------------------
-    def _start_reload(self) -> None:
+    def _start_reload(self) -> bool:
         if self._reload_queue or self._reload_new is not None:
             log.warning("SIGHUP: a reload is already under way")
-            return
+            return False
         log.warning("SIGHUP: replacing %d worker process(es) with ones that read the plugins anew",
                     len(self.children))
         self._reload_queue = list(self.children)
         for child in self.children.values():
             child.retiring = True
+        return True
 
     def _advance_reload(self) -> None:
         if self._reload_new is not None:
@@ -413,6 +448,25 @@ class Supervisor:
         self._reload_stopped.add(pid)
 
     # -- bookkeeping -----------------------------------------------------------------
+    def pool_view(self) -> PoolView:
+        """The processes as systemd.py weighs them (READY, STATUS, the watchdog)."""
+        now = time.monotonic()
+        totals = summed(self.retired, *(c.functions for c in self.children.values()))
+        return PoolView(
+            slots=self.options.concurrency,
+            processes=tuple(ProcessView(c.slot, now - c.started,
+                                        None if c.reported_at is None else now - c.reported_at,
+                                        c.ready, c.state is ChildState.BUSY) for c in self.children.values()),
+            crashes=dict(self._slot_crashes), respawning=frozenset(self._slot_wait),
+            finished=frozenset(self._burst_done),
+            done=sum(f.done for f in totals.values()), failed=sum(f.failed for f in totals.values()),
+            reload_pending=bool(self._reload_queue) or self._reload_new is not None,
+            start_grace=self.options.start_timeout)
+
+    def _tell(self, assignments: list[str]) -> None:
+        if assignments and self.notify is not None:
+            self.notify(*assignments)
+
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change(self)

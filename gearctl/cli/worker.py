@@ -101,6 +101,7 @@ def worker(
     """Serve job functions from the plugin directory until SIGTERM or Ctrl-C.
 
     SIGHUP reloads the plugins (the processes are replaced one at a time)."""
+    from .. import sdnotify
     from ..child import WorkerSpec, run_child
     from ..prefetch import prefetch_setting
     from ..retry import check_flags
@@ -128,16 +129,17 @@ def worker(
                       max_memory_mb=max_memory, burst=burst, log_format=log_format.value, log_level=log_level,
                       logs_to_pipe=live, retry=retry_defaults, allow_insecure_plugins=allow_insecure_plugins)
 
+    notifier, watchdog = sdnotify.from_environment()  # systemd's, for the supervisor alone
     options = SupervisorOptions(concurrency=concurrency, graceful_timeout=parse_duration(graceful_timeout),
                                 pidfile=pidfile, burst=burst, functions=frozenset(f.name for f in chosen),
-                                start_timeout=parse_duration(start_timeout))
+                                start_timeout=parse_duration(start_timeout), watchdog=watchdog)
     view = render.SupervisorView(client_id or "", server.servers, live, [f.name for f in chosen])
     with view:
         logs.setup(log_format.value, log_level, console=view.console)
         logs.log.info("serving %s on %s with %d process(es)", ", ".join(f.name for f in chosen), server.servers,
                       concurrency)
         supervisor = Supervisor(functools.partial(run_child, spec), options, on_change=view.update,
-                                on_log=view.print_line)
+                                on_log=view.print_line, notify=notifier.send if notifier.enabled else None)
         if metrics_port is not None:
             serve_metrics(supervisor, metrics_port, metrics_address)
         return supervisor.run()
