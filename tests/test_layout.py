@@ -75,3 +75,25 @@ def test_no_module_is_past_the_size_limit(path: Path) -> None:
 def test_the_public_api_imports() -> None:
     code = "from gearctl import Worker, job, Client, AsyncClient, ServerAddress, TLSOptions, GearctlError"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PACKAGE.parent)
+
+
+DECLARED = {"typer", "rich", "prometheus_client", "tomli"}  # pyproject's dependencies, as imported
+LOADED_BY = {"testing.py": {"pytest"}}  # the pytest plugin: only pytest loads it
+
+
+def test_gearctl_imports_only_the_standard_library_and_its_declared_dependencies() -> None:
+    """A module a dev machine happens to have (click, which typer 0.28 vendors as
+    typer._click) fails on a fresh `pip install .`: README's first command caught
+    one. Every import in gearctl/ is the standard library, gearctl or declared."""
+    found: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                     else [])
+            for name in names:
+                top = name.split(".")[0]
+                allowed = DECLARED | LOADED_BY.get(path.name, set())
+                if top not in sys.stdlib_module_names and top != "gearctl" and top not in allowed:
+                    found.setdefault(top, set()).add(str(path.relative_to(PACKAGE.parent)))
+    assert not found, f"undeclared imports: {found}"

@@ -16,7 +16,7 @@ import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import click
+import typer
 
 ASK_TIMEOUT = 0.5  # per server, connect and answer: a prompt must not hang on a dead server
 
@@ -27,17 +27,18 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _params(ctx: click.Context | None) -> dict[str, Any]:
+def _params(ctx: typer.Context | None) -> dict[str, Any]:
     """The options on the line so far, this command's and its parents'."""
     found: dict[str, Any] = {}
-    while ctx is not None:
-        for key, value in ctx.params.items():
+    node: Any = ctx  # its parents are click's own Context class (typer vendors click)
+    while node is not None:
+        for key, value in node.params.items():
             found.setdefault(key, value)
-        ctx = ctx.parent
+        node = node.parent
     return found
 
 
-def plugin_functions(ctx: click.Context | None) -> set[str]:
+def plugin_functions(ctx: typer.Context | None) -> set[str]:
     """The functions of the plugin directories the line names (else the defaults)."""
     from .. import plugins
 
@@ -47,7 +48,7 @@ def plugin_functions(ctx: click.Context | None) -> set[str]:
     return set()
 
 
-def _reports(ctx: click.Context | None, *, uniques: bool = False) -> list[Any]:
+def _reports(ctx: typer.Context | None, *, uniques: bool = False) -> list[Any]:
     import asyncio
 
     from .. import monitor
@@ -60,7 +61,7 @@ def _reports(ctx: click.Context | None, *, uniques: bool = False) -> list[Any]:
     return []
 
 
-def server_functions(ctx: click.Context | None) -> set[str]:
+def server_functions(ctx: typer.Context | None) -> set[str]:
     """The functions the servers on the line (else GEARCTL_SERVERS) know."""
     return {fs.function for report in _reports(ctx) for fs in report.status}
 
@@ -70,17 +71,17 @@ def _matching(names: set[str], incomplete: str) -> list[str]:
     return sorted(n for n in names if n.startswith(incomplete) and not any(c in n for c in "\t\n "))
 
 
-def complete_functions(ctx: click.Context, incomplete: str) -> list[str]:
+def complete_functions(ctx: typer.Context, incomplete: str) -> list[str]:
     """FUNCTION of client, drop and dead: the plugins' functions and the servers'."""
     return _matching(plugin_functions(ctx) | server_functions(ctx), incomplete)
 
 
-def complete_plugin_functions(ctx: click.Context, incomplete: str) -> list[str]:
+def complete_plugin_functions(ctx: typer.Context, incomplete: str) -> list[str]:
     """FUNCTION of run: the plugins' functions only (run needs no server)."""
     return _matching(plugin_functions(ctx), incomplete)
 
 
-def complete_function_list(ctx: click.Context, incomplete: str) -> list[str]:
+def complete_function_list(ctx: typer.Context, incomplete: str) -> list[str]:
     """worker --functions a,b,c: completes the name after the last comma, offering
     the whole word (the shell replaces the word being completed), and leaves out
     the names already listed."""
@@ -90,10 +91,10 @@ def complete_function_list(ctx: click.Context, incomplete: str) -> list[str]:
     return [prefix + name for name in _matching(plugin_functions(ctx) - listed, last)]
 
 
-def complete_unique_keys(ctx: click.Context, incomplete: str) -> list[str]:
+def complete_unique_keys(ctx: typer.Context, incomplete: str) -> list[str]:
     """job --unique KEY: the unique keys the servers hold (show unique jobs)."""
     keys = {key for report in _reports(ctx, uniques=True) for key in report.uniques}
     return _matching(keys, incomplete)
 
 
-Completer = Callable[[click.Context, str], list[str]]
+Completer = Callable[[typer.Context, str], list[str]]
