@@ -1,7 +1,9 @@
-"""What every gearctl command shares: the typer app and its root flags, the server
-and TLS options, the choices and help texts several commands use, function-name
-completion, and `invoke()`, the one place where an error becomes a line on stderr
-and an exit code. The commands live in the modules beside this one."""
+"""What every gearctl command shares: the typer app and its root flags (--config,
+--alias and drush's `@alias` word: the file's settings become click's default_map
+here, see config.py), the server and TLS options, the choices and help texts
+several commands use, function-name and alias completion, and `invoke()`, the one
+place where an error becomes a line on stderr and an exit code. The commands live
+in the modules beside this one."""
 
 from __future__ import annotations
 
@@ -18,10 +20,13 @@ from enum import Enum
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
 from ..addresses import resolve_servers
 from ..client import AsyncClient
+from ..config import Config, alias_names
+from ..config import load as load_config
 from ..connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
@@ -38,8 +43,61 @@ from .streams import OutputClosed, one_line
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
+ROOT_VALUE_FLAGS = frozenset({"--config", "--alias"})  # the root's flags that take a value
+CONFIG_META = "gearctl.config"  # where the root puts the loaded Config in ctx.meta
+BARE_AT = "gearctl.bare_at"  # completion: bash split "@pr" into "@" and "pr" (@ is in COMP_WORDBREAKS)
+
+
+def expand_alias_word(args: list[str], completing: bool = False) -> tuple[list[str], bool]:
+    """drush's `gearctl @prod status`: the first word past the root's flags, when
+    it starts with '@', becomes `--alias prod`. While completing, a bare '@' (bash
+    splits words at '@') joins the next word; a bare '@' last is dropped and
+    reported (True), so that the word after it completes as an alias name."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ROOT_VALUE_FLAGS:
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        elif not arg.startswith("@"):
+            break
+        elif completing and arg == "@":
+            if i + 1 == len(args):
+                return args[:i], True
+            return [*args[:i], "--alias", args[i + 1], *args[i + 2:]], False
+        else:
+            return [*args[:i], "--alias", arg[1:], *args[i + 1:]], False
+    return args, False
+
+
+class GearctlGroup(TyperGroup):
+    """The root command: `@NAME` before the command selects an alias, and completes as one."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        args, ctx.meta[BARE_AT] = expand_alias_word(args, completing=ctx.resilient_parsing)
+        return super().parse_args(ctx, args)  # type: ignore[no-any-return]
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        if not (incomplete.startswith("@") or ctx.meta.get(BARE_AT)):
+            return super().shell_complete(ctx, incomplete)  # type: ignore[no-any-return]
+        from click.shell_completion import CompletionItem
+
+        prefix = "@" if incomplete.startswith("@") else ""
+        return [CompletionItem(prefix + name) for name in complete_aliases(ctx, incomplete[len(prefix):])]
+
+
+def complete_aliases(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The config's alias names (for `@<Tab>` and `--alias <Tab>`); none when it does not load."""
+    with contextlib.suppress(Exception):
+        config = load_config(ctx.find_root().params.get("config_file"))
+        return [name for name in alias_names(config) if name.startswith(incomplete)]
+    return []
+
+
 app = typer.Typer(
     name="gearctl",
+    cls=GearctlGroup,
     help="A command-line tool for the Gearman job server: submit jobs, run workers, watch queues.",
     no_args_is_help=True,
     add_completion=False,
@@ -115,10 +173,18 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", envvar="GEARCTL_DEBUG",
                                         help="Show tracebacks for errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print gearctl's version and exit.")] = False,
+    config_file: Annotated[str | None, typer.Option(
+        "--config", envvar="GEARCTL_CONFIG", metavar="FILE",
+        help="Settings file. Default: ./gearctl.toml, else $XDG_CONFIG_HOME/gearctl/config.toml, "
+             "else /etc/gearctl/config.toml.")] = None,
+    alias: Annotated[str | None, typer.Option(
+        "--alias", envvar="GEARCTL_ALIAS", metavar="NAME", autocompletion=complete_aliases,
+        help="Use the config's [aliases.NAME] servers and settings (also: gearctl @NAME COMMAND).")] = None,
 ) -> None:
     """gearctl: submit jobs, run workers and watch queues on Gearman job servers.
 
@@ -127,7 +193,29 @@ def _root(
     7 protocol error, 8 server refused the request.
     """
     GLOBAL_FLAGS.debug = GLOBAL_FLAGS.debug or debug
+    config = load_config(config_file, alias)
+    ctx.meta[CONFIG_META] = config
+    ctx.default_map = command_defaults(ctx.command, config)
 
+
+def command_defaults(group: Any, config: Config, prefix: str = "") -> dict[str, Any]:
+    """click's default_map for every command of `group` (those loaded): the
+    file's values, so that click's order gives flag > env > file > default."""
+    defaults: dict[str, Any] = {}
+    for name, command in getattr(group, "commands", {}).items():
+        if hasattr(command, "commands"):  # a group (dead): its subcommands
+            found = command_defaults(command, config, f"{prefix}{name} ")
+        else:
+            found = config.defaults_for(prefix + name, {p.name for p in command.params})
+        if found:
+            defaults[name] = found
+    return defaults
+
+
+def current_config(ctx: typer.Context) -> Config:
+    """The Config the root callback loaded for this command line."""
+    config: Config = ctx.find_root().meta.get(CONFIG_META, Config())
+    return config
 
 @dataclass(frozen=True)
 class ServerOptions:
