@@ -21,7 +21,6 @@ import os
 import re
 import sys
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ ALIAS_ENV = "GEARCTL_ALIAS"
 FILE_NAME = "gearctl.toml"  # in the current directory
 USER_FILE = Path("gearctl") / "config.toml"  # under $XDG_CONFIG_HOME (~/.config)
 SYSTEM_FILE = Path("/etc/gearctl/config.toml")
-ALIAS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+ALIAS_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 
 
 class Source(str, Enum):
@@ -63,22 +62,26 @@ class Kind(Enum):
     PREFETCH = "\"auto\" or an integer"
 
 
-@dataclass(frozen=True)
 class Key:
     """One key of the file: the click parameter it sets (by default its own
-    name) and the environment variable that beats it."""
+    name) and the environment variable that beats it. (The value classes of this
+    module are plain classes: a dataclass costs ~1 ms to create, and every
+    command line imports this module.)"""
 
-    name: str
-    kind: Kind
-    param: str = ""
-    env: str | None = None
-    choices: tuple[str, ...] = ()
-    minimum: float | None = None
-    not_for: tuple[str, ...] = ()  # commands whose parameter of that name means something else
+    __slots__ = ("choices", "env", "kind", "minimum", "name", "not_for", "target")
 
-    @property
-    def target(self) -> str:
-        return self.param or self.name
+    def __init__(self, name: str, kind: Kind, param: str = "", env: str | None = None,
+                 choices: tuple[str, ...] = (), minimum: float | None = None, not_for: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.kind = kind
+        self.target = param or name
+        self.env = env
+        self.choices = choices
+        self.minimum = minimum
+        self.not_for = not_for  # commands whose parameter of that name means something else
+
+    def __repr__(self) -> str:
+        return f"Key({self.name!r})"
 
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -133,22 +136,26 @@ TABLE_KEYS: dict[str, tuple[Key, ...]] = {
 SECTIONS = ("", *TABLE_KEYS)  # "" is the top level
 
 
-@dataclass(frozen=True)
 class Entry:
     """A checked value from the file, ready for click, and the line it is on."""
 
-    value: Any
-    line: int
+    __slots__ = ("line", "value")
+
+    def __init__(self, value: Any, line: int) -> None:
+        self.value = value
+        self.line = line
 
 
-@dataclass(frozen=True)
 class Setting:
     """An effective setting as `gearctl config` shows it."""
 
-    key: str  # "servers", "worker.concurrency"
-    value: Any
-    source: Source
-    origin: str | None = None  # the flag, the variable, or PATH:LINE
+    __slots__ = ("key", "origin", "source", "value")
+
+    def __init__(self, key: str, value: Any, source: Source, origin: str | None = None) -> None:
+        self.key = key  # "servers", "worker.concurrency"
+        self.value = value
+        self.source = source
+        self.origin = origin  # the flag, the variable, or PATH:LINE
 
     def describe(self) -> str:
         if self.source is Source.DEFAULT:
@@ -159,15 +166,18 @@ class Setting:
         return {"value": self.value, "source": self.source.value, "origin": self.origin}
 
 
-@dataclass(frozen=True)
 class Config:
-    """A loaded (and checked) file; empty when there is none. `alias` is the one selected."""
+    """A loaded (and checked) file; empty when there is none. `alias` is the one
+    selected. Not changed once made: select() returns another."""
 
-    path: Path | None = None
-    sections: dict[str, dict[str, Entry]] = field(default_factory=dict)
-    aliases: dict[str, dict[str, Entry]] = field(default_factory=dict)
-    alias_lines: dict[str, int] = field(default_factory=dict)
-    alias: str | None = None
+    def __init__(self, path: Path | None = None, sections: dict[str, dict[str, Entry]] | None = None,
+                 aliases: dict[str, dict[str, Entry]] | None = None, alias_lines: dict[str, int] | None = None,
+                 alias: str | None = None) -> None:
+        self.path = path
+        self.sections = sections or {}
+        self.aliases = aliases or {}
+        self.alias_lines = alias_lines or {}
+        self.alias = alias
 
     def select(self, alias: str | None) -> Config:
         """This config with `alias` selected; an unknown one is a ConfigError (exit 2) listing the known."""
@@ -176,7 +186,7 @@ class Config:
         name = alias[1:] if alias.startswith("@") else alias
         if name not in self.aliases:
             raise ConfigError(f"unknown alias '@{name}' ({self.known_aliases()})")
-        return replace(self, alias=name)
+        return Config(self.path, self.sections, self.aliases, self.alias_lines, name)
 
     def known_aliases(self) -> str:
         if self.aliases:
@@ -328,7 +338,7 @@ class _Checker:
             if name in data:
                 sections[name] = self.table((name,), self.a_table((name,), data[name]), keys)
         for name, body in self.a_table(("aliases",), data.get("aliases", {})).items():
-            if not ALIAS_NAME.fullmatch(name):
+            if not re.fullmatch(ALIAS_NAME, name):
                 raise self.fail(("aliases", name), "an alias name is letters, digits, '_', '.' and '-'")
             aliases[name] = self.table(("aliases", name), self.a_table(("aliases", name), body), GLOBAL_KEYS)
         lines = {name: self.line(("aliases", name)) for name in aliases}
@@ -421,14 +431,15 @@ def _suggestion(name: str, known: list[str]) -> str:
 
 
 # -- the line of each key, for errors (tomllib keeps no positions) -------------------
-_HEADER = re.compile(r"\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_ASSIGN = re.compile(r"""((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
-_PART = re.compile(r"""[A-Za-z0-9_-]+|"([^"]*)"|'([^']*)'""")
+# Patterns, not compiled regexes: re compiles (and caches) them when a file is read.
+_HEADER = r"\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$"
+_ASSIGN = r"""((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
+_PART = r"""[A-Za-z0-9_-]+|"([^"]*)"|'([^']*)'"""
 
 
 def _dotted(text: str) -> tuple[str, ...]:
     return tuple(m.group(1) if m.group(1) is not None else m.group(2) if m.group(2) is not None else m.group(0)
-                 for m in _PART.finditer(text))
+                 for m in re.finditer(_PART, text))
 
 
 def key_lines(text: str) -> dict[tuple[str, ...], int]:
@@ -443,10 +454,10 @@ def key_lines(text: str) -> dict[tuple[str, ...], int]:
         if in_string:
             in_string = quotes % 2 == 0
             continue
-        if header := _HEADER.match(line):
+        if header := re.match(_HEADER, line):
             table = _dotted(header.group(1))
             lines.setdefault(table, number)
-        elif assign := _ASSIGN.match(line):
+        elif assign := re.match(_ASSIGN, line):
             lines.setdefault(table + _dotted(assign.group(1)), number)
         in_string = quotes % 2 == 1
     return lines
