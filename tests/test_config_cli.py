@@ -147,6 +147,14 @@ def test_a_bad_file_exits_2_naming_file_line_and_key(home: Home, text: str, argv
     assert what in message and message.count("\n") == 1
 
 
+def test_check_says_unknown_for_a_bad_file_as_for_a_bad_flag(home: Home) -> None:
+    path = home.write("[worker]\nconcurrency = 0\n")
+    result = home.run("check")
+    assert result.returncode == 3  # a Nagios plugin's UNKNOWN, not CRITICAL (2)
+    assert result.stdout.decode() == (f"GEARMAN UNKNOWN - {path}:2: worker.concurrency: "
+                                      "expected an integer >= 1, got 0\n")
+
+
 def test_a_named_file_that_is_missing_exits_2(home: Home) -> None:
     result = home.run("--config", "nowhere.toml", "status")
     assert result.returncode == 2

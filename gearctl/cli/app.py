@@ -87,12 +87,21 @@ class GearctlGroup(TyperGroup):
         return [CompletionItem(prefix + name) for name in complete_aliases(ctx, incomplete[len(prefix):])]
 
 
-def complete_aliases(ctx: typer.Context, incomplete: str) -> list[str]:
-    """The config's alias names (for `@<Tab>` and `--alias <Tab>`); none when it does not load."""
+def completion_config(ctx: typer.Context) -> Config:
+    """For shell completion: the config the command line being completed names
+    (its --config, and its --alias or @alias: the root's parameters, parsed by
+    then), or an empty one when it does not load."""
+    params = ctx.find_root().params
     with contextlib.suppress(Exception):
-        config = load_config(ctx.find_root().params.get("config_file"))
-        return [name for name in alias_names(config) if name.startswith(incomplete)]
-    return []
+        return load_config(params.get("config_file"), params.get("alias"))
+    with contextlib.suppress(Exception):
+        return load_config(params.get("config_file"))  # an alias still being typed
+    return Config()
+
+
+def complete_aliases(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The config's alias names (for `@<Tab>` and `--alias <Tab>`)."""
+    return [name for name in alias_names(completion_config(ctx)) if name.startswith(incomplete)]
 
 
 app = typer.Typer(
@@ -184,7 +193,7 @@ def _root(
              "else /etc/gearctl/config.toml.")] = None,
     alias: Annotated[str | None, typer.Option(
         "--alias", envvar="GEARCTL_ALIAS", metavar="NAME", autocompletion=complete_aliases,
-        help="Use the config's [aliases.NAME] servers and settings (also: gearctl @NAME COMMAND).")] = None,
+        help="Use the servers and settings of the config file's alias NAME (also: gearctl @NAME COMMAND).")] = None,
 ) -> None:
     """gearctl: submit jobs, run workers and watch queues on Gearman job servers.
 
@@ -193,7 +202,12 @@ def _root(
     7 protocol error, 8 server refused the request.
     """
     GLOBAL_FLAGS.debug = GLOBAL_FLAGS.debug or debug
-    config = load_config(config_file, alias)
+    try:
+        config = load_config(config_file, alias)
+    except GearctlError as e:
+        if ctx.invoked_subcommand == "check":  # a monitoring plugin that cannot check: UNKNOWN
+            raise typer.Exit(nagios_unknown(str(e))) from e
+        raise
     ctx.meta[CONFIG_META] = config
     ctx.default_map = command_defaults(ctx.command, config)
 
@@ -344,14 +358,18 @@ def invoke(argv: list[str] | None = None) -> NoReturn:
     sys.exit(int(code or 0))
 
 
+def nagios_unknown(message: str) -> int:
+    """`check` is a monitoring plugin: what keeps it from checking is UNKNOWN (3), one status line."""
+    sys.stdout.write(f"GEARMAN UNKNOWN - {one_line(message)}\n")
+    return 3
+
+
 def _report_bad_usage(e: Exception) -> int:
     """click's usage errors (a bad flag or value, a missing argument): one line
     naming the command, or its help when it was given no arguments at all."""
     ctx = getattr(e, "ctx", None)
     if ctx is not None and ctx.info_name == "check":
-        # A monitoring plugin: a bad argument is UNKNOWN (3) with one status line.
-        sys.stdout.write(f"GEARMAN UNKNOWN - {one_line(e.format_message())}\n")  # type: ignore[attr-defined]
-        return 3
+        return nagios_unknown(e.format_message())  # type: ignore[attr-defined]
     where = ctx.command_path if ctx is not None else "gearctl"
     message = e.format_message()  # type: ignore[attr-defined]
     if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:

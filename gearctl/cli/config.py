@@ -33,7 +33,16 @@ def config_command(
     the config file (PATH:LINE), an alias, or the default.
 
     The server, TLS and plugin flags given here show as flags, as they would on any
-    command; [client] and [worker] settings show as those commands see them."""
+    command; the client and worker tables' settings show as those commands see them.
+
+    Examples:
+
+        gearctl config
+
+        gearctl @prod config --json | jq .settings.servers
+
+        gearctl --config /etc/gearctl/config.toml config -s gear3:4730
+    """
     config = current_config(ctx)
     contexts = {name: _context_of(ctx, name, config) for name in TABLE_KEYS}
     settings = [_setting(config, "", key, ctx if key.target in ctx.params else contexts["worker"])
@@ -62,7 +71,14 @@ def config_command(
 
 @app.command("aliases")
 def aliases_command(ctx: typer.Context, as_json: AsJson = False) -> int:
-    """List the config file's aliases ([aliases.NAME] tables; use one as `gearctl @NAME COMMAND`)."""
+    """List the config file's aliases (its aliases.NAME tables; use one as `gearctl @NAME COMMAND`).
+
+    Examples:
+
+        gearctl aliases
+
+        gearctl aliases --json | jq -r '.aliases[].name'
+    """
     config = current_config(ctx)
     rows: list[dict[str, Any]] = [{"name": name, "origin": config.where(config.alias_lines[name]),
              "settings": {key: entry.value for key, entry in config.aliases[name].items()}}
