@@ -28,7 +28,8 @@ class Home:
         self.xdg = tmp_path / "xdg"
         self.cwd.mkdir()
         (tmp_path / "home").mkdir()
-        self.env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(self.xdg),
+        # GEARCTL_CONFIG empty is as unset: the file is searched for, whatever clean_env sets
+        self.env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(self.xdg), "GEARCTL_CONFIG": "",
                     "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
     def write(self, text: str, name: str = "gearctl.toml") -> Path:
@@ -39,7 +40,7 @@ class Home:
 
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "gearctl", *args], cwd=self.cwd, capture_output=True,
-                              env=clean_env(**self.env, **env), timeout=60)
+                              env=clean_env(**{**self.env, **env}), timeout=60)
 
     def settings(self, *args: str, root: tuple[str, ...] = (), **env: str) -> dict:
         result = self.run(*root, "config", "--json", *args, **env)
@@ -74,7 +75,7 @@ tls_key = "secret.key"
 
 def test_config_shows_each_setting_and_where_it_came_from(home: Home) -> None:
     path = home.write(FILE)
-    result = home.run("config", "--connect-timeout", "2", CONNECT="x", GEARCTL_IO_TIMEOUT="7")
+    result = home.run("config", "--connect-timeout", "2", GEARCTL_IO_TIMEOUT="7")
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line.split() for line in result.stdout.decode().splitlines()[1:]}
     assert result.stdout.decode().splitlines()[0] == f"# config file: {path}"
