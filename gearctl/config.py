@@ -192,7 +192,8 @@ class Config:
         if self.aliases:
             return "known: " + ", ".join(f"@{n}" for n in alias_names(self))
         if self.path is None:
-            return "no config file was found: " + ", ".join(str(p) for p in search_path(os.environ, Path.cwd()))
+            looked = ", ".join(str(p) for p in search_path(os.environ, Path.cwd()))
+            return f"no config file found; looked for {looked}"
         return f"{self.path} defines none"
 
     def where(self, line: int) -> str:

@@ -142,7 +142,7 @@ def test_an_unknown_alias_lists_the_known_ones(tmp_path: Path) -> None:
     assert loaded.select("@stage").alias == "stage"
     with pytest.raises(ConfigError, match=r"g\.toml defines none"):
         parse("", tmp_path / "g.toml").select("prod")
-    with pytest.raises(ConfigError, match="no config file was found"):
+    with pytest.raises(ConfigError, match=r"no config file found; looked for .*gearctl\.toml"):
         Config().select("prod")
 
 
