@@ -260,29 +260,29 @@ def search_path(environ: Mapping[str, str], cwd: Path) -> list[Path]:
     return [cwd / FILE_NAME, Path(xdg) / USER_FILE, SYSTEM_FILE]
 
 
-def find_config(explicit: str | None = None, environ: Mapping[str, str] | None = None,
+def find_config(path: str | None = None, environ: Mapping[str, str] | None = None,
                 cwd: Path | None = None, search: list[Path] | None = None) -> Path | None:
     """--config PATH, else GEARCTL_CONFIG, else the first of search_path() that exists."""
     env = os.environ if environ is None else environ
-    named = explicit or env.get(CONFIG_ENV)
+    named = path or env.get(CONFIG_ENV)
     if named:
-        path = Path(named)
-        if not path.is_file() and not path.is_char_device():  # /dev/null: no settings
-            raise ConfigError(f"config file {named}: {'is a directory' if path.is_dir() else 'no such file'}")
-        return path
-    for path in search if search is not None else search_path(env, cwd or Path.cwd()):
-        if path.is_file():
-            return path
+        file = Path(named)
+        if not file.is_file() and not file.is_char_device():  # /dev/null: no settings
+            raise ConfigError(f"config file {named}: {'is a directory' if file.is_dir() else 'no such file'}")
+        return file
+    for file in search if search is not None else search_path(env, cwd or Path.cwd()):
+        if file.is_file():
+            return file
     return None
 
 
-def load(explicit: str | None = None, alias: str | None = None, *, environ: Mapping[str, str] | None = None,
+def load(path: str | None = None, alias: str | None = None, *, environ: Mapping[str, str] | None = None,
          cwd: Path | None = None, search: list[Path] | None = None) -> Config:
     """The config gearctl runs with: the file found (or named), checked, with
     `alias` (else GEARCTL_ALIAS) selected. No file: an empty Config."""
     env = os.environ if environ is None else environ
-    path = find_config(explicit, env, cwd, search)
-    config = read(path) if path is not None else Config()
+    found = find_config(path, env, cwd, search)
+    config = read(found) if found is not None else Config()
     return config.select(alias or env.get(ALIAS_ENV) or None)
 
 
