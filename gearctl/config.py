@@ -68,16 +68,18 @@ class Key:
     module are plain classes: a dataclass costs ~1 ms to create, and every
     command line imports this module.)"""
 
-    __slots__ = ("choices", "env", "kind", "minimum", "name", "not_for", "target")
+    __slots__ = ("choices", "env", "kind", "maximum", "minimum", "name", "not_for", "target")
 
     def __init__(self, name: str, kind: Kind, param: str = "", env: str | None = None,
-                 choices: tuple[str, ...] = (), minimum: float | None = None, not_for: tuple[str, ...] = ()) -> None:
+                 choices: tuple[str, ...] = (), minimum: float | None = None, maximum: float | None = None,
+                 not_for: tuple[str, ...] = ()) -> None:
         self.name = name
         self.kind = kind
         self.target = param or name
         self.env = env
         self.choices = choices
         self.minimum = minimum
+        self.maximum = maximum  # the flag's own bounds: click's message would not name the file
         self.not_for = not_for  # commands whose parameter of that name means something else
 
     def __repr__(self) -> str:
@@ -113,7 +115,7 @@ TABLE_KEYS: dict[str, tuple[Key, ...]] = {
     "worker": (
         Key("functions", Kind.NAMES),
         Key("id", Kind.STR, param="client_id"),
-        Key("concurrency", Kind.INT, minimum=1),
+        Key("concurrency", Kind.INT, minimum=1, maximum=512),
         Key("prefetch", Kind.PREFETCH),
         Key("prefetch_budget", Kind.DURATION),
         Key("max_jobs", Kind.INT, minimum=1),
@@ -123,13 +125,13 @@ TABLE_KEYS: dict[str, tuple[Key, ...]] = {
         Key("start_timeout", Kind.DURATION),
         Key("poll_interval", Kind.NUMBER, minimum=0.1),
         Key("pidfile", Kind.PATH),
-        Key("retries", Kind.INT, minimum=0),
+        Key("retries", Kind.INT, minimum=0, maximum=1000),
         Key("retry_backoff", Kind.DURATION),
         Key("retry_backoff_max", Kind.DURATION),
         Key("retry_on", Kind.NAMES),
         Key("no_dead_letter", Kind.BOOL),
         Key("dead_letter_suffix", Kind.STR, env="GEARCTL_DEAD_LETTER_SUFFIX"),
-        Key("metrics_port", Kind.INT, minimum=1),
+        Key("metrics_port", Kind.INT, minimum=1, maximum=65535),
         Key("metrics_address", Kind.STR),
     ),
 }
@@ -410,6 +412,8 @@ def _convert_number(key: Key, value: Any, wrong: TypeError) -> Any:
         raise wrong
     if key.minimum is not None and value < key.minimum:
         raise ValueError(f"expected {key.kind.value} >= {key.minimum:g}, got {value}")
+    if key.maximum is not None and value > key.maximum:
+        raise ValueError(f"expected {key.kind.value} <= {key.maximum:g}, got {value}")
     return value
 
 

@@ -109,6 +109,7 @@ def test_malformed_toml_names_the_file_and_the_line(tmp_path: Path) -> None:
      "unknown key"),
     ('[worker]\n\nconcurrency = "four"\n', 3, "worker.concurrency", 'expected an integer, got a string "four"'),
     ('[worker]\nconcurrency = 0\n', 2, "worker.concurrency", "expected an integer >= 1, got 0"),
+    ('[worker]\nmetrics_port = 70000\n', 2, "worker.metrics_port", "expected an integer <= 65535, got 70000"),
     ('tls = "yes"\n', 1, "tls", "expected true or false"),
     ('servers = 4730\n', 1, "servers", "expected a server list"),
     ('servers = ["h:99999"]\n', 1, "servers", "port 99999 is out of range"),
@@ -256,3 +257,6 @@ def test_every_key_sets_a_parameter_of_its_commands_with_the_same_variable() -> 
             for param in params:
                 if param.envvar or key.kind is not config.Kind.PATHS:
                     assert param.envvar == key.env, f"{section}.{key.name}: {param.envvar} != {key.env}"
+                bounds = (getattr(param.type, "min", None), getattr(param.type, "max", None))
+                if bounds != (None, None):  # the file is checked against the flag's own range
+                    assert bounds == (key.minimum, key.maximum), f"{section}.{key.name}: {bounds}"
