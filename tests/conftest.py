@@ -272,8 +272,11 @@ def procs() -> Iterator[Procs]:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without any GEARCTL_ setting (a developer's own
-    must not leak into a test), plus `extra`. Every gearctl a test starts gets it."""
+    must not leak into a test), plus `extra`. Every gearctl a test starts gets it.
+    GEARCTL_CONFIG=/dev/null: no config file either (a developer's
+    ~/.config/gearctl/config.toml, /etc/gearctl); a test that wants one says so."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEARCTL_")}
+    env["GEARCTL_CONFIG"] = os.devnull
     env.update(extra)
     return env
 

@@ -103,3 +103,13 @@ def test_job_unique_completes_the_servers_unique_keys(tmp_path: Path, embedded: 
 def test_a_server_that_is_down_leaves_fewer_names_not_an_error(tmp_path: Path) -> None:
     offered = in_bash(tmp_path, f"gearctl client -s 127.0.0.1:{free_port()} no", GEARCTL_PLUGIN_PATH=str(EXAMPLE))
     assert offered == ["notifications_send_users"]
+
+
+def test_completion_reads_the_config_and_the_alias_the_line_names(tmp_path: Path, embedded: Embedded) -> None:
+    assert gearctl("client", "prod_only", "-s", embedded.address).returncode == 0
+    config = tmp_path / "gearctl.toml"
+    config.write_text(f'plugin_dirs = ["{EXAMPLE}"]\n\n[aliases.prod]\nservers = ["{embedded.address}"]\n')
+    env = {"GEARCTL_CONFIG": str(config)}
+    assert in_bash(tmp_path, "gearctl run no", **env) == ["notifications_send_users"]  # the file's plugin_dirs
+    assert in_bash(tmp_path, "gearctl @prod drop pro", **env) == ["prod_only"]  # the alias's servers
+    assert in_bash(tmp_path, "gearctl drop pro", **env) == []  # no alias: not that server

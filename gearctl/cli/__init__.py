@@ -20,10 +20,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .app import app, invoke
+from .app import ROOT_VALUE_FLAGS, app, invoke
 
 # The command modules in the order --help lists their commands: keep it.
-COMMAND_MODULES = ("client", "worker", "plugins", "status", "dead", "server")
+COMMAND_MODULES = ("client", "worker", "plugins", "status", "dead", "server", "config")
 # Which module defines each command (tests/test_startup.py checks this against the app).
 MODULE_OF = {
     "client": "client",
@@ -34,6 +34,8 @@ MODULE_OF = {
                     "status"),
     "dead": "dead",
     "server": "server",
+    "config": "config",
+    "aliases": "config",
 }
 ROOT_FLAGS = frozenset({"--debug"})  # the root's flags that take no value and still run a command
 
@@ -41,10 +43,14 @@ __all__ = ["app", "command_name", "load_commands", "main"]
 
 
 def command_name(argv: Sequence[str]) -> str | None:
-    """The command a command line runs, past the root's flags; None when it runs
-    none (no arguments, --help, --version, a flag the root does not have)."""
-    for arg in argv:
-        if arg not in ROOT_FLAGS:
+    """The command a command line runs, past the root's flags (--config FILE,
+    --alias NAME, an @alias word); None when it runs none (no arguments, --help,
+    --version, a flag the root does not have)."""
+    words = iter(argv)
+    for arg in words:
+        if arg in ROOT_VALUE_FLAGS:
+            next(words, None)
+        elif not (arg in ROOT_FLAGS or arg.startswith(("--config=", "--alias=", "@"))):
             return None if arg.startswith("-") else arg
     return None
 

@@ -1,7 +1,9 @@
-"""What every gearctl command shares: the typer app and its root flags, the server
-and TLS options, the choices and help texts several commands use, function-name
-completion, and `invoke()`, the one place where an error becomes a line on stderr
-and an exit code. The commands live in the modules beside this one."""
+"""What every gearctl command shares: the typer app and its root flags (--config,
+--alias and drush's `@alias` word: the file's settings become click's default_map
+here, see config.py), the server and TLS options, the choices and help texts
+several commands use, function-name and alias completion, and `invoke()`, the one
+place where an error becomes a line on stderr and an exit code. The commands live
+in the modules beside this one."""
 
 from __future__ import annotations
 
@@ -18,9 +20,12 @@ from enum import Enum
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
 from ..client import AsyncClient
+from ..config import Config, alias_names
+from ..config import load as load_config
 from ..connection import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
@@ -37,8 +42,73 @@ from .streams import OutputClosed, one_line
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
+ROOT_VALUE_FLAGS = frozenset({"--config", "--alias"})  # the root's flags that take a value
+CONFIG_META = "gearctl.config"  # where the root puts the loaded Config in ctx.meta
+BARE_AT = "gearctl.bare_at"  # completion: bash split "@pr" into "@" and "pr" (@ is in COMP_WORDBREAKS)
+
+
+def expand_alias_word(args: list[str], completing: bool = False) -> tuple[list[str], bool]:
+    """drush's `gearctl @prod status`: the first word past the root's flags, when
+    it starts with '@', becomes `--alias prod`. While completing, a bare '@' (bash
+    splits words at '@') joins the next word; a bare '@' last is dropped and
+    reported (True), so that the word after it completes as an alias name."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ROOT_VALUE_FLAGS:
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        elif not arg.startswith("@"):
+            break
+        elif completing and arg == "@":
+            if i + 1 == len(args):
+                return args[:i], True
+            return [*args[:i], "--alias", args[i + 1], *args[i + 2:]], False
+        else:
+            return [*args[:i], "--alias", arg[1:], *args[i + 1:]], False
+    return args, False
+
+
+class GearctlGroup(TyperGroup):
+    """The root command: `@NAME` before the command selects an alias, and completes as one."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        args, ctx.meta[BARE_AT] = expand_alias_word(args, completing=ctx.resilient_parsing)
+        return super().parse_args(ctx, args)  # type: ignore[no-any-return]
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        if not (incomplete.startswith("@") or ctx.meta.get(BARE_AT)):
+            return super().shell_complete(ctx, incomplete)  # type: ignore[no-any-return]
+        try:
+            from typer._click.shell_completion import CompletionItem  # typer 0.28 vendors click
+        except ImportError:  # earlier typers depend on click itself
+            from click.shell_completion import CompletionItem  # type: ignore[no-redef,assignment,unused-ignore]
+
+        prefix = "@" if incomplete.startswith("@") else ""
+        return [CompletionItem(prefix + name) for name in complete_aliases(ctx, incomplete[len(prefix):])]
+
+
+def completion_config(ctx: typer.Context) -> Config:
+    """For shell completion: the config the command line being completed names
+    (its --config, and its --alias or @alias: the root's parameters, parsed by
+    then), or an empty one when it does not load."""
+    params = ctx.find_root().params
+    with contextlib.suppress(Exception):
+        return load_config(params.get("config_file"), params.get("alias"))
+    with contextlib.suppress(Exception):
+        return load_config(params.get("config_file"))  # an alias still being typed
+    return Config()
+
+
+def complete_aliases(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The config's alias names (for `@<Tab>` and `--alias <Tab>`)."""
+    return [name for name in alias_names(completion_config(ctx)) if name.startswith(incomplete)]
+
+
 app = typer.Typer(
     name="gearctl",
+    cls=GearctlGroup,
     help="A command-line tool for the Gearman job server: submit jobs, run workers, watch queues.",
     no_args_is_help=True,
     add_completion=False,
@@ -114,10 +184,18 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", envvar="GEARCTL_DEBUG",
                                         help="Show tracebacks for errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print gearctl's version and exit.")] = False,
+    config_file: Annotated[str | None, typer.Option(
+        "--config", envvar="GEARCTL_CONFIG", metavar="FILE",
+        help="Settings file. Default: ./gearctl.toml, else $XDG_CONFIG_HOME/gearctl/config.toml, "
+             "else /etc/gearctl/config.toml.")] = None,
+    alias: Annotated[str | None, typer.Option(
+        "--alias", envvar="GEARCTL_ALIAS", metavar="NAME", autocompletion=complete_aliases,
+        help="Use the servers and settings of the config file's alias NAME (also: gearctl @NAME COMMAND).")] = None,
 ) -> None:
     """gearctl: submit jobs, run workers and watch queues on Gearman job servers.
 
@@ -126,7 +204,34 @@ def _root(
     7 protocol error, 8 server refused the request.
     """
     GLOBAL_FLAGS.debug = GLOBAL_FLAGS.debug or debug
+    try:
+        config = load_config(config_file, alias)
+    except GearctlError as e:
+        if ctx.invoked_subcommand == "check":  # a monitoring plugin that cannot check: UNKNOWN
+            raise typer.Exit(nagios_unknown(str(e))) from e
+        raise
+    ctx.meta[CONFIG_META] = config
+    ctx.default_map = command_defaults(ctx.command, config)
 
+
+def command_defaults(group: Any, config: Config, prefix: str = "") -> dict[str, Any]:
+    """click's default_map for every command of `group` (those loaded): the
+    file's values, so that click's order gives flag > env > file > default."""
+    defaults: dict[str, Any] = {}
+    for name, command in getattr(group, "commands", {}).items():
+        if hasattr(command, "commands"):  # a group (dead): its subcommands
+            found = command_defaults(command, config, f"{prefix}{name} ")
+        else:
+            found = config.defaults_for(prefix + name, {p.name for p in command.params})
+        if found:
+            defaults[name] = found
+    return defaults
+
+
+def current_config(ctx: typer.Context) -> Config:
+    """The Config the root callback loaded for this command line."""
+    config: Config = ctx.find_root().meta.get(CONFIG_META, Config())
+    return config
 
 @dataclass(frozen=True)
 class ServerOptions:
@@ -237,14 +342,18 @@ def invoke(argv: list[str] | None = None) -> NoReturn:
     sys.exit(int(code or 0))
 
 
+def nagios_unknown(message: str) -> int:
+    """`check` is a monitoring plugin: what keeps it from checking is UNKNOWN (3), one status line."""
+    sys.stdout.write(f"GEARMAN UNKNOWN - {one_line(message)}\n")
+    return 3
+
+
 def _report_bad_usage(e: Exception) -> int:
     """click's usage errors (a bad flag or value, a missing argument): one line
     naming the command, or its help when it was given no arguments at all."""
     ctx = getattr(e, "ctx", None)
     if ctx is not None and ctx.info_name == "check":
-        # A monitoring plugin: a bad argument is UNKNOWN (3) with one status line.
-        sys.stdout.write(f"GEARMAN UNKNOWN - {one_line(e.format_message())}\n")  # type: ignore[attr-defined]
-        return 3
+        return nagios_unknown(e.format_message())  # type: ignore[attr-defined]
     where = ctx.command_path if ctx is not None else "gearctl"
     message = e.format_message()  # type: ignore[attr-defined]
     if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:

@@ -1,8 +1,10 @@
 """Shell completion of function names and unique keys, from what the command line
-being completed names: its --plugin-dir values (else GEARCTL_PLUGIN_PATH, else
-./gearctl_plugins) and its --servers (else GEARCTL_SERVERS), asked with a short
-timeout. Click parses the words typed so far (resiliently) before it calls a
-completer, so `ctx.params` holds the options already on the line.
+being completed names: its --plugin-dir values (else GEARCTL_PLUGIN_PATH, else the
+config's plugin_dirs, else ./gearctl_plugins) and its --servers (else
+GEARCTL_SERVERS, else the config's), asked with a short timeout. The config is
+the one the line names (its --config and @alias: app.completion_config). Click
+parses the words typed so far (resiliently) before it calls a completer, so
+`ctx.params` holds the options already on the line.
 
 A completer never prints and never raises: a broken plugin or a server down
 leaves fewer names, not a traceback in the user's prompt. Nothing heavy is
@@ -38,11 +40,35 @@ def _params(ctx: typer.Context | None) -> dict[str, Any]:
     return found
 
 
+def _configured(ctx: typer.Context | None, key: str) -> Any:
+    """The config's value of `key` for the line being completed (None: unset)."""
+    from .app import completion_config
+
+    with _quiet(), contextlib.suppress(Exception):
+        return completion_config(ctx).get(key) if ctx is not None else None
+    return None
+
+
+def _given(ctx: typer.Context | None, name: str) -> bool:
+    """Was parameter `name` on the line or in its environment variable (not a default)?"""
+    node: Any = ctx
+    while node is not None:
+        if name in node.params:
+            source = node.get_parameter_source(name)
+            return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+        node = node.parent
+    return False
+
+
 def plugin_functions(ctx: typer.Context | None) -> set[str]:
     """The functions of the plugin directories the line names (else the defaults)."""
+    import os
+
     from .. import plugins
 
     dirs = _params(ctx).get("plugin_dir") or None
+    if not dirs and not os.environ.get(plugins.PLUGIN_PATH_ENV):
+        dirs = _configured(ctx, "plugin_dirs")
     with _quiet(), contextlib.suppress(Exception):
         return set(plugins.load_plugins(plugins.plugin_dirs(dirs)).functions)
     return set()
@@ -55,7 +81,8 @@ def _reports(ctx: typer.Context | None, *, uniques: bool = False) -> list[Any]:
     from ..addresses import resolve_servers
 
     with _quiet(), contextlib.suppress(Exception):
-        servers = resolve_servers(_params(ctx).get("servers") or None)
+        given = _params(ctx).get("servers") if _given(ctx, "servers") else None
+        servers = resolve_servers(given or _configured(ctx, "servers"))
         return list(asyncio.run(monitor.collect(servers, status=not uniques, uniques=uniques,
                                                 connect_timeout=ASK_TIMEOUT, io_timeout=ASK_TIMEOUT)))
     return []
