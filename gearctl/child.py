@@ -134,6 +134,7 @@ class WorkerSpec:
     logs_to_pipe: bool = False  # on a terminal: log lines go to the parent, which draws the table
     retry: dict[str, Any] = field(default_factory=dict)  # Worker's retry keywords (retries, retry_backoff...)
     allow_insecure_plugins: bool = False  # --allow-insecure-plugins
+    dedicated: frozenset[str] = frozenset()  # functions with processes of their own: not the pool's
 
 
 def _die_with_parent() -> None:
@@ -157,7 +158,10 @@ def choose(spec: WorkerSpec, launch: Launch) -> tuple[list[Any], str]:
     problems = list(registry.errors)
     chosen: list[Any] = []
     try:
-        chosen = registry.select(spec.functions)
+        if launch.only:  # a process of these functions' own
+            chosen = registry.select(sorted(launch.only))
+        else:  # the shared pool: what was chosen, but the functions with processes of their own
+            chosen = [fn for fn in registry.select(spec.functions) if fn.name not in spec.dedicated]
     except GearctlError as e:
         problems.append(str(e))
     if problems and (launch.reload or not chosen):

@@ -47,7 +47,8 @@ from .retry import RetryPolicy
 DEFAULT_PLUGIN_DIR = "gearctl_plugins"  # relative to the current directory
 PLUGIN_PATH_ENV = "GEARCTL_PLUGIN_PATH"
 HOOK = "gearman_functions"
-HOOK_KEYS = frozenset({"function_name", "function", "command", "context", "timeout", "encoding", *retry.OPTION_KEYS})
+HOOK_KEYS = frozenset({"function_name", "function", "command", "context", "timeout", "encoding", "processes",
+                       *retry.OPTION_KEYS})
 _MARK = "__gearctl_job__"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,6 +71,7 @@ class JobFunction:
     source: str = ""  # file the function was declared in
     line: int = 0
     retry: Mapping[str, Any] = field(default_factory=dict)  # the retry options it declares (retry.check_options)
+    processes: int | None = None  # worker processes of its own (supervision.slot_plan); None: the shared pool
 
     def policy(self, defaults: RetryPolicy) -> RetryPolicy:
         """Its retry policy: the worker's defaults, with what it declares on top."""
@@ -97,6 +99,15 @@ class _JobSpec:
     encoding: str
     context: Any
     retry: Mapping[str, Any]
+    processes: int | None = None
+
+
+def _check_processes(processes: Any, where: str) -> int | None:
+    if processes is None:
+        return None
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise PluginError(f"{where}: processes must be a whole number of at least 1, got {processes!r}")
+    return processes
 
 
 def _check_retry(options: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -127,13 +138,14 @@ def job(fn: F, /) -> F: ...
 def job(name: str | None = None, /, *, timeout: float | None = None, encoding: str = "auto",
         context: Any = None, retries: int | None = None, retry_backoff: float | str | None = None,
         retry_backoff_max: float | str | None = None, retry_on: Iterable[str] | str | None = None,
-        dead_letter: bool | None = None, dead_letter_suffix: str | None = None) -> Callable[[F], F]: ...
+        dead_letter: bool | None = None, dead_letter_suffix: str | None = None,
+        processes: int | None = None) -> Callable[[F], F]: ...
 
 
 def job(fn: Any = None, /, *, timeout: float | None = None, encoding: str = "auto",
         context: Any = None, retries: int | None = None, retry_backoff: float | str | None = None,
         retry_backoff_max: float | str | None = None, retry_on: Iterable[str] | str | None = None,
-        dead_letter: bool | None = None, dead_letter_suffix: str | None = None) -> Any:
+        dead_letter: bool | None = None, dead_letter_suffix: str | None = None, processes: int | None = None) -> Any:
     """Mark a function as a Gearman job function.
 
         @job
@@ -144,17 +156,20 @@ def job(fn: Any = None, /, *, timeout: float | None = None, encoding: str = "aut
 
     The name defaults to the function's own name. Options are checked at once;
     retry options left out take the worker's defaults (retry.RetryPolicy).
+    `processes=N` gives the function N worker processes of its own, apart from
+    the shared pool (`worker --functions NAME:N` says the same and wins).
     """
     name = fn if isinstance(fn, str) or fn is None else None
     timeout_s = _check_options(name, timeout, encoding, "@job")
     declared = _check_retry({"retries": retries, "retry_backoff": retry_backoff,
                              "retry_backoff_max": retry_backoff_max, "retry_on": retry_on,
                              "dead_letter": dead_letter, "dead_letter_suffix": dead_letter_suffix}, "@job")
+    own = _check_processes(processes, "@job")
 
     def mark(function: F) -> F:
         if not callable(function):
             raise PluginError(f"@job decorates functions, not {type(function).__name__}")
-        setattr(function, _MARK, _JobSpec(name, timeout_s, encoding, context, declared))
+        setattr(function, _MARK, _JobSpec(name, timeout_s, encoding, context, declared, own))
         return function
 
     if callable(fn) and not isinstance(fn, str):
@@ -274,7 +289,7 @@ def _from_decorated(value: Any, path: Path) -> JobFunction:
     spec: _JobSpec = getattr(value, _MARK)
     return JobFunction(name=spec.name or value.__name__, function=value, context=spec.context, timeout=spec.timeout,
                        encoding=spec.encoding, source=_source_file(value, path), line=_source_line(value),
-                       retry=spec.retry)
+                       retry=spec.retry, processes=spec.processes)
 
 
 def as_job_function(item: Any, index: int = 0) -> JobFunction:
@@ -315,6 +330,7 @@ def _from_hook(entry: Any, path: Path, index: int, label: str | None = None) -> 
     encoding = entry.get("encoding", "auto")
     timeout = _check_options(name, entry.get("timeout"), encoding, where)
     declared = _check_retry({key: entry[key] for key in retry.OPTION_KEYS if key in entry}, where)
+    own = _check_processes(entry.get("processes"), where)
     function, command = entry.get("function"), entry.get("command")
     if (function is None) == (command is None):
         raise PluginError(f"{where}: give exactly one of 'function' (a callable) or 'command' (an argv list)")
@@ -326,7 +342,7 @@ def _from_hook(entry: Any, path: Path, index: int, label: str | None = None) -> 
     return JobFunction(name=name, function=function, command=list(command) if command else None,
                        context=entry.get("context"), timeout=timeout, encoding=encoding,
                        source=_source_file(function, path) if function else str(path),
-                       line=_source_line(function) if function else 0, retry=declared)
+                       line=_source_line(function) if function else 0, retry=declared, processes=own)
 
 
 def _import(path: Path) -> Any:

@@ -55,6 +55,51 @@ class Launch:
     serving: frozenset[str]  # what its predecessor served: a plugin error must not lose any of it
     reload: bool = False  # started by SIGHUP: any plugin error refuses it, and the old one stays
     first: bool = False  # one of the first processes: the command has shown the plugin errors
+    only: frozenset[str] = frozenset()  # a process of these functions' own; empty: one of the shared pool
+
+
+# -- per-function processes -------------------------------------------------------------
+# `--functions reports_build:2,notifications_send_users` (or `processes` in a hook
+# entry or @job) gives a function processes of its own: they serve it alone, and
+# the shared pool (--concurrency) serves the other functions, never it. A slot
+# plan lists what each process slot serves; its respawns and reloads serve the same.
+
+def parse_function_counts(text: str) -> tuple[list[str], dict[str, int]]:
+    """`a:4,b,c:1` -> (["a", "b", "c"], {"a": 4, "c": 1}). ValueError says what is wrong."""
+    names: list[str] = []
+    counts: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, colon, count = part.rpartition(":") if ":" in part else (part, "", "")
+        name = name.strip()
+        if not name:
+            raise ValueError(f"{part!r}: no function name before the colon")
+        if name in names:
+            raise ValueError(f"{name!r} is listed twice")
+        if colon:
+            if not count.strip().isdigit() or int(count) < 1:
+                raise ValueError(f"{part!r}: processes must be a whole number of at least 1 (NAME:N)")
+            counts[name] = int(count)
+        names.append(name)
+    if not names:
+        raise ValueError("it is empty; name at least one function, or leave it out to serve all")
+    return names, counts
+
+
+def processes_line(shared: int, dedicated: Mapping[str, int]) -> str:
+    """The start line's part: `2 process(es)`, or `2 shared process(es); reports_build: 1 of its own`."""
+    if not dedicated:
+        return f"{shared} process(es)"
+    own = "; ".join(f"{name}: {count} of its own" for name, count in sorted(dedicated.items()))
+    return f"{shared} shared process(es); {own}"
+
+
+def slot_plan(shared: int, dedicated: Mapping[str, int]) -> tuple[frozenset[str], ...]:
+    """What each process slot serves: `shared` pool slots (empty sets), then each
+    dedicated function's own, in name order."""
+    own = tuple(frozenset({name}) for name, count in sorted(dedicated.items()) for _ in range(count))
+    return (frozenset(),) * shared + own
 
 
 @dataclass(frozen=True)

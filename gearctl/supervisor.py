@@ -123,6 +123,17 @@ class SupervisorOptions:
     functions: frozenset[str] = frozenset()  # what the first processes are to serve
     start_timeout: float = 60.0  # how long a reload's new process may take to be ready
     watchdog: float | None = None  # with `notify`: seconds between systemd watchdog pings
+    plan: tuple[frozenset[str], ...] = ()  # per slot, the functions it has to itself (supervision.slot_plan)
+
+    def slot_launch(self, slot: int, launch: Launch) -> Launch:
+        """`launch` for one slot of the plan: a dedicated slot serves its functions
+        alone, a pool slot everything else (empty plan: every slot the same)."""
+        if not self.plan:
+            return launch
+        only = self.plan[slot]
+        dedicated = frozenset().union(*self.plan)
+        serving = launch.serving & only if only else launch.serving - dedicated
+        return replace(launch, only=only, serving=serving)
 
 
 class Supervisor:
@@ -248,6 +259,7 @@ class Supervisor:
 
     # -- children ---------------------------------------------------------------------
     def _spawn(self, slot: int, launch: Launch) -> int:
+        launch = self.options.slot_launch(slot, launch)
         status_r, status_w = os.pipe()
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         try:

@@ -113,7 +113,7 @@ def complete_function_list(ctx: typer.Context, incomplete: str) -> list[str]:
     the whole word (the shell replaces the word being completed), and leaves out
     the names already listed."""
     done, _, last = incomplete.rpartition(",")
-    listed = set(done.split(",")) if done else set()
+    listed = {name.partition(":")[0] for name in done.split(",")} if done else set()
     prefix = f"{done}," if done else ""
     return [prefix + name for name in _matching(plugin_functions(ctx) - listed, last)]
 

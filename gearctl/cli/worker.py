@@ -32,14 +32,17 @@ class LogFormat(str, Enum):
 @with_servers(io_timeout=False, timeout=False)  # it serves until stopped
 def worker(
     functions: Annotated[str | None, typer.Option(
-        "--functions", "-f", metavar="NAME,...", help="Functions to register (comma-separated). Default: all.",
+        "--functions", "-f", metavar="NAME[:N],...",
+        help="Functions to register (comma-separated). Default: all. NAME:N gives NAME N processes of its own "
+             "(the -c pool then serves the others).",
         autocompletion=complete_function_list)] = None,
     plugin_dir: PluginDirs = None,
     client_id: Annotated[str | None, typer.Option(
         "--id", metavar="ID", help="Client id shown by gearadmin --workers. Default: HOST-PID of each process.")
     ] = None,
     concurrency: Annotated[int, typer.Option(
-        "--concurrency", "-c", min=1, max=512, metavar="N", help="Worker processes.")] = 1,
+        "--concurrency", "-c", min=1, max=512, metavar="N",
+        help="Worker processes of the shared pool (besides those of functions with their own).")] = 1,
     prefetch: Annotated[str, typer.Option(
         "--prefetch", metavar="auto|N",
         help="Jobs a process holds at once (the one running + those waiting). auto: as many as it can finish "
@@ -105,18 +108,26 @@ def worker(
     from ..child import WorkerSpec, run_child
     from ..prefetch import prefetch_setting
     from ..retry import check_flags
+    from ..supervision import parse_function_counts, processes_line, slot_plan
     from ..supervisor import Supervisor, SupervisorOptions, serve_metrics
 
     retry_defaults = check_flags({"retries": retries, "retry_backoff": retry_backoff,
                                   "retry_backoff_max": retry_backoff_max, "retry_on": retry_on,
                                   "dead_letter": not no_dead_letter, "dead_letter_suffix": dead_letter_suffix})
     registry = load_registry(plugin_dir, allow_insecure=allow_insecure_plugins)
-    names = None
+    names: list[str] | None = None
+    counts: dict[str, int] = {}
     if functions is not None:
-        names = [n.strip() for n in functions.split(",") if n.strip()]
-        if not names:
-            raise UsageError("--functions is empty; name at least one function, or leave it out to serve all")
+        try:
+            names, counts = parse_function_counts(functions)
+        except ValueError as e:
+            raise UsageError(f"--functions: {e}") from None
     chosen = registry.select(names)  # fail now (exit 2), not in every child
+    dedicated = {fn.name: fn.processes for fn in chosen if fn.processes} | counts
+    if sum(dedicated.values()) > 512:
+        raise UsageError("--functions: at most 512 processes of their own in all")
+    shared = concurrency if any(fn.name not in dedicated for fn in chosen) else 0  # the pool has work
+    plan = slot_plan(shared, dedicated) if dedicated else ()
     prefetching = prefetch_setting(prefetch, prefetch_budget)
     tls_options = server.tls_options()
     tls_options.context()  # bad TLS files: exit 2 now
@@ -127,17 +138,19 @@ def worker(
                       poll_interval=poll_interval, max_jobs=max_jobs,
                       max_lifetime=parse_duration(max_lifetime) if max_lifetime else None,
                       max_memory_mb=max_memory, burst=burst, log_format=log_format.value, log_level=log_level,
-                      logs_to_pipe=live, retry=retry_defaults, allow_insecure_plugins=allow_insecure_plugins)
+                      logs_to_pipe=live, retry=retry_defaults, allow_insecure_plugins=allow_insecure_plugins,
+                      dedicated=frozenset(dedicated))
 
     notifier, watchdog = sdnotify.from_environment()  # systemd's, for the supervisor alone
-    options = SupervisorOptions(concurrency=concurrency, graceful_timeout=parse_duration(graceful_timeout),
+    options = SupervisorOptions(concurrency=len(plan) if plan else concurrency,
+                                graceful_timeout=parse_duration(graceful_timeout), plan=plan,
                                 pidfile=pidfile, burst=burst, functions=frozenset(f.name for f in chosen),
                                 start_timeout=parse_duration(start_timeout), watchdog=watchdog)
     view = render.SupervisorView(client_id or "", server.servers, live, [f.name for f in chosen])
     with view:
         logs.setup(log_format.value, log_level, console=view.console)
-        logs.log.info("serving %s on %s with %d process(es)", ", ".join(f.name for f in chosen), server.servers,
-                      concurrency)
+        logs.log.info("serving %s on %s with %s", ", ".join(f.name for f in chosen), server.servers,
+                      processes_line(shared, dedicated))
         supervisor = Supervisor(functools.partial(run_child, spec), options, on_change=view.update,
                                 on_log=view.print_line, notify=notifier.send if notifier.enabled else None)
         if metrics_port is not None:
