@@ -224,17 +224,26 @@ class SupervisorView:
         from .supervision import FunctionReport, summed
 
         now = time.monotonic()
-        procs = Table()  # the title above it, as wide as the terminal, not the table
-        for name in ("pid", "state", "current job", "done", "failed", "prefetch", "memory", "uptime"):
-            procs.add_column(name, justify="left" if name in ("state", "current job") else "right")
         # every function served, then what the processes report, then what exited processes had done
         children = sorted(self._children, key=lambda c: c.slot)
         totals = summed({name: FunctionReport() for name in self.served()}, self._retired,
                         *(c.functions for c in children))
+        # Processes grouped by what they serve (functions with processes of their own,
+        # the shared pool): one table each, titled, when there is more than one group.
+        groups: dict[frozenset[str], list[Any]] = {}
         for c in children:
-            procs.add_row(str(c.pid), c.state.value, shown(c.current or "-"), str(c.done),
-                          f"[red]{c.failed}[/]" if c.failed else "0", str(c.prefetch), f"{c.memory_mb:.0f} MB",
-                          _duration(now - c.started))
+            groups.setdefault(frozenset(c.serving), []).append(c)
+        tables = []
+        for serving, members in groups.items():
+            procs = Table(title=shown(f"serving {', '.join(sorted(serving)) or '(nothing yet)'}")
+                          if len(groups) > 1 else None, title_justify="left")
+            for name in ("pid", "state", "current job", "done", "failed", "prefetch", "memory", "uptime"):
+                procs.add_column(name, justify="left" if name in ("state", "current job") else "right")
+            for c in members:
+                procs.add_row(str(c.pid), c.state.value, shown(c.current or "-"), str(c.done),
+                              f"[red]{c.failed}[/]" if c.failed else "0", str(c.prefetch), f"{c.memory_mb:.0f} MB",
+                              _duration(now - c.started))
+            tables.append(procs)
         funcs = Table(title_justify="left")
         for name in ("function", "done", "failed", "retried", "dead", "running", "last error"):
             funcs.add_column(name, justify="left" if name in ("function", "last error") else "right")
@@ -242,7 +251,7 @@ class SupervisorView:
             funcs.add_row(shown(name), str(f.done), f"[red]{f.failed}[/]" if f.failed else "0", str(f.retried),
                           f"[red]{f.dead}[/]" if f.dead else "0", str(f.running),
                           shown(" ".join(f.last_error.split())[:80]))
-        return Group(shown(self.title()), procs, funcs)
+        return Group(shown(self.title()), *tables, funcs)
 
 
 def _duration(seconds: float) -> str:

@@ -4,12 +4,14 @@ the other functions, never it. Against the embedded server (no peer needed)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import Embedded, Procs, clean_env, gearctl, wait_until
+from conftest import Embedded, Procs, Terminal, clean_env, gearctl, wait_until, worker_processes
 
 from gearctl import job
 from gearctl.child import WorkerSpec, choose
@@ -103,3 +105,21 @@ def test_a_function_of_its_own_is_apart_from_the_busy_pool_and_the_pool_never_ta
     pids = {line.split()[0]: line.split()[1] for line in record.read_text().splitlines()}
     assert pids["h1"] == pids["h2"] != pids["n1:0"]  # held in the pool's one process, nap in its own
     assert "with 1 shared process(es); nap: 1 of its own" in log.read_text()
+
+
+def test_the_live_table_groups_the_processes_by_what_they_serve(embedded: Embedded) -> None:
+    live = Path(__file__).parent / "plugins_live"
+    with Terminal(["worker", "-p", str(live), "--functions", "hold:1,chatter,fails", "-c", "2",
+                   "-s", embedded.address]) as term:
+        def grouped(t: Terminal) -> bool:
+            frame = " ".join(t.frame("gearctl worker").split())
+            return ("serving chatter, fails" in frame and "serving hold" in frame
+                    and len(worker_processes(t.frame("gearctl worker"))) == 3)
+
+        term.wait_for(grouped, what="a table for the pool of 2 and one for hold's own process")
+        frame = term.frame("gearctl worker")
+        pool_at, own_at = frame.index("serving chatter, fails"), frame.index("serving hold")
+        rows_between = worker_processes(frame[pool_at:own_at])
+        assert len(rows_between) == 2 and len(worker_processes(frame[own_at:])) == 1
+        os.kill(term.proc.pid, signal.SIGINT)
+        assert term.proc.wait(20) == 0
