@@ -191,6 +191,12 @@ class Pong:
         return self.error is None
 
 
+def ping_document(pongs: Sequence[Pong]) -> dict[str, Any]:
+    """`ping --json`: each server's round trip in milliseconds, or why it failed."""
+    return {"servers": [{"address": str(p.address), "up": p.ok, "error": None if p.error is None else str(p.error),
+                         "ms": None if p.seconds is None else round(p.seconds * 1000, 3)} for p in pongs]}
+
+
 async def ping(servers: Sequence[ServerAddress], *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                io_timeout: float = DEFAULT_IO_TIMEOUT, tls: TLSOptions | None = None) -> list[Pong]:
     """An ECHO round trip to every server at once, in the order given."""
@@ -286,6 +292,12 @@ async def admin_verb(servers: Sequence[ServerAddress], command: str, *args: str,
             raise RemoteProtocolError(f"{address}: {e}") from e
 
     return [r if isinstance(r, AdminOutcome) else AdminOutcome(str(a), r) for a, r in await each_server(servers, ask)]
+
+
+def getpid_document(outcomes: Sequence[AdminOutcome]) -> dict[str, Any]:
+    """`getpid --json`: each server's pid (null when it did not answer)."""
+    return {"servers": [{"address": o.address, "up": o.ok, "error": None if o.error is None else str(o.error),
+                         "pid": o.pid} for o in outcomes]}
 
 
 async def getpid(servers: Sequence[ServerAddress], **bounds: Any) -> list[AdminOutcome]:

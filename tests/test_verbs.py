@@ -14,7 +14,6 @@ from conftest import Embedded, Gearmand, Terminal, free_port, gearctl
 from gearctl import ops
 from gearctl.errors import ConnectionFailed, ExitCode, RemoteProtocolError, ServerError, UsageError
 
-
 # -- pure parts ------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("limits", "args"), [
@@ -63,8 +62,8 @@ def test_getpid_json_names_a_server_that_is_down(gearmand: Gearmand) -> None:
     result = gearctl("getpid", "--json", "-s", f"{gearmand.address},{down}")
     assert result.returncode == ExitCode.NO_SERVER
     assert json.loads(result.stdout) == {"servers": [
-        {"address": gearmand.address, "up": True, "pid": gearmand.pid, "error": None},
-        {"address": down, "up": False, "pid": None, "error": f"{down}: connection refused"}]}
+        {"address": gearmand.address, "up": True, "error": None, "pid": gearmand.pid},
+        {"address": down, "up": False, "error": f"{down}: connection refused", "pid": None}]}
     assert result.stderr.decode() == f"gearctl: {down}: connection refused\n"
 
 

@@ -50,9 +50,7 @@ def getpid(
     """
     outcomes = server.run(ops.getpid(server.addresses(), **_bounds(server)))
     if as_json:
-        Out().line(json.dumps({"servers": [{"address": o.address, "up": o.ok, "pid": o.pid,
-                                            "error": None if o.error is None else str(o.error)}
-                                           for o in outcomes]}, indent=2))
+        Out().line(json.dumps(ops.getpid_document(outcomes), indent=2))
     else:
         out = Out()
         for o in outcomes:
@@ -62,8 +60,8 @@ def getpid(
 
 
 @app.command(epilog=examples("gearctl maxqueue resize 10000",
-                            "gearctl maxqueue resize 100 1000 1000   # high, normal, low",
-                            "gearctl maxqueue resize   # no limit again"))
+                             "gearctl maxqueue resize 100 1000 1000   # high, normal, low",
+                             "gearctl maxqueue resize   # no limit again"))
 @with_servers()
 def maxqueue(
     function: Annotated[str, typer.Argument(metavar="FUNCTION", help="The function to cap.", show_default=False,
@@ -88,7 +86,7 @@ def maxqueue(
 
 
 @app.command(epilog=examples("gearctl shutdown --graceful -s 127.0.0.1:4730",
-                            "gearctl shutdown --yes -s 127.0.0.1:4731   # from a script: no question"))
+                             "gearctl shutdown --yes -s 127.0.0.1:4731   # from a script: no question"))
 @with_servers()
 def shutdown(
     graceful: Annotated[bool, typer.Option(
