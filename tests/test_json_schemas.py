@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Embedded, Procs, clean_env, free_port, gearctl, wait_until
+from test_no_ansi import run_forked
 
 from gearctl.deadletter import Envelope
 
@@ -55,13 +55,7 @@ def conforms(value: Any, shape: Any, schemas: dict[str, Any], where: str = "$") 
         for i, item in enumerate(value):
             conforms(item, shape[0], schemas, f"{where}[{i}]")
     elif set(shape) == {"one of"}:
-        misses = []
-        for alternative in shape["one of"]:
-            try:
-                return conforms(value, alternative, schemas, where)
-            except Mismatch as e:
-                misses.append(str(e))
-        raise Mismatch(" and ".join(misses))
+        _one_of(value, shape["one of"], schemas, where)
     elif set(shape) == {"ref"}:
         conforms(value, schemas[shape["ref"]], schemas, where)
     elif not isinstance(value, dict):
@@ -71,6 +65,16 @@ def conforms(value: Any, shape: Any, schemas: dict[str, Any], where: str = "$") 
             conforms(item, shape["*"], schemas, f"{where}.{key}")
     else:
         _object(value, shape, schemas, where)
+
+
+def _one_of(value: Any, alternatives: list[Any], schemas: dict[str, Any], where: str) -> None:
+    misses = []
+    for alternative in alternatives:
+        try:
+            return conforms(value, alternative, schemas, where)
+        except Mismatch as e:
+            misses.append(str(e))
+    raise Mismatch(" and ".join(misses))
 
 
 def _object(value: dict[str, Any], shape: dict[str, Any], schemas: dict[str, Any], where: str) -> None:
@@ -148,18 +152,6 @@ def test_every_json_command_has_a_schema_in_readme() -> None:
     assert _json_commands() <= set(schemas), sorted(_json_commands() - set(schemas))
 
 
-def _run_all(commands: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess]:
-    """Run gearctl command lines side by side (they read, they do not change the queues)."""
-    started = {name: subprocess.Popen([sys.executable, "-m", "gearctl", *argv], stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, env=clean_env())
-               for name, argv in commands.items()}
-    done = {}
-    for name, proc in started.items():
-        out, err = proc.communicate(timeout=60)
-        done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-    return done
-
-
 def test_every_commands_json_has_its_readme_shape(tmp_path: Path, procs: Procs) -> None:
     schemas = readme_schemas()
     server = Embedded(tmp_path)
@@ -174,7 +166,7 @@ def test_every_commands_json_has_its_readme_shape(tmp_path: Path, procs: Procs) 
         assert gearctl("client", "held_fn.dead", "-u", "k0~dead.1", "-", "-s", s,
                        input=envelope.encode()).returncode == 0
         assert gearctl("client", "held_fn.dead", "--data", "not an envelope", "-s", s).returncode == 0
-        runs = _run_all({
+        lines = {
             "status": ["status", "--json", "-s", both],
             "workers": ["workers", "--json", "-s", both],
             "jobs": ["jobs", "--json", "-s", both],
@@ -191,18 +183,21 @@ def test_every_commands_json_has_its_readme_shape(tmp_path: Path, procs: Procs) 
                           "-s", s],
             "run": ["run", "-p", str(PLUGINS), "progress", "--data", "[1]", "--json"],
             "functions": ["functions", "-p", str(PLUGINS), "--json"],
-        })
-        runs["dead list"] = gearctl("dead", "list", "--json", "-s", s)  # one at a time: each holds the dead jobs
-        runs["dead show"] = gearctl("dead", "show", "k0~dead.1", "--json", "-s", s)
+        }
+        dead = {"dead list": ["dead", "list", "--json", "-s", s], "dead show": ["dead", "show", "k0~dead.1", "--json",
+                                                                                 "-s", s]}
+        runs = dict(zip(lines, run_forked(list(lines.values()), tmp_path / "all"), strict=True))
+        for name, argv in dead.items():  # one at a time: each holds the dead jobs while it looks
+            runs[name] = run_forked([argv], tmp_path / name.replace(" ", "-"))[0]
     finally:
         server.stop()
     checked = set()
-    for name, run in runs.items():
+    for name, (_, out, err) in runs.items():
         schema = name.split(" -")[0] if name.split(" -")[0] in ("job", "client") else name
-        lines = run.stdout.decode().splitlines() if schema == "client" else [run.stdout.decode()]
-        assert lines and lines[0], (name, run.stderr)
-        for line in lines:
-            conforms(json.loads(line), schemas[schema], schemas, name)
+        documents = out.decode().splitlines() if schema == "client" else [out.decode()]
+        assert documents and documents[0], (name, err)
+        for document in documents:
+            conforms(json.loads(document), schemas[schema], schemas, name)
         checked.add(schema)
     assert checked == set(schemas)
-    assert len(runs["client -n"].stdout.splitlines()) == 2  # a job's record and an invalid line's
+    assert len(runs["client -n"][1].splitlines()) == 2  # a job's record and an invalid line's
