@@ -96,20 +96,21 @@ def plain_env(**extra: str) -> dict[str, str]:
     return {**{k: v for k, v in clean_env().items() if k not in forcing}, **extra}
 
 
-@pytest.fixture
-def served(tmp_path: Path, procs: Procs) -> Iterator[tuple[Embedded, str]]:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Embedded, str]]:
     """The embedded server with a worker for tests/plugins, a job no worker takes
-    (a stuck function: red on a terminal) and a dead job; and that job's handle."""
-    server = Embedded(tmp_path)
+    (a stuck function: red on a terminal) and a dead job; and that job's handle.
+    One for the module: its tests only read the queues."""
+    server, worker = Embedded(tmp_path_factory.mktemp("served")), Procs()
     try:
-        procs.start([sys.executable, "-m", "gearctl", "worker", "-p", str(PLUGINS), "-s", server.address],
-                    env=plain_env())
+        worker.start([sys.executable, "-m", "gearctl", "worker", "-p", str(PLUGINS), "-s", server.address],
+                     env=plain_env())
         wait_until(lambda: server.status().get("reverse", (0, 0, 0))[2] >= 1, 30, what="the worker")
         handle = gearctl("client", "stuck", "--data", "x", "-s", server.address).stdout.decode().strip()
         gearctl("client", "stuck.dead", "--data", "not an envelope", "-s", server.address)
         yield server, handle
     finally:
-        procs.stop_all()
+        worker.stop_all()
         server.stop()
 
 
@@ -146,14 +147,17 @@ def test_nothing_off_a_terminal_holds_an_escape_sequence(served: tuple[Embedded,
     assert escaped == []
 
 
-def test_the_worker_logs_no_escape_sequence_off_a_terminal(served: tuple[Embedded, str], tmp_path: Path) -> None:
-    server, _ = served
-    log = tmp_path / "worker.log"
-    assert gearctl("client", "boom", "--data", "x", "-s", server.address).returncode == 0  # a failure to log
-    with log.open("wb") as f:
-        result = subprocess.run([sys.executable, "-m", "gearctl", "worker", "-p", str(PLUGINS), "--burst",
-                                 "-s", server.address], stdout=f, stderr=subprocess.STDOUT, env=plain_env(),
-                                timeout=60)
+def test_the_worker_logs_no_escape_sequence_off_a_terminal(tmp_path: Path) -> None:
+    server = Embedded(tmp_path)  # a server of its own: no other worker takes the job
+    try:
+        log = tmp_path / "worker.log"
+        assert gearctl("client", "boom", "--data", "x", "-s", server.address).returncode == 0  # a failure to log
+        with log.open("wb") as f:
+            result = subprocess.run([sys.executable, "-m", "gearctl", "worker", "-p", str(PLUGINS), "--burst",
+                                     "-s", server.address], stdout=f, stderr=subprocess.STDOUT, env=plain_env(),
+                                    timeout=60)
+    finally:
+        server.stop()
     assert result.returncode == 0
     text = log.read_bytes()
     assert b"boom" in text and b"\x1b" not in text

@@ -93,7 +93,7 @@ def test_maxqueue_says_a_cap_for_an_unknown_function_would_not_hold(gearmand: Ge
     assert gearctl("client", "nobody_knows", "--data", "x", "-s", gearmand.address).returncode == 0
 
 
-@pytest.mark.parametrize("limits", [["1", "2"], ["abc"], ["--", "-1"]])
+@pytest.mark.parametrize("limits", [["1", "2"], ["abc"]])
 def test_maxqueue_bad_limits_are_usage_errors(limits: list[str]) -> None:
     result = gearctl("maxqueue", "f", *limits, "-s", f"127.0.0.1:{free_port()}")
     assert result.returncode == ExitCode.USAGE
