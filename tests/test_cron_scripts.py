@@ -4,6 +4,7 @@ ends its line on a terminal while piped output stays byte-exact."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,3 +101,25 @@ def test_a_foreground_result_ends_its_line_on_a_terminal_only(worker_server: Emb
     assert (code, shown) == (0, "olleh\n")
     code, shown = on_a_terminal(["client", "progress", "--wait", "-e", "json", "--data", "[1]", "-s", s])
     assert code == 0 and shown.endswith('{"total":1}\n')  # WORK_DATA then the result, then the newline
+
+
+def test_job_watch_off_a_terminal_prints_lines_not_bars(tmp_path: Path) -> None:
+    server = Embedded(tmp_path)
+    try:
+        handle = gearctl("client", "nobody_serves", "--data", "x", "-s", server.address).stdout.decode().strip()
+        watch = subprocess.Popen([sys.executable, "-m", "gearctl", "job", handle, "--watch", "-i", "0.05",
+                                  "-s", server.address], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env=clean_env())
+        try:
+            assert watch.stdout is not None
+            first = watch.stdout.readline()  # it is watching: now the job may end
+            assert gearctl("cancel", handle, "-s", server.address).returncode == 0
+            rest, err = watch.communicate(timeout=60)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.wait()
+    finally:
+        server.stop()
+    assert watch.returncode == 0, err
+    assert first + rest == f"{handle}\tqueued\t-\n{handle}\tdone\t-\n".encode()

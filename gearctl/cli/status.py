@@ -203,6 +203,8 @@ async def _watch_jobs(gear: AsyncClient, ask: Any, interval: float) -> int:
         unknown = [s.handle or s.unique or "?" for s in first if not s.known]
         if unknown:
             raise ServerError("UNKNOWN_JOB", f"no server knows {', '.join(unknown)} (finished, or never submitted)")
+        if not render.is_tty(sys.stdout):
+            return await _watch_jobs_lines(gear, ask, interval, first)
         with progress:
             while True:
                 answers = await ask(gear)
@@ -221,6 +223,24 @@ async def _watch_jobs(gear: AsyncClient, ask: Any, interval: float) -> int:
                 if all(not s.known for s in answers):
                     return ExitCode.OK
                 await asyncio.sleep(interval)
+
+
+async def _watch_jobs_lines(gear: AsyncClient, ask: Any, interval: float, answers: list[JobStatus]) -> int:
+    """`job --watch` off a terminal: no progress bars, a line `JOB<tab>STATE<tab>N/D`
+    whenever a job's state or progress changes, until every job is done."""
+    out, shown = Out(), dict[str, str]()
+    while True:
+        for s in answers:
+            key = s.handle or s.unique or "?"
+            line = (f"{key}\t{'running' if s.running else ('queued' if s.known else 'done')}"
+                    f"\t{f'{s.numerator}/{s.denominator}' if s.denominator else '-'}")
+            if shown.get(key) != line:
+                shown[key] = line
+                out.line(line)
+        if all(not s.known for s in answers):
+            return ExitCode.OK
+        await asyncio.sleep(interval)
+        answers = await ask(gear)
 
 
 @app.command(epilog=examples("gearctl cancel H:gear1:42",
