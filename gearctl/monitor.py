@@ -275,6 +275,12 @@ def jobs_document(reports: Sequence[ServerReport], unique: bool = False) -> dict
     return {"servers": [entry(r) for r in reports]}
 
 
+def version_document(reports: Sequence[ServerReport], gearctl_version: str) -> dict[str, Any]:
+    """`version --json`: gearctl's version and each server's (null when down)."""
+    return {"gearctl": gearctl_version,
+            "servers": [{"address": r.address, "up": r.up, "error": r.error, "version": r.version} for r in reports]}
+
+
 def job_status_document(statuses: Sequence[JobStatus]) -> list[dict[str, Any]]:
     """`gearctl job --json`: one record per GET_STATUS answer."""
     return [{"handle": s.handle, "unique": s.unique, "server": s.server, "known": s.known, "running": s.running,

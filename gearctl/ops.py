@@ -1,4 +1,5 @@
-"""Actions on servers: cancel a job, drop a function, ping. No printing.
+"""Actions on servers: cancel a job, drop a function, ping, and gearadmin's
+remaining verbs (getpid, maxqueue, shutdown). No printing.
 
 Each action asks every server through monitor (collect, ask_all,
 each_server), decides on the parsed answers, and returns a dataclass the
@@ -15,15 +16,18 @@ the checks here match names the same way.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
+from . import admin
 from .addresses import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, ServerAddress, TLSOptions
 from .admin import FunctionStatus, JobInfo
+from .adminio import admin_session
 from .client import AsyncClient
 from .connection import PROBE, PROBE_PAYLOAD, Connection
-from .errors import GearctlError, RemoteProtocolError, ServerError, UsageError
+from .errors import ExitCode, GearctlError, RemoteProtocolError, ServerError, UsageError
 from .monitor import ServerReport, answered, ask_all, collect, each_server, ssl_context
 
 # -- cancel ------------------------------------------------------------------------------
@@ -187,6 +191,12 @@ class Pong:
         return self.error is None
 
 
+def ping_document(pongs: Sequence[Pong]) -> dict[str, Any]:
+    """`ping --json`: each server's round trip in milliseconds, or why it failed."""
+    return {"servers": [{"address": str(p.address), "up": p.ok, "error": None if p.error is None else str(p.error),
+                         "ms": None if p.seconds is None else round(p.seconds * 1000, 3)} for p in pongs]}
+
+
 async def ping(servers: Sequence[ServerAddress], *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                io_timeout: float = DEFAULT_IO_TIMEOUT, tls: TLSOptions | None = None) -> list[Pong]:
     """An ECHO round trip to every server at once, in the order given."""
@@ -207,3 +217,116 @@ async def ping(servers: Sequence[ServerAddress], *, connect_timeout: float = DEF
 
     return [Pong(a, None, r) if isinstance(r, GearctlError) else Pong(a, r)
             for a, r in await each_server(servers, echo)]
+
+
+# -- getpid, maxqueue, shutdown: gearadmin's remaining verbs ---------------------------------
+
+
+@dataclass(frozen=True)
+class AdminOutcome:
+    """One server's answer to an admin verb: the value it gave (getpid's pid), or
+    the error that stopped it (down, refused, or a verb it does not know)."""
+
+    address: str
+    error: GearctlError | None = None
+    pid: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def unsupported(self) -> bool:
+        """The server does not know the verb (gearmand 1.1.20 and `shutdown`)."""
+        return isinstance(self.error, ServerError) and self.error.code == "UNKNOWN_COMMAND"
+
+
+def worst_exit(outcomes: Sequence[AdminOutcome]) -> ExitCode:
+    """0 when every server did it, else the highest exit code among their errors
+    (3 down, 7 not gearmand, 8 refused)."""
+    return max((o.error.exit_code for o in outcomes if o.error is not None), default=ExitCode.OK)
+
+
+def maxqueue_args(function: str, limits: Sequence[int]) -> list[str]:
+    """`maxqueue FUNCTION [N | HIGH NORMAL LOW]`, as gearmand 1.1.20 takes it: no
+    number lifts the limit, one applies to every priority, three are per priority.
+    gearmand reads the numbers with atoi (`abc` and `-1` quietly mean no limit), so
+    they are checked here: UsageError unless 0, 1 or 3 numbers, none negative."""
+    if len(limits) not in (0, 1, 3):
+        raise UsageError(f"maxqueue takes no limit, one (every priority) or three (high normal low), "
+                         f"not {len(limits)}")
+    negative = [n for n in limits if n < 0]
+    if negative:
+        raise UsageError(f"a queue limit is 0 (no limit) or more, not {negative[0]}")
+    return [function, *(str(n) for n in limits)]
+
+
+def shutdown_args(graceful: bool) -> list[str]:
+    return ["graceful"] if graceful else []
+
+
+async def admin_verb(servers: Sequence[ServerAddress], command: str, *args: str,
+                     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, io_timeout: float = DEFAULT_IO_TIMEOUT,
+                     tls: TLSOptions | None = None, asked_first: str | None = None,
+                     decide: Callable[[ServerAddress, list[str], list[str]], AdminOutcome] | None = None,
+                     ) -> list[AdminOutcome]:
+    """One admin command on every server at once; per server, in order, what came
+    of it (a `getpid` answer parsed into `pid`). With `asked_first`, that command
+    goes first on the same connection and `decide(address, its lines, the
+    command's lines)` makes the outcome."""
+    ctx = ssl_context(tls)
+    commands = ([(asked_first,)] if asked_first else []) + [(command, *args)]
+
+    async def ask(address: ServerAddress) -> AdminOutcome:
+        answers = await admin_session(address, commands, timeout=connect_timeout, io_timeout=io_timeout, tls=ctx)
+        refused = next((a for a in answers if isinstance(a, ServerError)), None)
+        if refused is not None:
+            return AdminOutcome(str(address), refused)
+        lines = [a for a in answers if not isinstance(a, ServerError)]
+        try:
+            if command == "getpid":
+                return AdminOutcome(str(address), pid=admin.parse_getpid(lines[-1]))
+            admin.parse_ok(lines[-1])  # anything but OK: not a gearmand admin port
+            return decide(address, lines[0], lines[-1]) if decide else AdminOutcome(str(address))
+        except RemoteProtocolError as e:
+            raise RemoteProtocolError(f"{address}: {e}") from e
+
+    return [r if isinstance(r, AdminOutcome) else AdminOutcome(str(a), r) for a, r in await each_server(servers, ask)]
+
+
+def getpid_document(outcomes: Sequence[AdminOutcome]) -> dict[str, Any]:
+    """`getpid --json`: each server's pid (null when it did not answer)."""
+    return {"servers": [{"address": o.address, "up": o.ok, "error": None if o.error is None else str(o.error),
+                         "pid": o.pid} for o in outcomes]}
+
+
+async def getpid(servers: Sequence[ServerAddress], **bounds: Any) -> list[AdminOutcome]:
+    """Each server's process id (admin `getpid`)."""
+    return await admin_verb(servers, "getpid", **bounds)
+
+
+async def maxqueue(servers: Sequence[ServerAddress], function: str, limits: Sequence[int] = (),
+                   **bounds: Any) -> list[AdminOutcome]:
+    """Cap the jobs a function may hold on every server (see maxqueue_args).
+    gearmand 1.1.20 (and `gearctl server`, as it) answers OK to a cap for a
+    function it does not know yet and keeps none, so `status` is asked first on
+    the same connection: there a cap is the error UNKNOWN_FUNCTION (exit 8)."""
+    def decide(address: ServerAddress, status: list[str], _: list[str]) -> AdminOutcome:
+        if limits and not any(same_function(fs.function, function) for fs in admin.parse_status(status)):
+            return AdminOutcome(str(address), ServerError("UNKNOWN_FUNCTION", unknown_function(function),
+                                                          str(address)))
+        return AdminOutcome(str(address))
+
+    return await admin_verb(servers, "maxqueue", *maxqueue_args(function, limits), asked_first="status",
+                            decide=decide, **bounds)
+
+
+def unknown_function(function: str) -> str:
+    return (f"no function {function} here yet, and gearmand keeps no cap for an unknown function: set it once "
+            "a worker has registered it or a job was submitted")
+
+
+async def shutdown(servers: Sequence[ServerAddress], graceful: bool = False, **bounds: Any) -> list[AdminOutcome]:
+    """Ask every server to stop (admin `shutdown [graceful]`). gearmand 1.1.20
+    does not know the verb (`unsupported`); `gearctl server` does."""
+    return await admin_verb(servers, "shutdown", *shutdown_args(graceful), **bounds)

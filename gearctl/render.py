@@ -23,6 +23,26 @@ def is_tty(stream: IO[Any]) -> bool:
         return False
 
 
+class LineEnd:
+    """How a foreground result written to stdout ended, so that on a terminal it
+    ends its line (the shell prompt then starts on one of its own). Piped or
+    redirected output stays byte-exact: nothing is added."""
+
+    def __init__(self, stream: IO[Any] | None = None) -> None:
+        self.tty = is_tty(stream if stream is not None else sys.stdout)
+        self.last = b"\n"  # nothing written yet: nothing to end
+
+    def seen(self, data: bytes) -> bytes:
+        """`data`, as it goes to stdout, noted."""
+        if data:
+            self.last = data[-1:]
+        return data
+
+    def missing(self) -> bytes:
+        """The newline a terminal still needs after what was written (else b"")."""
+        return b"\n" if self.tty and self.last != b"\n" else b""
+
+
 def json_line(record: dict[str, Any]) -> str:
     import json  # here, not at the top: a one-shot submit without --json starts without it
 

@@ -326,18 +326,21 @@ ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 
 class Terminal:
-    """gearctl with stderr (and with `stdout_too`, stdout) on a pseudo-terminal,
-    stdin and stdout otherwise piped. A reader thread keeps what the terminal
+    """gearctl with stderr (and with `stdout_too`, stdout; with `stdin_too`, stdin:
+    answer it with os.write(term.master, ...)) on a pseudo-terminal, stdin and
+    stdout otherwise piped. A reader thread keeps what the terminal
     showed in `seen`, so a long-running command (a worker drawing its live
     table) never blocks on a full terminal and the test can act while it runs."""
 
-    def __init__(self, argv: list[str], stdout_too: bool = False, env: dict | None = None) -> None:
+    def __init__(self, argv: list[str], stdout_too: bool = False, env: dict | None = None,
+                 stdin_too: bool = False) -> None:
         import pty
         import threading
 
         self.master, slave = pty.openpty()
         full_env = clean_env(**{"COLUMNS": "120", "LINES": "40", "TERM": "xterm", **(env or {})})
-        self.proc = subprocess.Popen([sys.executable, "-m", "gearctl", *argv], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "gearctl", *argv],
+                                     stdin=slave if stdin_too else subprocess.PIPE,
                                      stdout=slave if stdout_too else subprocess.PIPE, stderr=slave, env=full_env)
         os.close(slave)
         self.seen = b""

@@ -35,7 +35,7 @@ NEVER = {"rich", "prometheus_client", "gearctl.plugins", "gearctl.worker", "gear
          "gearctl.cli.worker", "gearctl.cli.plugins"}
 # Nor, for a plain submit, the admin side, the payload codecs or the other commands.
 NOT_FOR_A_SUBMIT = NEVER | {"gearctl.monitor", "gearctl.admin", "gearctl.codecs", "gearctl.php",
-                            "gearctl.cli.status", "gearctl.cli.dead", "gearctl.cli.each_line",
+                            "gearctl.cli.status", "gearctl.cli.admin", "gearctl.cli.dead", "gearctl.cli.each_line",
                             "gearctl.sessions"}  # the worker's sans-IO state: the client needs replies.py
 
 

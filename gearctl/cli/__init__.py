@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from .app import ROOT_VALUE_FLAGS, app, invoke
 
 # The command modules in the order --help lists their commands: keep it.
-COMMAND_MODULES = ("client", "worker", "plugins", "status", "dead", "server", "config")
+COMMAND_MODULES = ("client", "worker", "plugins", "status", "admin", "dead", "server", "config")
 # Which module defines each command (tests/test_startup.py checks this against the app).
 MODULE_OF = {
     "client": "client",
@@ -32,6 +32,7 @@ MODULE_OF = {
     "run": "plugins",
     **dict.fromkeys(("status", "workers", "jobs", "job", "cancel", "drop", "version", "ping", "check", "exporter"),
                     "status"),
+    **dict.fromkeys(("getpid", "maxqueue", "shutdown"), "admin"),
     "dead": "dead",
     "server": "server",
     "config": "config",

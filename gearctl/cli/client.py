@@ -31,12 +31,16 @@ from .app import (
     with_servers,
 )
 from .completion import complete_functions
+from .helptext import examples
 from .streams import Out, OutputClosed, line_input, one_line, read_payload, write_decoded, write_stderr
 
 _HELP_TIMEOUT = "Give up after this long (30, 30s, 5m): on the result with --wait, else on JOB_CREATED. Exit 4."
 
 
-@app.command(no_args_is_help=True)
+@app.command(no_args_is_help=True, epilog=examples(
+    "gearctl client reports_build --data '{\"day\": \"2026-12-01\"}' -e json",
+    "gearctl client reverse --wait --data hello",
+    "seq 1 1000 | gearctl client resize --each-line --quiet"))
 @with_servers(timeout=False)  # its own --timeout bounds the job
 def client(
     function: Annotated[str, typer.Argument(help="Function to run.", show_default=False,
@@ -124,12 +128,12 @@ def _encoded(body: bytes, encoding: str, function: str, as_json: bool) -> bytes:
 
 async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_json: bool, quiet: bool,
                       require_workers: bool, decoding: str | None = None) -> int:
-    out = Out()
+    out, end = Out(), render.LineEnd()
     progress = render.JobProgress(job.function, render.is_tty(sys.stderr) and not as_json and not job.background)
     if not as_json:
         # Set before submitting: WORK_* packets can arrive right behind JOB_CREATED.
         # With --decode stdout is one JSON document, so WORK_DATA goes to stderr.
-        job.on_data = (lambda _job, chunk: out.write(chunk)) if decoding is None else (
+        job.on_data = (lambda _job, chunk: out.write(end.seen(chunk))) if decoding is None else (
             lambda _job, chunk: write_stderr(chunk))
         job.on_warning = lambda _job, text: progress.print_warning(text.decode("utf-8", "replace"))
         job.on_status = lambda _job, num, den: progress.update(num, den)
@@ -158,5 +162,5 @@ async def _submit_one(gear: AsyncClient, job: Job, timeout: float | None, as_jso
         elif as_json:
             out.line(render.json_line(job.to_dict()))
         else:
-            out.write(job.result)
+            out.write(end.seen(job.result) + end.missing())
         return ExitCode.OK

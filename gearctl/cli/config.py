@@ -15,13 +15,15 @@ import typer
 
 from ..config import GLOBAL_KEYS, TABLE_KEYS, Config, Key, Setting, alias_names
 from .app import NO_SERVER_OPTIONS, ServerOptions, app, command_defaults, current_config, with_servers
+from .helptext import examples
 from .plugin_options import PluginDirs
 from .streams import Out
 
 AsJson = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
 
 
-@app.command("config")
+@app.command("config", epilog=examples("gearctl config", "gearctl @prod config --json",
+                                         "gearctl --config ./ci.toml config"))
 @with_servers()
 def config_command(
     ctx: typer.Context,
@@ -69,7 +71,7 @@ def config_command(
     return 0
 
 
-@app.command("aliases")
+@app.command("aliases", epilog=examples("gearctl aliases", "gearctl aliases --json"))
 def aliases_command(ctx: typer.Context, as_json: AsJson = False) -> int:
     """List the config file's aliases (its aliases.NAME tables; use one as `gearctl @NAME COMMAND`).
 

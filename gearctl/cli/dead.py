@@ -16,10 +16,14 @@ from .. import dead, render
 from ..errors import ExitCode, UsageError
 from .app import NO_SERVER_OPTIONS, ServerOptions, app, with_servers
 from .completion import complete_functions
+from .helptext import examples
 from .streams import Out, one_line
 
 dead_app = typer.Typer(name="dead", no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
-                       help="The dead-letter queue: jobs out of attempts, kept in gearmand as <function>.dead.")
+                       help="The dead-letter queue: jobs out of attempts, kept in gearmand as <function>.dead.",
+                       epilog=examples("gearctl dead list",
+                                       "gearctl dead retry notifications_send_users",
+                                       "gearctl dead purge --all --yes"))
 app.add_typer(dead_app, name="dead")
 
 AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")]
@@ -71,7 +75,8 @@ def _rows(jobs: Sequence[dead.DeadJob], several: bool) -> tuple[list[str], list[
     return columns + (["server"] if several else []), rows
 
 
-@dead_app.command("list")
+@dead_app.command("list", epilog=examples("gearctl dead list",
+                                          "gearctl dead list notifications_send_users --json"))
 @with_servers()
 def list_(
     function: Annotated[str | None, typer.Argument(metavar="[FUNCTION]", show_default=False,
@@ -92,7 +97,8 @@ def list_(
     return ExitCode.OK
 
 
-@dead_app.command()
+@dead_app.command(epilog=examples("gearctl dead show signup-17~dead.1764590460000",
+                                  "gearctl dead show H:gear1:9 --json"))
 @with_servers()
 def show(
     job_id: Annotated[str, typer.Argument(metavar="ID", show_default=False,
@@ -157,7 +163,8 @@ def _report(result: dead.DeadResult, verb: str) -> int:
     return code
 
 
-@dead_app.command()
+@dead_app.command(epilog=examples("gearctl dead retry notifications_send_users",
+                                  "gearctl dead retry --all"))
 @with_servers()
 def retry(
     target: Target = None,
@@ -175,7 +182,8 @@ def retry(
     return code
 
 
-@dead_app.command()
+@dead_app.command(epilog=examples("gearctl dead purge signup-17~dead.1764590460000",
+                                  "gearctl dead purge --all --yes   # from a script"))
 @with_servers()
 def purge(
     target: Target = None,

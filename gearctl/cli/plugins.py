@@ -22,11 +22,13 @@ from .app import (
     app,
 )
 from .completion import complete_plugin_functions
+from .helptext import examples
 from .plugin_options import AllowInsecurePlugins, PluginDirs, load_registry
 from .streams import Out, read_payload, write_decoded, write_stderr
 
 
-@app.command("functions")
+@app.command("functions", epilog=examples("gearctl functions -p plugins",
+                                          "gearctl functions -p plugins --json"))
 def functions_command(
     plugin_dir: PluginDirs = None,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")] = False,
@@ -51,7 +53,9 @@ def functions_command(
     return ExitCode.USAGE if registry.errors or registry.conflicts else ExitCode.OK
 
 
-@app.command("run", no_args_is_help=True)
+@app.command("run", no_args_is_help=True, epilog=examples(
+    "gearctl run -p plugins reverse --data hello",
+    "gearctl run -p plugins notifications_send_users payload.json --json"))
 def run_command(
     function: Annotated[str, typer.Argument(help="Function to run.", show_default=False,
                                             autocompletion=complete_plugin_functions)],

@@ -10,9 +10,12 @@ import typer
 from .. import logs
 from ..timeparse import parse_duration
 from .app import app
+from .helptext import examples
 
 
-@app.command("server")
+@app.command("server", epilog=examples("gearctl server",
+                                       "gearctl server --port 0 --store /var/lib/gearctl/jobs.db",
+                                       "gearctl server --max-queue 10000 --pidfile /run/gearctl-server.pid"))
 def server_command(
     host: Annotated[str, typer.Option("--host", metavar="ADDRESS",
                                       help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",

@@ -18,6 +18,7 @@ from ..client import AsyncClient, JobStatus
 from ..errors import ExitCode, GearctlError, ServerError, UsageError
 from .app import NO_SERVER_OPTIONS, ServerOptions, app, with_servers
 from .completion import complete_functions, complete_unique_keys
+from .helptext import examples
 from .streams import Out
 
 AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")]
@@ -45,7 +46,9 @@ def _warn_down(reports: list[monitor.ServerReport]) -> None:
             sys.stderr.write(f"gearctl: {r.address} is down: {r.error}\n")
 
 
-@app.command()
+@app.command(epilog=examples("gearctl status",
+                             "gearctl status 'resize_*' --sort queued",
+                             "gearctl status --watch -s gear1,gear2"))
 @with_servers()
 def status(
     patterns: Annotated[list[str] | None, typer.Argument(
@@ -112,7 +115,8 @@ def _watch_status(server: ServerOptions, patterns: list[str], sort: str, interva
     return ExitCode.OK
 
 
-@app.command()
+@app.command(epilog=examples("gearctl workers",
+                             "gearctl workers --json | jq '.servers[].workers | length'"))
 @with_servers()
 def workers(
     as_json: AsJson = False,
@@ -128,7 +132,8 @@ def workers(
     return ExitCode.OK
 
 
-@app.command()
+@app.command(epilog=examples("gearctl jobs",
+                             "gearctl jobs --unique --json"))
 @with_servers()
 def jobs(
     unique: Annotated[bool, typer.Option("--unique", help="The unique keys of the jobs instead (show unique jobs).")
@@ -146,7 +151,9 @@ def jobs(
     return ExitCode.OK
 
 
-@app.command()
+@app.command(epilog=examples("gearctl job H:gear1:42",
+                             "gearctl job --unique signup-17 --json",
+                             "gearctl job H:gear1:42 --watch"))
 @with_servers()
 def job(
     handles: Annotated[list[str] | None, typer.Argument(metavar="[HANDLE]...", help="Job handles (H:host:N).")] = None,
@@ -197,6 +204,8 @@ async def _watch_jobs(gear: AsyncClient, ask: Any, interval: float) -> int:
         unknown = [s.handle or s.unique or "?" for s in first if not s.known]
         if unknown:
             raise ServerError("UNKNOWN_JOB", f"no server knows {', '.join(unknown)} (finished, or never submitted)")
+        if not render.is_tty(sys.stdout):
+            return await _watch_jobs_lines(gear, ask, interval, first)
         with progress:
             while True:
                 answers = await ask(gear)
@@ -217,7 +226,26 @@ async def _watch_jobs(gear: AsyncClient, ask: Any, interval: float) -> int:
                 await asyncio.sleep(interval)
 
 
-@app.command()
+async def _watch_jobs_lines(gear: AsyncClient, ask: Any, interval: float, answers: list[JobStatus]) -> int:
+    """`job --watch` off a terminal: no progress bars, a line `JOB<tab>STATE<tab>N/D`
+    whenever a job's state or progress changes, until every job is done."""
+    out, shown = Out(), dict[str, str]()
+    while True:
+        for s in answers:
+            key = s.handle or s.unique or "?"
+            line = (f"{key}\t{'running' if s.running else ('queued' if s.known else 'done')}"
+                    f"\t{f'{s.numerator}/{s.denominator}' if s.denominator else '-'}")
+            if shown.get(key) != line:
+                shown[key] = line
+                out.line(line)
+        if all(not s.known for s in answers):
+            return ExitCode.OK
+        await asyncio.sleep(interval)
+        answers = await ask(gear)
+
+
+@app.command(epilog=examples("gearctl cancel H:gear1:42",
+                             "gearctl cancel H:gear1:42 -s gear1"))
 @with_servers()
 def cancel(
     handle: Annotated[str, typer.Argument(help="Handle of a queued background job.", show_default=False)],
@@ -232,7 +260,8 @@ def cancel(
     return ExitCode.OK
 
 
-@app.command()
+@app.command(epilog=examples("gearctl drop old_function",
+                             "gearctl drop old_function --force   # its queued jobs are orphaned"))
 @with_servers()
 def drop(
     function: Annotated[str, typer.Argument(help="Function to remove from the servers.", show_default=False,
@@ -257,37 +286,50 @@ def drop(
     return ExitCode.OK
 
 
-@app.command()
+@app.command(epilog=examples("gearctl version",
+                             "gearctl version -s gear1,gear2"))
 @with_servers()
 def version(
+    as_json: AsJson = False,
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """gearctl's version and each server's."""
     out = Out()
-    out.line(f"gearctl {__version__}")
     reports = _collect(server, status=False, version=True)
+    code = ExitCode.OK if any(r.up for r in reports) else ExitCode.NO_SERVER
+    if as_json:
+        out.line(json.dumps(monitor.version_document(reports, __version__), indent=2))
+        return code
+    out.line(f"gearctl {__version__}")
     for r in reports:
         out.line(f"{r.address}\t{r.version if r.up else 'down: ' + str(r.error)}")
-    return ExitCode.OK if any(r.up for r in reports) else ExitCode.NO_SERVER
+    return code
 
 
-@app.command()
+@app.command(epilog=examples("gearctl ping",
+                             "gearctl ping -s gear1,gear2 || echo 'a server is down'"))
 @with_servers()
 def ping(
+    as_json: AsJson = False,
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Exit 0 when every server answers (ECHO round trip), 3 otherwise."""
     out = Out()
     pongs = server.run(ops.ping(server.addresses(), **_bounds(server)))
+    code = ExitCode.OK if all(p.ok for p in pongs) else ExitCode.NO_SERVER
+    if as_json:
+        out.line(json.dumps(ops.ping_document(pongs), indent=2))
+        return code
     for pong in pongs:
         if pong.seconds is not None:
             out.line(f"{pong.address}\tok\t{pong.seconds * 1000:.2f} ms")
         else:
             out.line(f"{pong.address}\tdown\t{pong.error}")
-    return ExitCode.OK if all(p.ok for p in pongs) else ExitCode.NO_SERVER
+    return code
 
 
-@app.command()
+@app.command(epilog=examples("gearctl check --max-queued resize=100,1000",
+                             "gearctl check --min-workers 'notifications_*=1' --max-dead 0"))
 @with_servers()
 def check(
     max_queued: Annotated[list[str] | None, typer.Option(
@@ -316,7 +358,8 @@ def check(
     return state
 
 
-@app.command()
+@app.command(epilog=examples("gearctl exporter",
+                             "gearctl exporter --port 9731 --address 0.0.0.0 -s gear1,gear2"))
 @with_servers(timeout=False)  # it serves until stopped; each scrape is bounded by the two timeouts
 def exporter(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve /metrics on.")] = 9731,

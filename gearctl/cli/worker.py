@@ -20,6 +20,7 @@ from .app import (
     with_servers,
 )
 from .completion import complete_function_list
+from .helptext import examples
 from .plugin_options import AllowInsecurePlugins, PluginDirs, load_registry
 
 
@@ -28,7 +29,9 @@ class LogFormat(str, Enum):
     json = "json"
 
 
-@app.command()
+@app.command(epilog=examples("gearctl worker -p /srv/app/gearman",
+                             "gearctl worker -p plugins --functions notifications_send_users -c 4",
+                             "gearctl worker -p plugins --burst   # drain the queues, then exit"))
 @with_servers(io_timeout=False, timeout=False)  # it serves until stopped
 def worker(
     functions: Annotated[str | None, typer.Option(
