@@ -126,3 +126,10 @@ def test_job_watch_off_a_terminal_prints_lines_not_bars(tmp_path: Path) -> None:
         server.stop()
     assert watch.returncode == 0, err
     assert first + rest == f"{handle}\tqueued\t-\n{handle}\tdone\t-\n".encode()
+
+
+def test_run_ends_its_result_line_on_a_terminal_only() -> None:
+    piped = gearctl("run", "-p", str(PLUGINS), "reverse", "--data", "hello")
+    assert (piped.returncode, piped.stdout) == (0, b"olleh")
+    code, shown = on_a_terminal(["run", "-p", str(PLUGINS), "reverse", "--data", "hello"])
+    assert (code, shown) == (0, "olleh\n")

@@ -37,6 +37,7 @@ from ..connection import (
 from ..deadlines import deadline_after, within
 from ..errors import ExitCode, GearctlError
 from ..timeparse import parse_duration
+from .helptext import examples
 from .streams import OutputClosed, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -110,6 +111,9 @@ app = typer.Typer(
     name="gearctl",
     cls=GearctlGroup,
     help="A command-line tool for the Gearman job server: submit jobs, run workers, watch queues.",
+    epilog=examples("gearctl worker -p plugins --functions notifications_send_users",
+                    "gearctl client notifications_send_users payload.json",
+                    "gearctl @prod status --watch"),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -357,7 +361,9 @@ def _report_bad_usage(e: Exception) -> int:
     where = ctx.command_path if ctx is not None else "gearctl"
     message = e.format_message()  # type: ignore[attr-defined]
     if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
-        sys.stderr.write(ctx.get_help() + "\n")
+        shown = ctx.get_help()  # typer's rich help prints itself (on stdout) and returns ""
+        if shown:
+            sys.stderr.write(shown + "\n")
     else:
         sys.stderr.write(f"{where}: {one_line(message)} (see {where} --help)\n")
     return int(e.exit_code)  # type: ignore[attr-defined]

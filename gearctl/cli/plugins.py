@@ -92,7 +92,7 @@ def run_command(
     elif record is not None:
         out.line(json.dumps(record))
     elif outcome.state == "complete":
-        out.write(outcome.result)
+        out.write(output.end.seen(outcome.result) + output.end.missing())  # a terminal: the line ended
     if outcome.traceback and not as_json:
         sys.stderr.write(outcome.traceback)
     if outcome.state == "exception":
@@ -115,13 +115,14 @@ class RunOutput:
         self.chunks: list[bytes] = []
         self.warnings: list[str] = []
         self.progress: list[list[int]] = []
+        self.end = render.LineEnd()  # what stdout shows last (WORK_DATA, then the result)
 
     def data(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
         if self.live and self.data_to_stderr:
             write_stderr(chunk)
         elif self.live:
-            self.out.write(chunk)
+            self.out.write(self.end.seen(chunk))
 
     def warning(self, text: bytes) -> None:
         self.warnings.append(text.decode("utf-8", "replace"))
