@@ -298,13 +298,6 @@ def systemd() -> Iterator[FakeSystemd]:
     fake.close()
 
 
-@pytest.fixture
-def embedded(tmp_path: Path) -> Iterator[Embedded]:
-    server = Embedded(tmp_path)
-    yield server
-    server.stop()
-
-
 def start_worker(procs: Procs, tmp_path: Path, systemd: FakeSystemd, plugin: str, servers: str,
                  *args: str, **env: str) -> tuple[subprocess.Popen, Path]:
     plugins = tmp_path / "plugins"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -20,10 +20,6 @@ from .helptext import examples
 from .streams import Out, one_line
 
 AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of lines.")]
-
-
-def _bounds(server: ServerOptions) -> dict[str, Any]:
-    return {"connect_timeout": server.connect_timeout, "io_timeout": server.io_timeout, "tls": server.tls_options()}
 
 
 def _report_failures(outcomes: Sequence[ops.AdminOutcome], verb: str) -> int:
@@ -49,7 +45,7 @@ def getpid(
     Exit 0 when every server answered; a server that did not is one stderr line (exit 3).
 
     """
-    outcomes = server.run(ops.getpid(server.addresses(), **_bounds(server)))
+    outcomes = server.run(ops.getpid(server.addresses(), **server.bounds()))
     if as_json:
         Out().line(json.dumps(ops.getpid_document(outcomes), indent=2))
     else:
@@ -78,7 +74,7 @@ def maxqueue(
     Past it a submit gets QUEUE_ERROR (exit 8; a client tries the next server)."""
     given = limits or []
     args = ops.maxqueue_args(function, given)  # bad limits: exit 2 before any server is asked
-    outcomes = server.run(ops.maxqueue(server.addresses(), function, given, **_bounds(server)))
+    outcomes = server.run(ops.maxqueue(server.addresses(), function, given, **server.bounds()))
     done = [o.address for o in outcomes if o.ok]
     if done:
         what = "no limit" if len(args) == 1 else " ".join(args[1:])
@@ -105,7 +101,7 @@ def shutdown(
         if not typer.confirm(f"shut down {server.servers}{how}?", default=False, err=True):
             sys.stderr.write("gearctl: nothing shut down\n")
             return ExitCode.OK
-    outcomes = server.run(ops.shutdown(server.addresses(), graceful, **_bounds(server)))
+    outcomes = server.run(ops.shutdown(server.addresses(), graceful, **server.bounds()))
     out = Out()
     for o in outcomes:
         if o.ok:

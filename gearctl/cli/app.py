@@ -259,6 +259,11 @@ class ServerOptions:
     def ssl_context(self) -> Any:
         return self.tls_options().context()
 
+    def bounds(self) -> dict[str, Any]:
+        """The library's keyword arguments for --connect-timeout, --io-timeout and
+        TLS: every admin wait is bounded by these two documented timeouts."""
+        return {"connect_timeout": self.connect_timeout, "io_timeout": self.io_timeout, "tls": self.tls_options()}
+
     def client(self) -> AsyncClient:
         return AsyncClient(self.addresses(), connect_timeout=self.connect_timeout, io_timeout=self.io_timeout,
                            tls=self.tls_options())

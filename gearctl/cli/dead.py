@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -32,10 +32,6 @@ Limit = Annotated[int, typer.Option("--limit", min=1, metavar="N",
 Target = Annotated[str | None, typer.Argument(metavar="[FUNCTION|ID]", show_default=False,
                                               help="A function (its .dead jobs), or one dead job's ID or handle.")]
 Every = Annotated[bool, typer.Option("--all", help="Every dead job of every function.")]
-
-
-def _bounds(server: ServerOptions) -> dict[str, Any]:
-    return {"connect_timeout": server.connect_timeout, "io_timeout": server.io_timeout, "tls": server.tls_options()}
 
 
 def _when(seconds: float) -> str:
@@ -87,7 +83,7 @@ def list_(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """List dead jobs, leaving them where they are (they are grabbed, then handed back)."""
-    listing = server.run(dead.list_dead(server.addresses(), function, limit=limit, **_bounds(server)))
+    listing = server.run(dead.list_dead(server.addresses(), function, limit=limit, **server.bounds()))
     _warn(listing)
     if as_json:
         Out().line(json.dumps(listing.as_json(), indent=2, ensure_ascii=False))
@@ -108,7 +104,7 @@ def show(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Everything about one dead job: the envelope, its traceback and its workload. Exit 8 when no server has it."""
-    job, listing = server.run(dead.show_dead(server.addresses(), job_id, limit=limit, **_bounds(server)))
+    job, listing = server.run(dead.show_dead(server.addresses(), job_id, limit=limit, **server.bounds()))
     _warn(listing)
     if as_json:
         Out().line(json.dumps(job.as_json(), indent=2, ensure_ascii=False))
@@ -174,7 +170,7 @@ def retry(
 ) -> int:
     """Resubmit dead jobs to their original function (background, original unique key), then complete them."""
     result = server.run(dead.retry_dead(server.addresses(), _selection(target, every), limit=limit,
-                                         **_bounds(server)))
+                                         **server.bounds()))
     code = _report(result, "retry")
     by_id = result.selection is not None and result.selection.job_id is not None
     if by_id and result.where(dead.Action.INVALID):
@@ -205,7 +201,7 @@ def purge(
                              err=True)
 
     result = server.run(dead.purge_dead(server.addresses(), selection, limit=limit,
-                                         confirm=None if yes else confirm, **_bounds(server)))
+                                         confirm=None if yes else confirm, **server.bounds()))
     if result.declined:
         sys.stderr.write("gearctl: nothing purged\n")
         return ExitCode.OK

@@ -24,15 +24,9 @@ from .streams import Out
 AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of a table.")]
 
 
-def _bounds(server: ServerOptions) -> dict[str, Any]:
-    """The library's keyword arguments for --connect-timeout, --io-timeout and
-    TLS: every admin wait is bounded by these two documented timeouts."""
-    return {"connect_timeout": server.connect_timeout, "io_timeout": server.io_timeout, "tls": server.tls_options()}
-
-
 def _collect(server: ServerOptions, **parts: Any) -> list[monitor.ServerReport]:
     """One admin report per server (down ones included)."""
-    return server.run(monitor.collect(server.addresses(), **_bounds(server), **parts))
+    return server.run(monitor.collect(server.addresses(), **server.bounds(), **parts))
 
 
 def _collect_answered(server: ServerOptions, **parts: bool) -> list[monitor.ServerReport]:
@@ -89,7 +83,7 @@ def _watch_status(server: ServerOptions, patterns: list[str], sort: str, interva
     """On a terminal a table redrawn in place; otherwise (or with --json) one
     snapshot per interval: tab-separated lines after a '# time' line, or one JSON
     document per line. Ctrl-C ends it with exit 0."""
-    addresses, bounds = server.addresses(), {**_bounds(server), "tls": server.ssl_context()}  # one context
+    addresses, bounds = server.addresses(), {**server.bounds(), "tls": server.ssl_context()}  # one context
 
     async def loop() -> None:
         if as_json or not render.is_tty(sys.stdout):
@@ -252,7 +246,7 @@ def cancel(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Cancel a queued job (admin `cancel job`). Exit 8 when no server knows it."""
-    cancelled = server.run(ops.cancel(server.addresses(), handle, **_bounds(server)))
+    cancelled = server.run(ops.cancel(server.addresses(), handle, **server.bounds()))
     if cancelled.already:
         Out().line(f"{handle} on {cancelled.server} was already cancelled")
     else:
@@ -271,7 +265,7 @@ def drop(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Remove a function from the servers' status (admin `drop function`)."""
-    result = server.run(ops.drop(server.addresses(), function, force=force, **_bounds(server)))
+    result = server.run(ops.drop(server.addresses(), function, force=force, **server.bounds()))
     dropped = result.where(ops.DropOutcome.DROPPED)
     if dropped:
         Out().line(f"dropped {function} on {', '.join(s.address for s in dropped)}")
@@ -315,7 +309,7 @@ def ping(
 ) -> int:
     """Exit 0 when every server answers (ECHO round trip), 3 otherwise."""
     out = Out()
-    pongs = server.run(ops.ping(server.addresses(), **_bounds(server)))
+    pongs = server.run(ops.ping(server.addresses(), **server.bounds()))
     code = ExitCode.OK if all(p.ok for p in pongs) else ExitCode.NO_SERVER
     if as_json:
         out.line(json.dumps(ops.ping_document(pongs), indent=2))
@@ -371,7 +365,7 @@ def exporter(
     from prometheus_client.core import REGISTRY
     from prometheus_client.exposition import start_http_server
 
-    REGISTRY.register(monitor.GearmanCollector(server.addresses(), **_bounds(server)))
+    REGISTRY.register(monitor.GearmanCollector(server.addresses(), **server.bounds()))
     try:
         start_http_server(port, addr=address)
     except OSError as e:
