@@ -84,7 +84,7 @@ class GearctlGroup(TyperGroup):
         try:
             from typer._click.shell_completion import CompletionItem  # typer 0.28 vendors click
         except ImportError:  # earlier typers depend on click itself
-            from click.shell_completion import CompletionItem  # type: ignore[no-redef,assignment,unused-ignore]
+            from click.shell_completion import CompletionItem  # type: ignore[no-redef,assignment,import-not-found,unused-ignore]
 
         prefix = "@" if incomplete.startswith("@") else ""
         return [CompletionItem(prefix + name) for name in complete_aliases(ctx, incomplete[len(prefix):])]
