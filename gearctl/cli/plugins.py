@@ -37,7 +37,7 @@ def functions_command(
     """List the job functions the plugin directories define. Exit 2 if a plugin has errors."""
     registry = load_registry(plugin_dir, allow_insecure=allow_insecure_plugins)
     rows = [{"name": f.name, "kind": f.kind, "where": f.where, "file": f.source, "line": f.line,
-             "timeout": f.timeout, "encoding": f.encoding, "command": f.command}
+             "timeout": f.timeout, "encoding": f.encoding, "command": f.command, "processes": f.processes}
             for f in sorted(registry.functions.values(), key=lambda f: f.name)]
     for name, places in sorted(registry.conflicts.items()):
         sys.stderr.write(f"gearctl: plugin error: {name!r} is defined more than once: {' and '.join(places)}\n")
