@@ -34,15 +34,21 @@ def library_blocks() -> list[str]:
 
 
 @pytest.mark.interop
-def test_readme_library_examples_run(gearmand: Gearmand, procs: Procs, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_library_examples_run(gearmand: Gearmand, procs: Procs, capsys: pytest.CaptureFixture[str],
+                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = library_blocks()
-    assert len(blocks) == 3 and "Worker(" in blocks[1]  # client, worker, monitor and ops
+    assert len(blocks) == 4 and "Worker(" in blocks[1]  # client, worker, monitor and ops, the config
     c_worker(procs, gearmand, "reverse", "rev")  # the client example's foreground job
     namespace: dict = {}
-    for block in blocks:
+    for block in blocks[:3]:
         code = block.replace('"gear1:4730,gear2"', repr(gearmand.address))
         assert code != block
         exec(compile(code, "README.md", "exec"), namespace)
+    config = tmp_path / "gearctl.toml"  # the config example's alias, naming this server
+    config.write_text(f'[aliases.prod]\nservers = ["{gearmand.address}"]\n')
+    monkeypatch.setenv("GEARCTL_CONFIG", str(config))
+    exec(compile(blocks[3], "README.md", "exec"), {})
+    assert gearmand.queued("reports_build") == 1
     assert namespace["reason"] is ExitReason.BURST_DONE
     # The worker drained what the client example queued: 1 + 10,000 resize jobs.
     assert gearmand.status()["resize"][:2] == (0, 0)

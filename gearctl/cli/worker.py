@@ -121,6 +121,8 @@ def worker(
     names: list[str] | None = None
     counts: dict[str, int] = {}
     if functions is not None:
+        if not functions.replace(",", "").strip():
+            raise UsageError("--functions is empty; name at least one function, or leave it out to serve all")
         try:
             names, counts = parse_function_counts(functions)
         except ValueError as e:
