@@ -57,15 +57,33 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: s
         time.sleep(interval)
 
 
+class ServerExited(RuntimeError):
+    """The server process ended before it accepted a connection."""
+
+
 class Gearmand:
     """One gearmand process on 127.0.0.1, stopped by pid."""
 
     def __init__(self, tmp: Path, *extra: str) -> None:
-        self.port = free_port()
+        # A free port can be taken between free_port() and the server's bind (tests
+        # run in 2 pytest-xdist processes): a server that does not come up as itself
+        # on it (it exits, or gearmand keeps retrying the bind) is stopped and started
+        # again on another port, twice at most.
+        for attempt in range(3):
+            self.port = free_port()
+            self.argv = self.command(tmp, *extra)
+            try:
+                self.start()
+                return
+            except (ServerExited, AssertionError):
+                self.stop()
+                if attempt == 2:
+                    raise
+
+    def command(self, tmp: Path, *extra: str) -> list[str]:
         self.log = tmp / f"gearmand-{self.port}.log"
-        self.argv = [GEARMAND, "-L", "127.0.0.1", "-p", str(self.port), "-l", str(self.log), "--verbose", "ERROR",
-                     "-P", str(tmp / f"gearmand-{self.port}.pid"), "-t", "2", *extra]
-        self.start()
+        return [GEARMAND, "-L", "127.0.0.1", "-p", str(self.port), "-l", str(self.log), "--verbose", "ERROR",
+                "-P", str(tmp / f"gearmand-{self.port}.pid"), "-t", "2", *extra]
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -87,10 +105,21 @@ class Gearmand:
 
     def _accepting(self) -> bool:
         if self.proc.poll() is not None:
-            raise RuntimeError(f"gearmand exited with {self.proc.returncode}: {self.log.read_text(errors='replace')}")
+            said = self.log.read_text(errors="replace") if self.log.exists() else ""
+            raise ServerExited(f"{self.argv[0]} exited with {self.proc.returncode}: {said}")
+        # Up, and ours: the port answers `getpid` with this process's pid (another
+        # test's server on a port taken in between would answer with its own).
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.settimeout(5)
+                s.sendall(b"getpid\n")
+                answer = b""
+                while not answer.endswith(b"\n"):
+                    chunk = s.recv(64)
+                    if not chunk:
+                        return False
+                    answer += chunk
+                return answer == f"OK {self.proc.pid}\n".encode()
         except OSError:
             return False
 
@@ -137,12 +166,10 @@ class Embedded(Gearmand):
     """`python -m gearctl.server` on a free loopback port, with Gearmand's helpers
     (admin, status, stop by pid); it stands in wherever the suite takes a Gearmand."""
 
-    def __init__(self, tmp: Path, *extra: str) -> None:
-        self.port = free_port()
+    def command(self, tmp: Path, *extra: str) -> list[str]:
         self.log = tmp / f"embedded-{self.port}.log"
         self.log.touch()
-        self.argv = [sys.executable, "-m", "gearctl.server", "--host", "127.0.0.1", "--port", str(self.port), *extra]
-        self.start()
+        return [sys.executable, "-m", "gearctl.server", "--host", "127.0.0.1", "--port", str(self.port), *extra]
 
 
 # -- conformance: one test, both servers -------------------------------------------

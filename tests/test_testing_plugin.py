@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 pytest_plugins = ["pytester", "gearctl.testing"]
 
 ROOT = Path(__file__).resolve().parent.parent
+LOAD = ("-p", "gearctl.testing")  # the in-process runs load the plugin by name
 
 PLUGIN = '''
 def shout(job):
@@ -75,7 +76,7 @@ def test_the_fixtures_serve_a_plugin_directory_and_stop_after_the_test(pytester:
             gearctl_worker(functions=[echo])
             assert gearman_server.run_job("echo", b"abc", encoding="raw") == b"abc"
     ''')
-    result = pytester.runpytest("-p", "gearctl.testing")
+    result = pytester.runpytest(*LOAD)
     result.assert_outcomes(passed=2)
     port = int((pytester.path / "port").read_text())
     assert port_closed(port)
@@ -88,7 +89,7 @@ def test_a_failing_job_fails_the_users_test_with_its_message(pytester: pytest.Py
             gearctl_worker(plugin_dir="gearman")
             assert gearman_server.run_job("explode", {"n": 42}) == {}
     ''')
-    result = pytester.runpytest("-p", "gearctl.testing")
+    result = pytester.runpytest(*LOAD)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*JobException*boom: bad payload 42*"])
 
@@ -101,7 +102,7 @@ def test_a_broken_plugin_file_is_an_error_naming_it(pytester: pytest.Pytester) -
             Path("gearman", "broken.py").write_text("import not_a_module_anywhere\\n")
             gearctl_worker(plugin_dir="gearman")
     ''')
-    result = pytester.runpytest("-p", "gearctl.testing")
+    result = pytester.runpytest(*LOAD)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*UsageError: plugin errors: *broken.py: cannot import*not_a_module_anywhere*"])
 
@@ -114,7 +115,7 @@ def test_the_server_starts_and_stops_fast_enough_to_be_per_test(pytester: pytest
         def test_one(gearman_server, n):
             assert gearman_server.port
     ''')
-    reprec = pytester.inline_run("-p", "gearctl.testing")
+    reprec = pytester.inline_run(*LOAD)
     reprec.assertoutcome(passed=20)
     reports = [r for r in reprec.getreports("pytest_runtest_logreport") if r.when in ("setup", "teardown")]
     assert len(reports) == 40
