@@ -175,7 +175,12 @@ class Connection(asyncio.BufferedProtocol):
         if self.closed or self.transport is None or self.transport.is_closing():
             if isinstance(self.error, RemoteProtocolError):  # it spoke nonsense: that, not "unreachable"
                 raise RemoteProtocolError(str(self.error))
-            reason = str(self.error) if self.error else f"{self.address}: not connected"
+            if self.error:
+                reason = str(self.error)
+            elif self.transport is not None:  # the peer closed it; connection_lost is on its way
+                reason = f"{self.address}: connection lost"
+            else:
+                reason = f"{self.address}: not connected"
             raise ConnectionFailed(reason)
         self.transport.write(data)
 
