@@ -192,12 +192,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 # embedded), or is marked so because it runs a peer itself. The guard below
 # keeps the marks honest: a test not marked interop that starts a peer fails.
 PEERS = frozenset({"gearmand", "gearman", "gearadmin", "php", "stunnel", "stunnel4"})
-GEARMAND_FIXTURES = frozenset({"gearmand", "gearmand_factory", "persistent_gearmand_factory", "both"})
+GEARMAND_FIXTURES = frozenset({"gearmand", "gearmand_factory", "persistent_gearmand_factory"})
 
 
 def _server_kind_of(item: pytest.Item) -> str:
     params = getattr(getattr(item, "callspec", None), "params", {})
-    return str(params.get("server_kind", params.get("both", "gearmand")))
+    return str(params.get("server_kind", "gearmand"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -230,14 +230,10 @@ def server_kind(request: pytest.FixtureRequest) -> str:
     return getattr(request, "param", "gearmand")
 
 
-def start_server(kind: str, tmp: Path, *extra: str) -> Gearmand:
-    return Embedded(tmp, *extra) if kind == "embedded" else Gearmand(tmp, *extra)
-
-
 @pytest.fixture
 def gearmand(tmp_path: Path, server_kind: str) -> Iterator[Gearmand]:
     """The server under test: gearmand, or in a conformance test each server in turn."""
-    server = start_server(server_kind, tmp_path)
+    server = Embedded(tmp_path) if server_kind == "embedded" else Gearmand(tmp_path)
     yield server
     server.stop()
 

@@ -88,11 +88,28 @@ def bounds(case: str, command: str) -> list[str]:
     return ["--connect-timeout", str(TIMEOUT / 2), "--io-timeout", io]
 
 
+def dripped_side_by_side(argvs: dict[str, list[str]]) -> tuple[dict[str, Ran], str]:
+    """Each command line (with `-s` the server added) against one server that sends
+    one byte a second, all at once (a FakeServer thread each): the runs, by name, and
+    the server's address. Only for runs that nothing but --timeout can end, however
+    slow the machine: N waits then take the time of one."""
+    ran: dict[str, Ran] = {}
+    with FakeServer(MISBEHAVIOURS["one-byte-a-second"]) as fake:
+        def one(name: str) -> None:
+            ran[name] = run([*argvs[name], "-s", fake.address])
+
+        threads = [threading.Thread(target=one, args=(name,)) for name in argvs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    return ran, fake.address
+
+
 class SideBySide:
-    """The one-byte-a-second runs of client, client-wait, status and dead-list: with
-    --io-timeout 30 only --timeout (4s) can end each, however slow the machine, so
-    the four run at once (a FakeServer thread each) the first time one is asked for,
-    and each test checks its own. The 4 waits take the time of one."""
+    """The one-byte-a-second runs of client, client-wait, status and dead-list (with
+    --io-timeout 30 only --timeout, 4s, ends each), run side by side the first time
+    one is asked for; each test checks its own."""
 
     COMMANDS = ("client", "client-wait", "status", "dead-list")
 
@@ -101,16 +118,9 @@ class SideBySide:
 
     def get(self, command: str) -> Ran:
         if not self.ran:
-            with FakeServer(MISBEHAVIOURS["one-byte-a-second"]) as fake:
-                threads = [threading.Thread(target=self._one, args=(c, fake.address)) for c in self.COMMANDS]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join(120)
+            self.ran, _ = dripped_side_by_side({c: [*COMMANDS[c], *bounds("one-byte-a-second", c)]
+                                                for c in self.COMMANDS})
         return self.ran[command]
-
-    def _one(self, command: str, address: str) -> None:
-        self.ran[command] = run([*COMMANDS[command], *bounds("one-byte-a-second", command), "-s", address])
 
 
 @pytest.fixture(scope="module")
@@ -220,26 +230,16 @@ DRIPPED = ["status", "workers", "jobs", "ping", "version", "cancel", "drop", "jo
 
 def test_timeout_bounds_every_command_whose_server_drips_forever() -> None:
     # One byte a second is never silent for --io-timeout (60 here) and --connect-timeout
-    # is long too: only --timeout ends it, with exit 4. Nothing but --timeout can end
-    # them, however slow the machine, so the commands run side by side (one FakeServer
-    # thread each): the 8 waits take the time of one.
+    # is long too: only --timeout ends it, with exit 4; the commands run side by side.
     args = {"cancel": ["H:x:1"], "drop": ["f"], "job": ["H:x:1"]}
-    ran: dict[str, Ran] = {}
-    with FakeServer(MISBEHAVIOURS["one-byte-a-second"]) as fake:
-        def one(command: str) -> None:
-            ran[command] = run([command, *args.get(command, []), "-s", fake.address, "--connect-timeout", "60",
-                                "--io-timeout", "60", "--timeout", str(TIMEOUT)])
-
-        threads = [threading.Thread(target=one, args=(command,)) for command in DRIPPED]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
+    ran, address = dripped_side_by_side({
+        command: [command, *args.get(command, []), "--connect-timeout", "60", "--io-timeout", "60",
+                  "--timeout", str(TIMEOUT)] for command in DRIPPED})
     assert sorted(ran) == sorted(DRIPPED)
     for command in DRIPPED:
         assert ran[command].returncode == 4, (command, ran[command])
         line = one_clear_line(ran[command].stderr)
-        assert f"timed out after {TIMEOUT:g}s (--timeout) talking to {fake.address}" in line, (command, line)
+        assert f"timed out after {TIMEOUT:g}s (--timeout) talking to {address}" in line, (command, line)
         bounded(ran[command])
 
 

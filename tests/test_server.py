@@ -1,7 +1,8 @@
 """The embedded server (python -m gearctl.server) with real peers: the C
 `gearman` and `gearadmin` tools, PHP's GearmanClient/GearmanWorker and gearctl's
 own client, worker and status. Where gearmand's behaviour is the contract, the
-same scenario runs against a real gearmand too (the `both` fixture)."""
+same scenario runs against a real gearmand too (marked `conformance`: the `gearmand`
+fixture is each server in turn)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import (
     PHP_DIR,
-    SERVER_KINDS,
     Embedded,
     Gearmand,
     Procs,
@@ -29,7 +29,6 @@ from conftest import (
     free_port,
     gearctl,
     php_worker,
-    start_server,
     wait_until,
 )
 
@@ -39,13 +38,6 @@ from gearctl.server import Server
 
 P = PacketType
 PLUGINS = Path(__file__).parent / "plugins"
-
-
-@pytest.fixture(params=SERVER_KINDS)
-def both(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gearmand]:
-    server = start_server(request.param, tmp_path)
-    yield server
-    server.stop()
 
 
 class Peer:
@@ -178,21 +170,23 @@ def test_gearadmin_reads_both_servers_alike(tmp_path: Path, procs: Procs) -> Non
     assert seen["Embedded"]["--status"] == [".", "queued\t2\t0\t0", "served\t0\t0\t1"]
 
 
+@pytest.mark.conformance
 @pytest.mark.interop
 def test_a_c_worker_killed_mid_job_its_job_runs_on_another_and_goes_to_the_tail(
-        both: Gearmand, procs: Procs, tmp_path: Path) -> None:
+        gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
     started, release, order = tmp_path / "started", tmp_path / "release", tmp_path / "order"
-    doomed = c_worker(procs, both, "job", *holding(started, release))
+    doomed = c_worker(procs, gearmand, "job", *holding(started, release))
     first = procs.start([sys.executable, "-m", "gearctl", "client", "job", "--wait", "--data", "first",
-                         "-s", both.address], stdout=subprocess.PIPE, env=clean_env())
+                         "-s", gearmand.address], stdout=subprocess.PIPE, env=clean_env())
     wait_until(started.exists, 30, what="the first job running")
-    assert gearctl("client", "job", "--data", "second", "-s", both.address).returncode == 0
+    assert gearctl("client", "job", "--data", "second", "-s", gearmand.address).returncode == 0
     os.kill(doomed.pid, signal.SIGKILL)
     doomed.wait(5)
-    wait_until(lambda: both.status()["job"] == (2, 0, 0), 15, what="the job handed back")
-    retries = sorted(line.split("\t")[1] for line in both.admin("show jobs"))
+    wait_until(lambda: gearmand.status()["job"] == (2, 0, 0), 15, what="the job handed back")
+    retries = sorted(line.split("\t")[1] for line in gearmand.admin("show jobs"))
     assert retries == ["0", "1"]
-    c_worker(procs, both, "job", "sh", "-c", f"cat >> {order}; echo >> {order}; echo ran", count=2, registered=False)
+    c_worker(procs, gearmand, "job", "sh", "-c", f"cat >> {order}; echo >> {order}; echo ran", count=2,
+             registered=False)
     code, out = finish(first)
     assert code == 0 and out.strip() == b"ran"
     wait_until(lambda: len(order.read_text().split()) == 2 if order.exists() else False, 30, what="both jobs")
@@ -200,13 +194,14 @@ def test_a_c_worker_killed_mid_job_its_job_runs_on_another_and_goes_to_the_tail(
     release.touch()
 
 
+@pytest.mark.conformance
 @pytest.mark.interop
-def test_priorities_run_high_then_normal_then_low(both: Gearmand, procs: Procs, tmp_path: Path) -> None:
+def test_priorities_run_high_then_normal_then_low(gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
     order = tmp_path / "order.txt"
     for priority in ("low", "normal", "high", "low", "normal", "high"):
         assert gearctl("client", "prio", "--data", priority, "--priority", priority,
-                       "-s", both.address).returncode == 0
-    c_worker(procs, both, "prio", "sh", "-c", f"cat >> {order}; echo >> {order}", count=6,
+                       "-s", gearmand.address).returncode == 0
+    c_worker(procs, gearmand, "prio", "sh", "-c", f"cat >> {order}; echo >> {order}", count=6,
              registered=False).wait(30)
     assert order.read_text().split() == ["high", "high", "normal", "normal", "low", "low"]
 
@@ -287,21 +282,22 @@ def test_gearctl_worker_client_and_status(embedded: Embedded, procs: Procs) -> N
 
 # -- semantics ----------------------------------------------------------------------
 
+@pytest.mark.conformance
 @pytest.mark.interop
 def test_a_foreground_client_that_disconnects_leaves_its_queued_job_to_run(
-        both: Gearmand, procs: Procs, tmp_path: Path) -> None:
+        gearmand: Gearmand, procs: Procs, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    with Peer(both.port) as client:  # named, so that `workers` shows when it is gone
+    with Peer(gearmand.port) as client:  # named, so that `workers` shows when it is gone
         client.send(encode(P.SET_CLIENT_ID, b"orphaning-client"))
         assert client.ask(encode(P.SUBMIT_JOB, b"orphan", b"", b"payload")).type is P.JOB_CREATED
-        assert any("orphaning-client" in line for line in both.admin("workers"))
-    wait_until(lambda: not any("orphaning-client" in line for line in both.admin("workers")), 15,
+        assert any("orphaning-client" in line for line in gearmand.admin("workers"))
+    wait_until(lambda: not any("orphaning-client" in line for line in gearmand.admin("workers")), 15,
                what="the client's connection gone")
-    if isinstance(both, Embedded):
-        c_worker(procs, both, "orphan", "sh", "-c", f"cat > {marker}", count=1, registered=False)
+    if isinstance(gearmand, Embedded):
+        c_worker(procs, gearmand, "orphan", "sh", "-c", f"cat > {marker}", count=1, registered=False)
         wait_until(lambda: marker.exists() and marker.read_text() == "payload", 30, what="the orphan job run")
     else:  # gearmand 1.1.20 marks it ignored and drops it at the next grab: a documented difference
-        (job,) = both.admin("show jobs")
+        (job,) = gearmand.admin("show jobs")
         assert job.split("\t")[2] == "1"
 
 
@@ -334,13 +330,14 @@ def test_submit_job_epoch_wakes_a_sleeping_worker(embedded: Embedded) -> None:
     worker.close()
 
 
-def test_a_job_due_later_blocks_no_lower_priority_job(both: Gearmand) -> None:
-    with Peer(both.port) as client, Peer(both.port) as worker:
+@pytest.mark.conformance
+def test_a_job_due_later_blocks_no_lower_priority_job(gearmand: Gearmand) -> None:
+    with Peer(gearmand.port) as client, Peer(gearmand.port) as worker:
         later = str(int(time.time()) + 100).encode()
         assert client.ask(encode(P.SUBMIT_JOB_EPOCH, b"ep", b"", later, b"later")).type is P.JOB_CREATED
         assert client.ask(encode(P.SUBMIT_JOB_LOW_BG, b"ep", b"", b"now")).type is P.JOB_CREATED
         grabbed = worker.ask(encode(P.CAN_DO, b"ep"), encode(P.GRAB_JOB_UNIQ))
-    if isinstance(both, Embedded):
+    if isinstance(gearmand, Embedded):
         assert grabbed.type is P.JOB_ASSIGN_UNIQ and grabbed.args[-1] == b"now"
     else:  # gearmand 1.1.20 looks no further than the NORMAL list, where nothing is due: documented
         assert grabbed.type is P.NO_JOB
@@ -359,17 +356,18 @@ def test_can_do_timeout_fails_the_job_when_its_seconds_pass(embedded: Embedded, 
     worker.close()
 
 
-def test_can_do_timeout_beside_gearmand_which_requeues_silently(both: Gearmand) -> None:
-    with Peer(both.port) as client, Peer(both.port) as worker:
+@pytest.mark.conformance
+def test_can_do_timeout_beside_gearmand_which_requeues_silently(gearmand: Gearmand) -> None:
+    with Peer(gearmand.port) as client, Peer(gearmand.port) as worker:
         handle = client.ask(encode(P.SUBMIT_JOB, b"slow", b"", b"x")).args[0]
         assert worker.ask(encode(P.CAN_DO_TIMEOUT, b"slow", b"1"), encode(P.GRAB_JOB_UNIQ)).args[0] == handle
-        if isinstance(both, Embedded):
+        if isinstance(gearmand, Embedded):
             assert client.next() == Packet(P.WORK_FAIL, (handle,), Magic.RES)
-            assert both.status()["slow"] == (0, 0, 1)
+            assert gearmand.status()["slow"] == (0, 0, 1)
         else:  # after 1 s (its minimum) gearmand puts the job back and tells the client nothing: documented
-            wait_until(lambda: both.admin("show jobs") == [f"{handle.decode()}\t1\t0\t0"], 15,
+            wait_until(lambda: gearmand.admin("show jobs") == [f"{handle.decode()}\t1\t0\t0"], 15,
                        what="gearmand re-queueing the job")
-            assert both.status()["slow"] == (1, 0, 1)
+            assert gearmand.status()["slow"] == (1, 0, 1)
 
 
 def test_past_max_queue_a_submit_is_refused(tmp_path: Path) -> None:

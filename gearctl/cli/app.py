@@ -265,8 +265,7 @@ class ServerOptions:
         return {"connect_timeout": self.connect_timeout, "io_timeout": self.io_timeout, "tls": self.tls_options()}
 
     def client(self) -> AsyncClient:
-        return AsyncClient(self.addresses(), connect_timeout=self.connect_timeout, io_timeout=self.io_timeout,
-                           tls=self.tls_options())
+        return AsyncClient(self.addresses(), **self.bounds())
 
     def run(self, talk: Coroutine[Any, Any, T]) -> T:
         """asyncio.run(talk), bounded by --timeout: past it, Timeout (exit 4)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -123,5 +123,3 @@ def complete_unique_keys(ctx: typer.Context, incomplete: str) -> list[str]:
     keys = {key for report in _reports(ctx, uniques=True) for key in report.uniques}
     return _matching(keys, incomplete)
 
-
-Completer = Callable[[typer.Context, str], list[str]]
