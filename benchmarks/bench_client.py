@@ -8,7 +8,9 @@ Whole commands (process start included), best of --repeat, each run on a fresh g
                   (--summary too: one line at the end, the rate once started)
   fg one-by-one:  `gearman -n -f F < lines`     vs `gearctl client F -n --wait --inflight 1 < lines`,
                   each served by one C `gearman -w -f F -c N` worker, started and registered first
-and, for reference, gearctl's pipelined foreground (`--wait` with the default window).
+and, for reference, gearctl's pipelined foreground (`--wait` with the default window) and
+the Python floor's one by one (`floor.py fg`: asyncio and typer imported, then a bare
+blocking socket: the least any Python command line can take for the same work).
 Checked on the server: the bg run left exactly --jobs jobs queued; in a fg run the
 C worker served exactly --roundtrips jobs (it exits after N) and none is left.
 """
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchlib import (
+    FLOOR,
     GEARCTL,
     BenchError,
     Row,
@@ -101,6 +104,7 @@ def main() -> int:
             "c fg": lambda: fg_run(tmp, c_tool("-n", "-f", "rt"), fg, r),
             "g fg": lambda: fg_run(tmp, gearctl("client", "rt", "-n", "--wait", "-q", "--inflight", "1"), fg, r),
             "g pipe": lambda: fg_run(tmp, gearctl("client", "rt", "-n", "--wait", "-q"), fg, r),
+            "floor fg": lambda: fg_run(tmp, lambda server: [*FLOOR, "fg", server.address, "rt"], fg, r),
         })
     once = max(rates)
     rows = [
@@ -109,6 +113,7 @@ def main() -> int:
             once * t["c bg"] / n),
         rate_row(f"fg one-by-one, {r:,} jobs: `-n --wait --inflight 1`", r, t["g fg"], t["c fg"], Target(">=", 1)),
         rate_row(f"fg pipelined, {r:,} jobs: `-n --wait` (vs C one-by-one)", r, t["g pipe"], t["c fg"]),
+        rate_row("  the Python floor, one by one (`floor.py fg`)", r, t["floor fg"], t["c fg"]),
     ]
     print_table(f"gearctl client vs the C gearman tool ({machine()}, best of {args.repeat}, whole commands)", rows,
                 notes=["C: `gearman -b -n -f F` and `gearman -n -f F`, fed the same lines; fg served by one C worker."])

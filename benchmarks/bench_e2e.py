@@ -8,6 +8,9 @@ all --jobs are done (both submitters exited, and nothing queued or running):
   C:        `gearman -b -n -f F < half` x2 and `gearman -w -f F -c half` x2
   gearctl:  `gearctl client F -n -q < half` x2 and `gearctl worker` x2 (default flags,
             the no-op plugin, stderr to a file)
+and, for reference, the Python floor: `floor.py submit` x2 and `floor.py drain` x2
+(asyncio and typer imported, then bare blocking sockets; the least any Python
+command lines take).
 Checked: every submitter exits 0 (gearctl exits non-zero when any line was not
 queued), the server ends with nothing queued or running, the two C workers exit
 by themselves, having served exactly half the jobs each, and the two gearctl
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from bench_worker import completed, gearctl_worker
 from benchlib import (
+    FLOOR,
     GEARCTL,
     POLL,
     BenchError,
@@ -63,8 +67,9 @@ def until_done(server: Server, submitters: list[subprocess.Popen[bytes]],
 
 
 def run(tmp: Path, start_all: Processes, c_workers: bool, n: int,
-        server_kind: Callable[[Path], Server] = Server) -> float:
-    """One timed run on a fresh server (gearmand unless `server_kind` says)."""
+        server_kind: Callable[[Path], Server] = Server, logged: bool = True) -> float:
+    """One timed run on a fresh server (gearmand unless `server_kind` says);
+    `logged`: gearctl workers, whose logs must hold a complete line a job."""
     with server_kind(tmp) as server:
         start = time.perf_counter()
         submitters, workers = start_all(server)
@@ -79,7 +84,7 @@ def run(tmp: Path, start_all: Processes, c_workers: bool, n: int,
             for p in (*submitters, *workers):
                 stop(p)
         expect("jobs left", 0, counts(server.port, "e2e")[0])
-        if not c_workers:
+        if logged and not c_workers:
             expect("jobs the gearctl workers logged complete", n, completed(*server.dir.glob("worker-*.log")))
     return end - start
 
@@ -102,8 +107,14 @@ def main() -> int:
             return ([spawn([*GEARCTL, "client", "e2e", "-n", "-q", *server.gearctl], lines) for lines in halves],
                     [gearctl_worker(server, server.dir / f"worker-{i}.log", function="e2e") for i in (1, 2)])
 
-        t = best(args.repeat, {"c": lambda: run(tmp, c, True, n), "g": lambda: run(tmp, gearctl, False, n)})
-    rows = [rate_row(f"end to end, 2 submitters x {half:,} + 2 workers, at once", n, t["g"], t["c"], Target(">=", 5))]
+        def floor(server: Server) -> tuple[list[subprocess.Popen[bytes]], list[subprocess.Popen[bytes]]]:
+            return ([spawn([*FLOOR, "submit", server.address, "e2e"], lines) for lines in halves],
+                    [spawn([*FLOOR, "drain", server.address, "e2e", "0"]) for _ in halves])
+
+        t = best(args.repeat, {"c": lambda: run(tmp, c, True, n), "g": lambda: run(tmp, gearctl, False, n),
+                               "floor": lambda: run(tmp, floor, False, n, logged=False)})
+    rows = [rate_row(f"end to end, 2 submitters x {half:,} + 2 workers, at once", n, t["g"], t["c"], Target(">=", 5)),
+            rate_row("  the Python floor, the same (`floor.py submit` x2, `drain` x2)", n, t["floor"], t["c"])]
     print_table(f"background end to end, gearctl vs the C tools ({machine()}, best of {args.repeat}, "
                 "whole processes)", rows,
                 notes=["C: `gearman -b -n` x2 and `gearman -w -c N` x2; gearctl: `client -n -q` x2 and `worker` x2."])

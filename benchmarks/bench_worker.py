@@ -9,6 +9,9 @@ long one worker takes to drain them, process start included:
   default:  `gearctl worker -p benchmarks/plugins` with no other flag: the default
             prefetch and log level, its stderr to a file as a journal would take it
   --prefetch 16, and --prefetch 1 for reference (one round trip a job, as the C worker)
+  the Python floor, for reference: `floor.py drain` with 64 and with 16 grabs (asyncio
+            and typer imported, then a bare blocking socket: no job object, no log,
+            no supervisor; the least any Python worker command takes)
 The gearctl worker runs a no-op plugin function; it is watched through the admin
 protocol until the queue is empty and nothing runs, then stopped with SIGTERM;
 its log must hold one "complete" line a job (the default level logs each).
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 from benchlib import (
+    FLOOR,
     GEARCTL,
     PLUGINS,
     POLL,
@@ -97,6 +101,13 @@ class Drains:
             expect("jobs left after the C worker", 0, counts(server.port, "f")[0])
         return seconds
 
+    def floor(self, window: int) -> float:
+        with Server(self.tmp) as server:
+            fill(server, "f", self.lines, self.jobs)
+            seconds, _err = timed([*FLOOR, "drain", server.address, "f", str(self.jobs), str(window)])
+            expect("jobs left after the Python floor's drain", 0, counts(server.port, "f")[0])
+        return seconds
+
     def gearctl(self, name: str, *flags: str) -> float:
         with Server(self.tmp) as server:
             fill(server, "f", self.lines, self.jobs)
@@ -127,6 +138,8 @@ def main() -> int:
             "default": lambda: d.gearctl("default"),
             "k": lambda: d.gearctl("k", "--prefetch", str(k)),
             "1": lambda: d.gearctl("1", "--prefetch", "1"),
+            "floor 64": lambda: d.floor(64),
+            "floor k": lambda: d.floor(k),
         })
 
     def once(name: str) -> Row:
@@ -140,6 +153,8 @@ def main() -> int:
         rate_row(f"`--prefetch {k}` drain", n, t["k"], t["c"], Target(">=", 4) if k == 16 else None),
         once("k"),
         rate_row("`--prefetch 1` drain (one round trip a job, as C)", n, t["1"], t["c"]),
+        rate_row("the Python floor's drain, 64 grabs (`floor.py drain`)", n, t["floor 64"], t["c"]),
+        rate_row(f"  the same, {k} grabs", n, t["floor k"], t["c"]),
     ]
     print_table(f"gearctl worker vs `gearman -w -c N` ({machine()}, best of {args.repeat}, whole processes)", rows,
                 notes=["C: `gearman -w -f F -c N`, one process; gearctl: a supervisor and one worker process."])

@@ -31,6 +31,7 @@ from typing import IO, Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PLUGINS = HERE / "plugins"
+FLOOR = [sys.executable, str(HERE / "floor.py")]  # the Python floor: see floor.py
 GEARCTL = [sys.executable, "-m", "gearctl"]
 POLL = 0.005  # how often a drain is checked on the server: 1% of a 0.5 s run
 
@@ -112,7 +113,11 @@ class Server:
     @property
     def gearctl(self) -> list[str]:
         """gearctl's server flag for this server."""
-        return ["-s", f"127.0.0.1:{self.port}"]
+        return ["-s", self.address]
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     @property
     def c(self) -> list[str]:
