@@ -308,9 +308,23 @@ def test_perfdata_uses_nagios_ranges(gearmand: Gearmand, procs: Procs) -> None:
     assert "'mail_workers'=1;3:;1:" in result.stdout.decode()
 
 
-def test_check_usage_errors_are_unknown() -> None:
-    result = gearctl("check", "--no-such-flag")
-    assert result.returncode == 3 and result.stdout.startswith(b"GEARMAN UNKNOWN")
+@pytest.mark.parametrize("args", [
+    ["--no-such-flag"],
+    ["--timeout", "soon"],  # a value an option's own parser refuses (it exited 2: CRITICAL to Nagios)
+    ["--max-queued"],  # an option without its value (it exited 2 as well)
+    ["--connect-timeout", "-1"],
+], ids=["flag", "duration", "no-value", "range"])
+def test_check_usage_errors_are_unknown(args: list[str]) -> None:
+    # A Nagios plugin's 2 is CRITICAL: a check that cannot run is UNKNOWN (3), one status line on stdout.
+    result = gearctl("check", *args)
+    assert result.returncode == 3, result
+    assert result.stdout.startswith(b"GEARMAN UNKNOWN - ") and result.stdout.count(b"\n") == 1, result.stdout
+    assert result.stderr == b""
+
+
+def test_a_usage_error_elsewhere_stays_exit_2() -> None:
+    result = gearctl("status", "--timeout", "soon")
+    assert result.returncode == 2 and result.stderr.startswith(b"gearctl: cannot read duration 'soon'")
 
 
 def test_job_asks_servers_at_once(gearmand: Gearmand) -> None:

@@ -78,6 +78,11 @@ class GearctlGroup(TyperGroup):
         args, ctx.meta[BARE_AT] = expand_alias_word(args, completing=ctx.resilient_parsing)
         return super().parse_args(ctx, args)  # type: ignore[no-any-return]
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        GLOBAL_FLAGS.command = name or ""  # invoke() reports errors of `check` as a monitoring plugin
+        return name, command, rest
+
     def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
         if not (incomplete.startswith("@") or ctx.meta.get(BARE_AT)):
             return super().shell_complete(ctx, incomplete)  # type: ignore[no-any-return]
@@ -129,6 +134,7 @@ class GlobalFlags:
     """The root command's own flags (`gearctl --debug ...`), kept for invoke()."""
 
     debug: bool = False
+    command: str = ""  # the subcommand, once the command line named one
 
 
 GLOBAL_FLAGS = GlobalFlags(debug=os.environ.get("GEARCTL_DEBUG", "").lower() in ("1", "true", "yes", "on"))
@@ -340,8 +346,11 @@ def invoke(argv: list[str] | None = None) -> NoReturn:
     except GearctlError as e:
         if GLOBAL_FLAGS.debug:
             traceback.print_exc()
-        sys.stderr.write(f"gearctl: {one_line(str(e))}\n")
-        code = e.exit_code
+        if GLOBAL_FLAGS.command == "check":  # a monitoring plugin that cannot check (a bad value): UNKNOWN
+            code = nagios_unknown(str(e))
+        else:
+            sys.stderr.write(f"gearctl: {one_line(str(e))}\n")
+            code = e.exit_code
     except ClickException as e:
         code = _report_bad_usage(e)
     except (typer.Abort, KeyboardInterrupt):
@@ -360,7 +369,7 @@ def _report_bad_usage(e: Exception) -> int:
     """click's usage errors (a bad flag or value, a missing argument): one line
     naming the command, or its help when it was given no arguments at all."""
     ctx = getattr(e, "ctx", None)
-    if ctx is not None and ctx.info_name == "check":
+    if GLOBAL_FLAGS.command == "check" or (ctx is not None and ctx.info_name == "check"):
         return nagios_unknown(e.format_message())  # type: ignore[attr-defined]
     where = ctx.command_path if ctx is not None else "gearctl"
     message = e.format_message()  # type: ignore[attr-defined]
