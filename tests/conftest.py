@@ -191,7 +191,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 # gearmand through a fixture (the `gearmand` fixture unless its server kind is
 # embedded), or is marked so because it runs a peer itself. The guard below
 # keeps the marks honest: a test not marked interop that starts a peer fails.
-PEERS = frozenset({"gearmand", "gearman", "gearadmin", "php", "stunnel", "stunnel4"})
+PEERS = frozenset({"gearmand", "gearman", "gearadmin", "php", "stunnel", "stunnel4", "zsh", "fish"})
 GEARMAND_FIXTURES = frozenset({"gearmand", "gearmand_factory", "persistent_gearmand_factory"})
 
 

@@ -113,3 +113,91 @@ def test_completion_reads_the_config_and_the_alias_the_line_names(tmp_path: Path
     assert in_bash(tmp_path, "gearctl run no", **env) == ["notifications_send_users"]  # the file's plugin_dirs
     assert in_bash(tmp_path, "gearctl @prod drop pro", **env) == ["prod_only"]  # the alias's servers
     assert in_bash(tmp_path, "gearctl drop pro", **env) == []  # no alias: not that server
+
+
+# -- in a real zsh and a real fish, through the shipped scripts ----------------------
+# zsh completes only inside its line editor, so the line is typed into an interactive
+# zsh on a pseudo-terminal (zsh's own zpty module): the .zshrc runs compinit, takes
+# completions/_gearctl from $fpath as README says (or sources it), and wraps compadd,
+# the builtin every completion ends in, to write each candidate to a file as it is
+# offered (the way zsh-capture-completion reads them). <Tab> completes; ^X then ends
+# the shell, so the driver reads until the shell is gone: no time is waited for.
+ZSHRC = r"""
+PROMPT='<ready>' RPROMPT=
+{setup}
+compadd() {{
+  local -a hits; builtin compadd -O hits "$@"; print -rn -- "${{(@)^hits/#/<c>}}" >>{out}
+  builtin compadd "$@"
+}}
+finish() {{ print -rn -- '<done>' >>{out}; exit }}
+zle -N finish
+bindkey '^X' finish
+"""
+ZSH_DRIVER = r"""
+zmodload zsh/zpty || exit 3
+zpty shell "ZDOTDIR=$ZDOTDIR_FOR_TEST zsh -i"
+zpty -r shell line '*<ready>*'
+zpty -n -w shell "$1"$'\t'$'\x18'
+while zpty -r shell line; do :; done
+"""
+
+
+def _gearctl_on_path(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    if not bin_dir.exists():
+        bin_dir.mkdir()
+        (bin_dir / "gearctl").write_text(f'#!/bin/sh\nexec {sys.executable} -m gearctl "$@"\n')
+        (bin_dir / "gearctl").chmod(0o755)
+    return bin_dir
+
+
+def in_zsh(tmp_path: Path, line: str, sourced: bool = False, **env: str) -> list[str]:
+    """What zsh's completion system offers on <Tab> after `line`."""
+    home = tmp_path / "zdot"
+    home.mkdir(exist_ok=True)
+    out = home / "offered"
+    out.write_text("")
+    functions = home / "functions"
+    functions.mkdir(exist_ok=True)
+    (functions / "_gearctl").write_text((ROOT / "completions" / "_gearctl").read_text())
+    setup = ("autoload -U compinit && compinit -u -D\nsource " + shlex.quote(str(functions / "_gearctl")) if sourced
+             else f"fpath=({shlex.quote(str(functions))} $fpath)\nautoload -U compinit && compinit -u -D")
+    (home / ".zshrc").write_text(ZSHRC.format(setup=setup, out=shlex.quote(str(out))))
+    run_env = clean_env(PATH=f"{_gearctl_on_path(tmp_path)}:{os.environ['PATH']}", PYTHONPATH=str(ROOT),
+                        ZDOTDIR_FOR_TEST=str(home), TERM="dumb", **env)
+    result = subprocess.run(["zsh", "-f", "-c", ZSH_DRIVER, "zsh", line], capture_output=True, env=run_env,
+                            timeout=60)
+    offered = out.read_text()
+    assert result.returncode == 0 and offered.endswith("<done>"), (result, offered)
+    return sorted({word for word in offered.removesuffix("<done>").split("<c>") if word})
+
+
+def in_fish(tmp_path: Path, line: str, **env: str) -> list[str]:
+    """What fish offers for `line` (`complete -C`: fish's own completion of a
+    command line), with completions/gearctl.fish loaded."""
+    script = f"source {shlex.quote(str(ROOT / 'completions' / 'gearctl.fish'))}; complete -C {shlex.quote(line)}"
+    run_env = clean_env(PATH=f"{_gearctl_on_path(tmp_path)}:{os.environ['PATH']}", PYTHONPATH=str(ROOT),
+                        XDG_CONFIG_HOME=str(tmp_path / "fish-config"), **env)
+    result = subprocess.run(["fish", "--no-config", "-c", script], capture_output=True, env=run_env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [row.split("\t")[0] for row in result.stdout.decode().splitlines() if row]
+
+
+@pytest.mark.interop  # zsh and fish are peers a Python-only machine lacks
+@pytest.mark.parametrize("sourced", [False, True], ids=["from-fpath", "sourced"])
+def test_zsh_completes_commands_and_the_plugin_dirs_functions(tmp_path: Path, sourced: bool) -> None:
+    # README's zsh install, completions/_gearctl copied into a directory on $fpath: typer's
+    # script began with an empty line, so compinit never read its #compdef tag and <Tab>
+    # offered nothing.
+    assert in_zsh(tmp_path, "gearctl cl", sourced=sourced) == ["client"]
+    assert in_zsh(tmp_path, f"gearctl worker -p {EXAMPLE} --functions no", sourced=sourced) \
+        == ["notifications_send_users"]
+
+
+@pytest.mark.interop
+def test_fish_completes_commands_options_and_function_names(tmp_path: Path) -> None:
+    assert in_fish(tmp_path, "gearctl cl") == ["client"]
+    assert in_fish(tmp_path, "gearctl client --pri") == ["--priority"]
+    assert in_fish(tmp_path, f"gearctl worker -p {EXAMPLE} --functions no") == ["notifications_send_users"]
+    offered = in_fish(tmp_path, f"gearctl worker -p {PLUGINS} -f reverse,")
+    assert offered and all(word.startswith("reverse,") for word in offered) and "reverse,reverse" not in offered

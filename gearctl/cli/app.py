@@ -335,7 +335,10 @@ def invoke(argv: list[str] | None = None) -> NoReturn:
         with contextlib.suppress(ImportError):
             from typer._completion_classes import completion_init
 
+            from .completion import use_our_scripts
+
             completion_init()
+            use_our_scripts()
     try:
         code = command.main(args=argv, prog_name="gearctl", standalone_mode=False)
         if code == ExitCode.INTERRUPTED:  # typer turned Ctrl-C into exit 130, silently

@@ -22,6 +22,32 @@ import typer
 
 ASK_TIMEOUT = 0.5  # per server, connect and answer: a prompt must not hang on a dead server
 
+# The zsh script (completions/_gearctl). typer's own starts with an empty line, and
+# compinit reads only a file's first line for its #compdef tag: copied into a
+# directory on $fpath, as README says, it was never registered. This one starts
+# with the tag and works both ways: autoloaded by compinit from $fpath (the file is
+# then the body of _gearctl: it completes at once) or sourced (it registers).
+ZSH_SCRIPT = """#compdef %(prog_name)s
+
+%(complete_func)s() {
+  eval $(env _TYPER_COMPLETE_ARGS="${words[1,$CURRENT]}" %(autocomplete_var)s=complete_zsh %(prog_name)s)
+}
+
+if [[ "$funcstack[1]" == "_%(prog_name)s" ]]; then
+  %(complete_func)s "$@"
+else
+  compdef %(complete_func)s %(prog_name)s
+fi
+"""
+
+
+def use_our_scripts() -> None:
+    """Make typer's completion classes print our zsh script (ZSH_SCRIPT)."""
+    with contextlib.suppress(ImportError, AttributeError):
+        from typer._completion_classes import ZshComplete
+
+        ZshComplete.source_template = ZSH_SCRIPT
+
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
