@@ -100,9 +100,10 @@ async def _read_answer(reader: asyncio.StreamReader, command: str, clock: _Answe
     while True:
         chunk = await _read_chunk(reader, command, clock)
         if not chunk:
-            if seen:  # half an answer, then gone: gearmand answers whole lines in one write
-                raise RemoteProtocolError(f"{address}: answered {command!r} with {_first_line(seen)!r} "
-                                          "and closed the connection: not a gearmand admin port")
+            if seen:  # half an answer, then gone: gearmand answers whole lines in one write. A lost
+                # connection (exit 3), as the reset that can come first instead is, and as the client says.
+                raise ConnectionFailed(f"{address}: answered {command!r} with {_first_line(seen)!r} "
+                                       "and closed the connection: not a gearmand admin port")
             raise ConnectionFailed(f"{address}: connection closed during {command!r}")
         if not seen:
             seen = chunk

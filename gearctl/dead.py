@@ -35,8 +35,8 @@ from .adminio import admin_request
 from .client import AsyncClient
 from .connection import PROBE, PROBE_PAYLOAD, Connection
 from .deadletter import Envelope, dead_letter_function, is_dead_letter_function, original_function
-from .errors import GearctlError, NoServerAvailable, PayloadError, RemoteProtocolError, ServerError, UsageError
-from .monitor import collect, each_server, ssl_context
+from .errors import GearctlError, PayloadError, RemoteProtocolError, ServerError, UsageError
+from .monitor import collect, each_server, none_answered, ssl_context
 from .protocol import PacketType, encode
 
 P = PacketType
@@ -246,6 +246,7 @@ class ServerHold:
     jobs: list[DeadJob] = field(default_factory=list)
     completed: set[str] = field(default_factory=set)
     error: str | None = None
+    why: int = 0  # with an error: its exit code (3 unreachable, 7 another protocol, ...)
     truncated: bool = False
 
 
@@ -271,14 +272,14 @@ class DeadHold:
     async def __aenter__(self) -> DeadHold:
         b = self.bounds
         reports = await collect(self.servers, connect_timeout=b.connect_timeout, io_timeout=b.io_timeout, tls=b.ssl())
-        self.holds = [ServerHold(a, error=r.error if not r.up else None) for a, r in zip(self.servers, reports,
-                                                                                            strict=True)]
+        self.holds = [ServerHold(a, error=None if r.up else r.error, why=r.why)
+                      for a, r in zip(self.servers, reports, strict=True)]
         queues = {r.address: sorted({fs.function for fs in r.status if fs.total and self._wanted(fs.function)})
                   for r in reports if r.up}
         await asyncio.gather(*(self._grab(h, queues[str(h.address)]) for h in self.holds if h.error is None))
         if all(h.error is not None for h in self.holds):
             await self.__aexit__()  # a server that failed mid-grab gets back what it handed out
-            raise NoServerAvailable("no job server answered: " + "; ".join(str(h.error) for h in self.holds))
+            raise none_answered([(str(h.error), h.why) for h in self.holds])
         return self
 
     def _wanted(self, function: str) -> bool:
@@ -308,7 +309,7 @@ class DeadHold:
             hold.truncated = True
         except GearctlError as e:
             # Jobs grabbed before the error are still held: listed, and handed back on exit.
-            hold.error = str(e)
+            hold.error, hold.why = str(e), e.exit_code
 
     def complete(self, job: DeadJob) -> None:
         """WORK_COMPLETE for a held dead job: gearmand forgets it. Raises

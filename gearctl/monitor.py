@@ -36,7 +36,7 @@ from .addresses import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, ServerAddres
 from .admin import FunctionStatus, JobInfo, WorkerInfo
 from .adminio import ADMIN_CLIENT_ID, admin_request, admin_session
 from .deadletter import is_dead_letter_function, original_function
-from .errors import GearctlError, NoServerAvailable, ServerError, UsageError
+from .errors import ExitCode, GearctlError, NoServerAvailable, RemoteProtocolError, ServerError, UsageError
 
 if TYPE_CHECKING:
     import ssl
@@ -58,6 +58,7 @@ class ServerReport:
     address: str
     up: bool
     error: str | None = None
+    why: ExitCode = ExitCode.OK  # down: its error's exit code (3 unreachable, 7 another protocol, ...)
     status: tuple[FunctionStatus, ...] = ()
     workers: tuple[WorkerInfo, ...] = ()
     jobs: tuple[JobInfo, ...] = ()
@@ -122,7 +123,7 @@ def _report(address: ServerAddress, wanted: Sequence[str], results: Sequence[lis
     parts: dict[str, list[str]] = {}
     for name, result in zip(wanted, results, strict=True):
         if isinstance(result, ServerError):
-            return ServerReport(str(address), False, str(result))
+            return ServerReport(str(address), False, str(result), why=result.exit_code)
         parts[name] = result
     try:
         return ServerReport(
@@ -135,7 +136,7 @@ def _report(address: ServerAddress, wanted: Sequence[str], results: Sequence[lis
             version=admin.parse_version(parts["version"]) if "version" in parts else None,
             seconds=seconds)
     except GearctlError as e:
-        return ServerReport(str(address), False, str(e))
+        return ServerReport(str(address), False, str(e), why=e.exit_code)
 
 
 async def collect(servers: Sequence[ServerAddress], *, status: bool = True, workers: bool = False,
@@ -152,7 +153,7 @@ async def collect(servers: Sequence[ServerAddress], *, status: bool = True, work
         return await admin_session(address, [(c,) for c in wanted], timeout=connect_timeout,
                                    io_timeout=io_timeout, tls=ctx)
 
-    return [ServerReport(str(address), False, str(result), seconds=time.monotonic() - started)
+    return [ServerReport(str(address), False, str(result), result.exit_code, seconds=time.monotonic() - started)
             if isinstance(result, GearctlError) else _report(address, wanted, result, time.monotonic() - started)
             for address, result in await each_server(servers, ask)]
 
@@ -173,10 +174,26 @@ async def ask_all(servers: Sequence[ServerAddress], command: str, *args: str,
 
 def answered(reports: list[ServerReport]) -> list[ServerReport]:
     """The reports, when at least one server answered; else NoServerAvailable
-    (exit 3) naming every server's reason."""
+    (exit 3) naming every server's reason, or RemoteProtocolError (exit 7) when
+    a server answered in another protocol, as the client says."""
     if not any(r.up for r in reports):
-        raise NoServerAvailable("no job server answered: " + "; ".join(str(r.error) for r in reports))
+        raise none_answered([(str(r.error), r.why) for r in reports])
     return reports
+
+
+def none_answered(failures: Sequence[tuple[str, int]]) -> GearctlError:
+    """The error of a command no server answered, from each server's (reason, exit
+    code): naming every reason, with the exit code down_code() gives."""
+    why = "no job server answered: " + "; ".join(reason for reason, _ in failures)
+    if down_code(code for _, code in failures) is ExitCode.PROTOCOL:
+        return RemoteProtocolError(why)
+    return NoServerAvailable(why)
+
+
+def down_code(whys: Iterable[int]) -> ExitCode:
+    """The exit code of servers that did not answer, as the client's: 7 when one
+    of them spoke another protocol (a wrong port), else 3."""
+    return ExitCode.PROTOCOL if ExitCode.PROTOCOL in set(whys) else ExitCode.NO_SERVER
 
 
 def matches(function: str, patterns: Sequence[str]) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Gearmand, Procs, clean_env, gearctl, php_worker, wait_until
+from conftest import Gearmand, Procs, clean_env, free_port, gearctl, php_worker, wait_until
 from fake_server import FakeServer, serving
 
 GEARCTL = [sys.executable, "-m", "gearctl"]
@@ -80,11 +80,22 @@ def test_a_web_server_on_the_port_fails_at_once_with_exit_7(http_server: int, ar
     assert first.startswith(b"gearctl: ") and (b"bad magic" in first or b"HTTP server" in first), result.stderr
 
 
+@pytest.mark.parametrize("command", [["status"], ["workers"], ["jobs"], ["version"], ["cancel", "H:x:1"],
+                                     ["drop", "f"], ["dead", "list"]], ids=lambda c: c[0])
+def test_admin_commands_call_a_web_server_a_protocol_error(http_server: int, command: list[str]) -> None:
+    # Exit 7 as the client's (a wrong port), where a server that is down is 3; they said 3.
+    result = gearctl(*command, "-s", f"127.0.0.1:{http_server}", timeout=60)
+    assert result.returncode == 7, result
+    assert b"an HTTP server, not gearmand" in result.stdout + result.stderr
+    down = gearctl(*command, "-s", f"127.0.0.1:{free_port()}", timeout=60)
+    assert down.returncode == 3, down
+
+
 def test_ping_says_a_web_server_is_not_gearman(http_server: int) -> None:
     # Its echo holds a line end, so the web server answers at once: the reason is
     # the bad magic, not a --io-timeout (30 s by default) run out.
     result = gearctl("ping", "-s", f"127.0.0.1:{http_server}", timeout=60)
-    assert result.returncode == 3
+    assert result.returncode == 7  # a protocol error, as the client says (a server down is 3)
     assert b"\tdown\t" in result.stdout and b"bad magic" in result.stdout, result.stdout
 
 
@@ -156,7 +167,6 @@ def test_closed_stdout_stops_quietly_without_duplicates(gearmand: Gearmand) -> N
 def test_closed_stdout_during_an_outage_exits_141(wait: list[str]) -> None:
     # Each job fails (no server), its --json record hits a closed pipe: that must end
     # the run with 141, not pass for the job's own failure and leave the run waiting.
-    from conftest import free_port
 
     # 20,000 records are far more than a pipe holds, so the pipe closes mid-run.
     proc = subprocess.run(f"seq 1 20000 | {sys.executable} -m gearctl client f --each-line --json {' '.join(wait)} "
@@ -348,7 +358,7 @@ def test_a_one_line_answer_that_is_no_version_is_not_gearmand() -> None:
         result = gearctl("version", "-s", redis.address, timeout=60)
     finally:
         redis.close()
-    assert result.returncode == 3, result.stdout  # it was 0, with the error text as the "version"
+    assert result.returncode == 7, result.stdout  # it was 0, with the error text as the "version"
     assert b"not a gearmand admin port" in result.stdout
 
 

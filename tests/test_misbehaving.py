@@ -150,7 +150,7 @@ STATUS: dict[str, tuple[int, str]] = {
     "garbage": (3, r"no answer to 'status' within 1s"),
     # A close with our request still unread in the server's buffer is a reset: either is that fault, told.
     "truncated": (3, r"closed the connection: not a gearmand admin port|connection reset by peer"),
-    "four-gb-header": (3, r"admin reply line longer than 1048576 bytes: not gearmand"),
+    "four-gb-header": (7, r"admin reply line longer than 1048576 bytes: not gearmand"),
     "one-byte-a-second": (4, r"timed out after 4s \(--timeout\) talking to"),
     "silent": (3, r"no answer to 'status' within 1s"),
     "unknown-packet-type": (3, r"no answer to 'status' within 1s"),

@@ -290,7 +290,7 @@ def version(
     """gearctl's version and each server's."""
     out = Out()
     reports = _collect(server, status=False, version=True)
-    code = ExitCode.OK if any(r.up for r in reports) else ExitCode.NO_SERVER
+    code = ExitCode.OK if any(r.up for r in reports) else monitor.down_code(r.why for r in reports)
     if as_json:
         out.line(json.dumps(monitor.version_document(reports, __version__), indent=2))
         return code
@@ -307,10 +307,11 @@ def ping(
     as_json: AsJson = False,
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
-    """Exit 0 when every server answers (ECHO round trip), 3 otherwise."""
+    """Exit 0 when every server answers (ECHO round trip), else 3 (7 when one speaks another protocol)."""
     out = Out()
     pongs = server.run(ops.ping(server.addresses(), **server.bounds()))
-    code = ExitCode.OK if all(p.ok for p in pongs) else ExitCode.NO_SERVER
+    code = ExitCode.OK if all(p.ok for p in pongs) else monitor.down_code(
+        p.error.exit_code for p in pongs if p.error is not None)
     if as_json:
         out.line(json.dumps(ops.ping_document(pongs), indent=2))
         return code
