@@ -107,7 +107,9 @@ async def _read_answer(reader: asyncio.StreamReader, command: str, clock: _Answe
             raise ConnectionFailed(f"{address}: connection closed during {command!r}")
         if not seen:
             seen = chunk
-            if chunk.startswith(b"HTTP/"):  # the commonest wrong port: a web server or proxy
+            # The commonest wrong port: a web server or proxy (its status line, or, from one
+            # that takes our line for an HTTP/0.9 request, as Python's http.server does, a page).
+            if chunk.startswith(b"HTTP/") or chunk.lstrip().startswith(b"<"):
                 raise RemoteProtocolError(f"{address}: answered {command!r} with "
                                           f"{_first_line(chunk)!r}: an HTTP server, not gearmand")
         try:

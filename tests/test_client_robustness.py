@@ -80,11 +80,34 @@ def test_a_web_server_on_the_port_fails_at_once_with_exit_7(http_server: int, ar
     assert first.startswith(b"gearctl: ") and (b"bad magic" in first or b"HTTP server" in first), result.stderr
 
 
+@pytest.fixture
+def python_http_server() -> Iterator[int]:
+    """Python's own http.server: it takes an admin line for an HTTP/0.9 request and
+    answers with an error page alone, no status line (a new user's wrong port)."""
+    import http.server
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("web", ["http_server", "python_http_server"])
 @pytest.mark.parametrize("command", [["status"], ["workers"], ["jobs"], ["version"], ["cancel", "H:x:1"],
                                      ["drop", "f"], ["dead", "list"]], ids=lambda c: c[0])
-def test_admin_commands_call_a_web_server_a_protocol_error(http_server: int, command: list[str]) -> None:
+def test_admin_commands_call_a_web_server_a_protocol_error(web: str, command: list[str],
+                                                           request: pytest.FixtureRequest) -> None:
     # Exit 7 as the client's (a wrong port), where a server that is down is 3; they said 3.
-    result = gearctl(*command, "-s", f"127.0.0.1:{http_server}", timeout=60)
+    port = request.getfixturevalue(web)
+    result = gearctl(*command, "-s", f"127.0.0.1:{port}", timeout=60)
     assert result.returncode == 7, result
     assert b"an HTTP server, not gearmand" in result.stdout + result.stderr
     down = gearctl(*command, "-s", f"127.0.0.1:{free_port()}", timeout=60)

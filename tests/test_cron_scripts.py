@@ -77,6 +77,10 @@ def test_version_and_no_arguments() -> None:
     bare = gearctl()
     assert bare.returncode == 2  # README: kept on purpose, an empty command line is not a success
     assert b"Usage: gearctl [OPTIONS] COMMAND" in bare.stdout and b"client" in bare.stdout
+    assert bare.stdout.count(b"Usage:") == 1  # it was printed twice
+    for command in ("client", "run", "dead"):  # commands with a required argument, given none
+        shown = gearctl(command)
+        assert shown.returncode == 2 and shown.stdout.count(b"Usage:") == 1, shown
 
 
 @pytest.fixture

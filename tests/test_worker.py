@@ -148,6 +148,16 @@ def test_functions_lists_both_forms(tmp_path: Path) -> None:
     assert broken.returncode == 2 and b"RuntimeError: nope" in broken.stderr
 
 
+def test_run_exits_1_when_the_function_fails_the_job(tmp_path: Path) -> None:
+    # JobFailed is WORK_FAIL: `client --wait` exits 1 for it; `run` exited 0, silently.
+    (tmp_path / "failing.py").write_text("from gearctl import JobFailed, job\n\n@job\n"
+                                         "def nope(job):\n    raise JobFailed('not today')\n")
+    failed = gearctl("run", "nope", "-p", str(tmp_path))
+    assert failed.returncode == 1 and failed.stderr == b"gearctl: nope failed: not today\n"
+    as_json = gearctl("run", "nope", "-p", str(tmp_path), "--json")
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["status"] == "failed"
+
+
 def test_run_debugs_a_function_without_a_server() -> None:
     ok = gearctl("run", "reverse", "-p", str(PLUGINS), "--data", "abc")
     assert ok.returncode == 0 and ok.stdout == b"cba"

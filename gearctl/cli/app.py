@@ -377,9 +377,10 @@ def _report_bad_usage(e: Exception) -> int:
     where = ctx.command_path if ctx is not None else "gearctl"
     message = e.format_message()  # type: ignore[attr-defined]
     if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
-        shown = ctx.get_help()  # typer's rich help prints itself (on stdout) and returns ""
-        if shown:
-            sys.stderr.write(shown + "\n")
+        # The error made the help as it was raised (ctx.get_help()): typer's rich help
+        # printed itself then (on stdout) and left "" as the message; a plain one is the message.
+        if message:
+            sys.stderr.write(message + "\n")
     else:
         sys.stderr.write(f"{where}: {one_line(message)} (see {where} --help)\n")
     return int(e.exit_code)  # type: ignore[attr-defined]

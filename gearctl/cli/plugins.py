@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from .. import codecs, render
-from ..errors import ExitCode, JobException, Timeout
+from ..errors import ExitCode, JobException, JobFailed, Timeout
 from .app import (
     HELP_DECODE,
     HELP_ENCODING,
@@ -99,6 +99,8 @@ def run_command(
         raise JobException(f"{fn.name} raised: {outcome.message}")
     if outcome.state == "timeout":
         raise Timeout(f"{fn.name} {outcome.message}")
+    if outcome.state == "failed":  # JobFailed: WORK_FAIL, exit 1, as `client --wait` says it
+        raise JobFailed(f"{fn.name} failed: {outcome.message}")
     return ExitCode.OK
 
 
