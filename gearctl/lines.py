@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -129,9 +130,17 @@ class LineReports:
     MAX_REASONS = 20
     OTHER = "other errors"
 
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream  # None: sys.stderr as it is at each write (see stream)
         self.counts: dict[str, int] = {}
+
+    @property
+    def stream(self) -> TextIO:
+        """Where the lines go. sys.stderr is looked up at each write: while a live
+        table is drawn on the terminal, rich has put a proxy there that prints lines
+        above the table; the stderr of before would write through it, and its next
+        redraw would erase them."""
+        return self._stream if self._stream is not None else sys.stderr
 
     def report(self, number: int | None, text: str, reason: str | None = None) -> None:
         """`text` for line `number`; `reason` (default: the text) is what makes

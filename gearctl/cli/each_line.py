@@ -11,6 +11,7 @@ run's exit code, the worst of its jobs'.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ class EachLineRun:
         self.stats = render.SubmitStats(background=make_job(b"", 0).background)
         self.out = Out()
         self.errors: dict[str, GearctlError] = {}  # the first error of each state, which may set the exit code
-        self.reports = LineReports(sys.stderr)
+        self.reports = LineReports()  # stderr, the live table's too
         self.stopped_at: int | None = None  # the first line not submitted, once --max-errors was reached
         self.source = LineSource(stream, self.job_for, text=text)
 
@@ -83,13 +84,20 @@ class EachLineRun:
             async with self.gear:
                 if self.options.require_workers:
                     await self.gear.require_workers(self.function)
-                with view:
+                with view, self._results_above(view):
                     await self.gear.submit_many(self.source, window=self.options.window, timeout=self.options.timeout,
                                                 on_created=self.created, on_done=self.done)
         finally:
             if self.stream is not None and self.stream is not sys.stdin.buffer:
                 self.stream.close()
         return self.finish(view.enabled)
+
+    def _results_above(self, view: render.SubmitView) -> contextlib.AbstractContextManager[None]:
+        """With the table drawn on the terminal that stdout is too, results go
+        through rich's stdout proxy, above the table; else straight out, as bytes."""
+        if view.enabled and render.is_tty(sys.stdout):
+            return self.out.as_text_to(sys.stdout)  # rich's proxy, while the view is live
+        return contextlib.nullcontext()
 
     # -- submit_many's callbacks ---------------------------------------------------
     def job_for(self, line: bytes, number: int) -> Job | None:

@@ -5,9 +5,11 @@ would) and the one-line texts it writes to stderr."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
-from typing import BinaryIO
+from collections.abc import Iterator
+from typing import BinaryIO, TextIO
 
 from ..errors import ExitCode, GearctlError, PayloadError, UsageError
 
@@ -64,6 +66,32 @@ class Out:
     def _flush(self) -> None:
         self._flush_pending = False
         self.write(b"", flush=True)
+
+    @contextlib.contextmanager
+    def as_text_to(self, stream: TextIO) -> Iterator[None]:
+        """Results written as text to `stream` meanwhile: rich's proxy of a terminal's
+        stdout while a live table is drawn there, which prints lines above the
+        table (bytes written past it would be erased by the next redraw)."""
+        saved, self.stream = self.stream, _TextWriter(stream)  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            self.write(b"", flush=True)
+            self.stream = saved
+
+
+class _TextWriter:
+    """A binary stream's write and flush, as text on a text stream (for a terminal)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.text = stream
+
+    def write(self, data: bytes) -> int:
+        self.text.write(data.decode("utf-8", "replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        self.text.flush()
 
 
 def one_line(text: str) -> str:
