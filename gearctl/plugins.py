@@ -236,7 +236,8 @@ def load_plugins(dirs: Iterable[Path], *, allow_insecure: bool = False) -> Regis
     registry = Registry()
     for directory in dirs:
         if not directory.is_dir():
-            registry.errors.append(f"{directory}: not a directory")
+            registry.errors.append(f"{directory}: not a directory" if directory.exists()
+                                   else f"{directory}: no such plugin directory")
             continue
         if not allow_insecure and (refusal := insecure(directory)):
             registry.errors.append(refusal)

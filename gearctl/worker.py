@@ -507,7 +507,8 @@ class Worker:
 
     def _end(self, link: _Link, epoch: int, handle: bytes, outcome: Outcome) -> None:
         if not (link.usable and link.session.finish(epoch, handle, outcome, time.monotonic())):
-            log.warning("%s: connection lost before job %s could be reported; the server will run it again",
+            log.warning("%s: connection lost before job %s could be reported; a server that kept the job will "
+                        "run it again",
                         link.address, handle.decode("ascii", "replace"))
 
     def _end_resubmitted(self, link: _Link, epoch: int, handle: bytes, outcome: Outcome) -> None:

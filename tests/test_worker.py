@@ -158,6 +158,14 @@ def test_run_exits_1_when_the_function_fails_the_job(tmp_path: Path) -> None:
     assert as_json.returncode == 1 and json.loads(as_json.stdout)["status"] == "failed"
 
 
+def test_a_missing_plugin_directory_is_called_missing(tmp_path: Path) -> None:
+    missing = gearctl("run", "reverse", "-p", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2
+    assert f"{tmp_path / 'nowhere'}: no such plugin directory".encode() in missing.stderr  # was "not a directory"
+    (tmp_path / "a-file").write_text("")
+    assert b"a-file: not a directory" in gearctl("run", "reverse", "-p", str(tmp_path / "a-file")).stderr
+
+
 def test_run_debugs_a_function_without_a_server() -> None:
     ok = gearctl("run", "reverse", "-p", str(PLUGINS), "--data", "abc")
     assert ok.returncode == 0 and ok.stdout == b"cba"
