@@ -100,6 +100,19 @@ def test_job_unique_completes_the_servers_unique_keys(tmp_path: Path, embedded: 
     assert in_bash(tmp_path, f"gearctl job -s {embedded.address} --unique rep") == ["report-2026-12"]
 
 
+def test_dead_show_retry_and_purge_complete_the_dead_jobs(tmp_path: Path, embedded: Embedded) -> None:
+    # They offered nothing, and the shells fell back to file names.
+    dead_id = "signup-17~dead.1764590460000"
+    assert gearctl("client", "mail.dead", "--unique", dead_id, "--data", "{}", "-s", embedded.address).returncode == 0
+    assert gearctl("client", "mail", "--unique", "signup-18", "-s", embedded.address).returncode == 0
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o755)
+    assert in_bash(tmp_path, f"gearctl dead show -s {embedded.address} sig") == [dead_id]  # IDs only
+    for command in ("retry", "purge"):
+        offered = in_bash(tmp_path, f"gearctl dead {command} -s {embedded.address} ", GEARCTL_PLUGIN_PATH=str(empty))
+        assert dead_id in offered and "mail" in offered and "signup-18" not in offered, offered
+
+
 def test_a_server_that_is_down_leaves_fewer_names_not_an_error(tmp_path: Path) -> None:
     offered = in_bash(tmp_path, f"gearctl client -s 127.0.0.1:{free_port()} no", GEARCTL_PLUGIN_PATH=str(EXAMPLE))
     assert offered == ["notifications_send_users"]

@@ -149,3 +149,21 @@ def complete_unique_keys(ctx: typer.Context, incomplete: str) -> list[str]:
     keys = {key for report in _reports(ctx, uniques=True) for key in report.uniques}
     return _matching(keys, incomplete)
 
+
+def _dead_ids(ctx: typer.Context | None) -> set[str]:
+    """The IDs of the dead jobs the servers hold: their unique keys (`...~dead.MS`)."""
+    import re
+
+    tail = re.compile(r"~dead\.\d+$")
+    return {key for report in _reports(ctx, uniques=True) for key in report.uniques if tail.search(key)}
+
+
+def complete_dead_ids(ctx: typer.Context, incomplete: str) -> list[str]:
+    """dead show ID: the dead jobs' IDs."""
+    return _matching(_dead_ids(ctx), incomplete)
+
+
+def complete_dead_targets(ctx: typer.Context, incomplete: str) -> list[str]:
+    """dead retry/purge FUNCTION|ID: the functions (plugins' and servers'), and the dead jobs' IDs."""
+    return _matching(plugin_functions(ctx) | server_functions(ctx) | _dead_ids(ctx), incomplete)
+

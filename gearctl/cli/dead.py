@@ -15,7 +15,7 @@ import typer
 from .. import dead, render
 from ..errors import ExitCode, UsageError
 from .app import NO_SERVER_OPTIONS, ServerOptions, app, with_servers
-from .completion import complete_functions
+from .completion import complete_dead_ids, complete_dead_targets, complete_functions
 from .helptext import examples
 from .streams import Out, one_line
 
@@ -30,6 +30,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="A JSON document instead of
 Limit = Annotated[int, typer.Option("--limit", min=1, metavar="N",
                                     help="Hold at most N dead jobs per server (the rest are not seen).")]
 Target = Annotated[str | None, typer.Argument(metavar="[FUNCTION|ID]", show_default=False,
+                                              autocompletion=complete_dead_targets,
                                               help="A function (its .dead jobs), or one dead job's ID or handle.")]
 Every = Annotated[bool, typer.Option("--all", help="Every dead job of every function.")]
 
@@ -97,7 +98,7 @@ def list_(
                                   "gearctl dead show H:gear1:9 --json"))
 @with_servers()
 def show(
-    job_id: Annotated[str, typer.Argument(metavar="ID", show_default=False,
+    job_id: Annotated[str, typer.Argument(metavar="ID", show_default=False, autocompletion=complete_dead_ids,
                                           help="The dead job's ID (as `dead list` shows it) or its handle.")],
     limit: Limit = dead.DEFAULT_LIMIT,
     as_json: AsJson = False,
