@@ -91,7 +91,7 @@ def shutdown(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
-    """Stop the servers (admin `shutdown [graceful]`). Asks first on a terminal unless --yes.
+    """Stop the servers (admin `shutdown`, or `shutdown graceful`). Asks first on a terminal unless --yes.
 
     gearmand 1.1.20 does not know the command (exit 8); `gearctl server` does."""
     if not yes:
