@@ -15,7 +15,8 @@ from .streams import one_line
 
 PluginDirs = Annotated[list[str] | None, typer.Option(
     "--plugin-dir", "-p", metavar="DIR",
-    help=f"Plugin directory (repeatable). Default: $GEARCTL_PLUGIN_PATH, else ./{plugins.DEFAULT_PLUGIN_DIR}.")]
+    help="Plugin directory (repeatable). Default: $GEARCTL_PLUGIN_PATH, else the config's plugin_dirs, "
+         f"else ./{plugins.DEFAULT_PLUGIN_DIR}.")]
 
 
 AllowInsecurePlugins = Annotated[bool, typer.Option(
