@@ -50,11 +50,7 @@ def in_bash(tmp_path: Path, line: str, **env: str) -> list[str]:
     ending in a space completes a new, empty word) offers: completions/gearctl.bash
     sourced in a real bash, its function called as bash calls it on <Tab>, with a
     `gearctl` on PATH that runs this checkout."""
-    bin_dir = tmp_path / "bin"
-    if not bin_dir.exists():
-        bin_dir.mkdir()
-        (bin_dir / "gearctl").write_text(f'#!/bin/sh\nexec {sys.executable} -m gearctl "$@"\n')
-        (bin_dir / "gearctl").chmod(0o755)
+    bin_dir = _gearctl_on_path(tmp_path)
     words = line.split(" ")
     script = (f"source {ROOT / 'completions' / 'gearctl.bash'}\n"
               f"COMP_WORDS=({' '.join(shlex.quote(w) for w in words)}); COMP_CWORD={len(words) - 1}\n"
