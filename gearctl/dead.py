@@ -34,7 +34,7 @@ from .admin import parse_jobs, parse_unique_jobs
 from .adminio import admin_request
 from .client import AsyncClient
 from .connection import PROBE, PROBE_PAYLOAD, Connection
-from .deadletter import Envelope, dead_letter_function, is_dead_letter_function, original_function
+from .deadletter import Envelope, dead_letter_function, is_dead_letter_function, is_dead_unique, original_function
 from .errors import GearctlError, PayloadError, RemoteProtocolError, ServerError, UsageError
 from .monitor import collect, each_server, none_answered, ssl_context
 from .protocol import PacketType, encode
@@ -193,12 +193,12 @@ class Selection:
         return Selection(function=self.target, include_invalid=self.include_invalid)
 
 
-_ID_FORM = re.compile(r"(~dead\.\d+|^H:.+:\d+)$", re.DOTALL)  # dead_unique()'s tail, or a gearmand handle
+_HANDLE = re.compile(r"H:.+:\d+", re.DOTALL)  # a gearmand job handle
 
 
 def looks_like_id(target: str) -> bool:
     """A dead job's unique key as deadletter.dead_unique makes it, or a job handle."""
-    return _ID_FORM.search(target) is not None
+    return is_dead_unique(target) or _HANDLE.fullmatch(target) is not None
 
 
 def queue_name(function: str) -> str:

@@ -31,6 +31,7 @@ MAX_UNIQUE = 64  # gearmand's GEARMAN_MAX_UNIQUE_SIZE
 
 # <original>~a<attempt>.<first failure, unix seconds>: the second attempt of "job-7"
 # that first failed at 1764590400 is "job-7~a2.1764590400".
+_DEAD_TAIL = re.compile(r"~dead\.\d+$")  # dead_unique()'s tail
 _ATTEMPT = re.compile(r"^(?P<original>.*)~a(?P<attempt>[2-9]|[1-9]\d+)\.(?P<first>\d{1,12})$", re.DOTALL)
 
 
@@ -77,6 +78,11 @@ def dead_unique(original: str, last_failure: float) -> str:
     job that dies again after `dead retry` is a second dead job, not coalesced
     into the first (gearmand would drop it as a duplicate)."""
     return _fit(original, f"~dead.{int(last_failure * 1000)}")
+
+
+def is_dead_unique(key: str) -> bool:
+    """Does `key` end as dead_unique() ends a dead job's key (`~dead.MILLISECONDS`)?"""
+    return _DEAD_TAIL.search(key) is not None
 
 
 def _fit(original: str, tail: str) -> str:

@@ -214,12 +214,7 @@ def _root(
     7 protocol error, 8 server refused the request.
     """
     GLOBAL_FLAGS.debug = GLOBAL_FLAGS.debug or debug
-    try:
-        config = load_config(config_file, alias)
-    except GearctlError as e:
-        if ctx.invoked_subcommand == "check":  # a monitoring plugin that cannot check: UNKNOWN
-            raise typer.Exit(nagios_unknown(str(e))) from e
-        raise
+    config = load_config(config_file, alias)  # a bad one fails the command (`check`: UNKNOWN, see invoke())
     ctx.meta[CONFIG_META] = config
     ctx.default_map = command_defaults(ctx.command, config)
 
@@ -372,7 +367,7 @@ def _report_bad_usage(e: Exception) -> int:
     """click's usage errors (a bad flag or value, a missing argument): one line
     naming the command, or its help when it was given no arguments at all."""
     ctx = getattr(e, "ctx", None)
-    if GLOBAL_FLAGS.command == "check" or (ctx is not None and ctx.info_name == "check"):
+    if GLOBAL_FLAGS.command == "check":
         return nagios_unknown(e.format_message())  # type: ignore[attr-defined]
     where = ctx.command_path if ctx is not None else "gearctl"
     message = e.format_message()  # type: ignore[attr-defined]

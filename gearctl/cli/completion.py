@@ -152,10 +152,9 @@ def complete_unique_keys(ctx: typer.Context, incomplete: str) -> list[str]:
 
 def _dead_ids(ctx: typer.Context | None) -> set[str]:
     """The IDs of the dead jobs the servers hold: their unique keys (`...~dead.MS`)."""
-    import re
+    from ..deadletter import is_dead_unique
 
-    tail = re.compile(r"~dead\.\d+$")
-    return {key for report in _reports(ctx, uniques=True) for key in report.uniques if tail.search(key)}
+    return {key for report in _reports(ctx, uniques=True) for key in report.uniques if is_dead_unique(key)}
 
 
 def complete_dead_ids(ctx: typer.Context, incomplete: str) -> list[str]:
