@@ -284,6 +284,10 @@ class Procs:
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+        for proc in self.procs:  # a test that failed before reading a pipe leaves it open
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
 
 
 @pytest.fixture
