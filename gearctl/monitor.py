@@ -67,6 +67,13 @@ class ServerReport:
     seconds: float = 0.0  # how long the server took to answer
 
     @property
+    def reason(self) -> str:
+        """Why it is down, for a line that names the address already (`error`
+        names it too, for JSON and a line of its own)."""
+        error = self.error or "down"
+        return error.removeprefix(f"{self.address}: ")
+
+    @property
     def worker_connections(self) -> int:
         """Connections that registered at least one function (clients and
         admin connections register none)."""
@@ -345,7 +352,7 @@ def check(reports: Sequence[ServerReport], max_queued: Sequence[Threshold],
     problems: list[tuple[int, str]] = []
     down = [r for r in reports if not r.up]
     for r in down:
-        problems.append((CRITICAL, f"{r.address} down ({r.error})"))
+        problems.append((CRITICAL, f"{r.address} down ({r.reason})"))
     up = [r for r in reports if r.up]
     rows = totals(up)
     by_name = {t.function: t for t in rows}

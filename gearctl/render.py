@@ -324,7 +324,7 @@ def status_renderable(reports: list[Any], rows: list[Any], title: str = "gearman
         else:
             table.add_row(shown(row.function), str(row.queued), _running(row.running, row.held), str(row.workers),
                           *_dead_cell(dead, row.dead), style="bold red" if row.stuck else None)
-    down = [Text(f"{r.address}: down ({r.error})", style="bold red") for r in reports if not r.up]
+    down = [Text(f"{r.address}: down ({r.reason})", style="bold red") for r in reports if not r.up]
     notes = [Text("running counts jobs handed to a worker; (N held): at least N of them are prefetched by "
                   "gearctl workers (--prefetch) and wait to start", style="dim")] if any(r.held for r in rows) else []
     return Group(*down, table, *notes)

@@ -215,3 +215,16 @@ def test_the_debug_flag_is_kept_for_the_error_wrapper() -> None:
         assert GLOBAL_FLAGS.debug is True
     finally:
         GLOBAL_FLAGS.debug = before
+
+
+def test_a_down_server_row_names_its_address_once() -> None:
+    from rich.console import Console
+
+    from gearctl.monitor import ServerReport
+    from gearctl.render import status_renderable
+
+    report = ServerReport("127.0.0.1:1", up=False, error="127.0.0.1:1: connection refused")
+    console = Console(record=True, width=100, color_system=None)
+    console.print(status_renderable([report], []))
+    text = console.export_text()
+    assert "127.0.0.1:1: down (connection refused)" in text and text.count("127.0.0.1:1") == 1
