@@ -279,7 +279,7 @@ class DeadHold:
         await asyncio.gather(*(self._grab(h, queues[str(h.address)]) for h in self.holds if h.error is None))
         if all(h.error is not None for h in self.holds):
             await self.__aexit__()  # a server that failed mid-grab gets back what it handed out
-            raise none_answered([(str(h.error), h.why) for h in self.holds])
+            raise none_answered([(str(h.address), str(h.error), h.why) for h in self.holds])
         return self
 
     def _wanted(self, function: str) -> bool:

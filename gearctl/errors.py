@@ -27,10 +27,17 @@ class ExitCode(IntEnum):
     OUTPUT_CLOSED = 141  # stdout was closed early (| head): what a process killed by SIGPIPE returns
 
 
+def reason_at(address: object, error: object) -> str:
+    """`error` said of `address` on a line that names the address already: most
+    errors about one server start with it (`127.0.0.1:4730: connection refused`)."""
+    return str(error).removeprefix(f"{address}: ")
+
+
 class GearctlError(Exception):
     """Base of every error gearctl raises on purpose."""
 
     exit_code: ExitCode = ExitCode.USAGE
+    down: tuple[tuple[str, str], ...] = ()  # no server answered: each one's (address, error), for a --json document
 
 
 class UsageError(GearctlError):

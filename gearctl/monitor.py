@@ -36,7 +36,7 @@ from .addresses import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, ServerAddres
 from .admin import FunctionStatus, JobInfo, WorkerInfo
 from .adminio import ADMIN_CLIENT_ID, admin_request, admin_session
 from .deadletter import is_dead_letter_function, original_function
-from .errors import ExitCode, GearctlError, NoServerAvailable, RemoteProtocolError, ServerError, UsageError
+from .errors import ExitCode, GearctlError, NoServerAvailable, RemoteProtocolError, ServerError, UsageError, reason_at
 
 if TYPE_CHECKING:
     import ssl
@@ -70,8 +70,7 @@ class ServerReport:
     def reason(self) -> str:
         """Why it is down, for a line that names the address already (`error`
         names it too, for JSON and a line of its own)."""
-        error = self.error or "down"
-        return error.removeprefix(f"{self.address}: ")
+        return reason_at(self.address, self.error or "down")
 
     @property
     def worker_connections(self) -> int:
@@ -184,17 +183,19 @@ def answered(reports: list[ServerReport]) -> list[ServerReport]:
     (exit 3) naming every server's reason, or RemoteProtocolError (exit 7) when
     a server answered in another protocol, as the client says."""
     if not any(r.up for r in reports):
-        raise none_answered([(str(r.error), r.why) for r in reports])
+        raise none_answered([(r.address, str(r.error), r.why) for r in reports])
     return reports
 
 
-def none_answered(failures: Sequence[tuple[str, int]]) -> GearctlError:
-    """The error of a command no server answered, from each server's (reason, exit
-    code): naming every reason, with the exit code down_code() gives."""
-    why = "no job server answered: " + "; ".join(reason for reason, _ in failures)
-    if down_code(code for _, code in failures) is ExitCode.PROTOCOL:
-        return RemoteProtocolError(why)
-    return NoServerAvailable(why)
+def none_answered(failures: Sequence[tuple[str, str, int]]) -> GearctlError:
+    """The error of a command no server answered, from each server's (address,
+    reason, exit code): naming every reason, with the exit code down_code() gives,
+    and the servers in its `down`."""
+    why = "no job server answered: " + "; ".join(reason for _, reason, _ in failures)
+    error = (RemoteProtocolError if down_code(code for *_, code in failures) is ExitCode.PROTOCOL
+             else NoServerAvailable)(why)
+    error.down = tuple((address, reason) for address, reason, _ in failures)
+    return error
 
 
 def down_code(whys: Iterable[int]) -> ExitCode:

@@ -205,3 +205,19 @@ def test_every_commands_json_has_its_readme_shape(tmp_path: Path, procs: Procs) 
         checked.add(schema)
     assert checked == set(schemas)
     assert len(runs["client -n"][1].splitlines()) == 2  # a job's record and an invalid line's
+
+
+@pytest.mark.parametrize("schema", ["status", "workers", "jobs", "jobs --unique", "dead list", "version", "ping",
+                                    "getpid"])
+def test_with_every_server_down_json_still_prints_its_document(schema: str) -> None:
+    """A script's `| jq` gets a document, every server in it down, and the exit
+    code and stderr line say what happened (README: JSON schemas, Exit codes)."""
+    gone = f"127.0.0.1:{free_port()}"
+    result = gearctl(*schema.split(" ")[:1], *schema.split(" ")[1:], "--json", "-s", gone, "--connect-timeout", "2")
+    assert result.returncode == 3, result
+    document = json.loads(result.stdout)
+    conforms(document, readme_schemas()[schema], readme_schemas(), schema)
+    assert [(s["address"], s["up"]) for s in document["servers"]] == [(gone, False)]
+    if schema not in ("version", "ping"):  # those two report each server in their document alone
+        err = result.stderr.decode()
+        assert err.startswith("gearctl: ") and err.endswith(f"{gone}: connection refused\n") and err.count("\n") == 1

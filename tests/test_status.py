@@ -186,8 +186,12 @@ def test_version_and_ping(gearmand: Gearmand, server_kind: str) -> None:
     # gearmand says 1.1.x; the embedded server its own version (README: differences from gearmand)
     assert version.returncode == 0 and (b"+gearctl" if server_kind == "embedded" else b"\t1.1.") in version.stdout
     assert gearctl("ping", "-s", gearmand.address).returncode == 0
-    down = gearctl("ping", "-s", f"{gearmand.address},127.0.0.1:{free_port()}", "--connect-timeout", "2")
-    assert down.returncode == 3 and b"\tok\t" in down.stdout and b"\tdown\t" in down.stdout
+    gone = f"127.0.0.1:{free_port()}"
+    down = gearctl("ping", "-s", f"{gearmand.address},{gone}", "--connect-timeout", "2")
+    assert down.returncode == 3 and b"\tok\t" in down.stdout
+    assert f"{gone}\tdown\tconnection refused\n".encode() in down.stdout  # the address once
+    status = gearctl("status", "-s", f"{gearmand.address},{gone}")
+    assert status.returncode == 0 and status.stderr.decode() == f"gearctl: {gone} is down: connection refused\n"
 
 
 @pytest.mark.interop

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from .. import dead, render
-from ..errors import ExitCode, UsageError
+from ..errors import ExitCode, GearctlError, UsageError, reason_at
 from .app import NO_SERVER_OPTIONS, ServerOptions, app, with_servers
 from .completion import complete_dead_ids, complete_dead_targets, complete_functions
 from .helptext import examples
@@ -43,7 +43,7 @@ def _warn(listing: dead.DeadListing) -> None:
     """One stderr line per server that was down, cut short, or lost jobs on the hand-back."""
     for s in listing.servers:
         if s.error is not None:
-            sys.stderr.write(f"gearctl: {s.address}: {one_line(s.error)}\n")
+            sys.stderr.write(f"gearctl: {s.address}: {one_line(reason_at(s.address, s.error))}\n")
         if s.truncated:
             sys.stderr.write(f"gearctl: {s.address}: only the first {s.held} dead jobs were looked at (--limit)\n")
         if s.dropped:
@@ -84,7 +84,13 @@ def list_(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """List dead jobs, leaving them where they are (they are grabbed, then handed back)."""
-    listing = server.run(dead.list_dead(server.addresses(), function, limit=limit, **server.bounds()))
+    try:
+        listing = server.run(dead.list_dead(server.addresses(), function, limit=limit, **server.bounds()))
+    except GearctlError as e:  # no server answered: with --json the document still goes out, every server down
+        if as_json and e.down:
+            down = dead.DeadListing((), tuple(dead.ServerDead(address, error=error) for address, error in e.down))
+            Out().line(json.dumps(down.as_json(), indent=2, ensure_ascii=False))
+        raise
     _warn(listing)
     if as_json:
         Out().line(json.dumps(listing.as_json(), indent=2, ensure_ascii=False))

@@ -9,13 +9,14 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from .. import __version__, monitor, ops, render
 from ..client import AsyncClient, JobStatus
-from ..errors import ExitCode, GearctlError, ServerError, UsageError
+from ..errors import ExitCode, GearctlError, ServerError, UsageError, reason_at
 from .app import NO_SERVER_OPTIONS, ServerOptions, app, with_servers
 from .completion import complete_functions, complete_unique_keys
 from .helptext import examples
@@ -29,15 +30,21 @@ def _collect(server: ServerOptions, **parts: Any) -> list[monitor.ServerReport]:
     return server.run(monitor.collect(server.addresses(), **server.bounds(), **parts))
 
 
-def _collect_answered(server: ServerOptions, **parts: bool) -> list[monitor.ServerReport]:
-    """_collect, failing (exit 3) when no server answered."""
-    return monitor.answered(_collect(server, **parts))
+def _collect_answered(server: ServerOptions, document: Callable[[list[monitor.ServerReport]], Any] | None = None,
+                      **parts: bool) -> list[monitor.ServerReport]:
+    """_collect, failing (exit 3, or 7) when no server answered. With `document`
+    (--json), that failure still prints the document first, every server in it
+    `"up": false`: a script's JSON parser gets one whatever the servers did."""
+    reports = _collect(server, **parts)
+    if document is not None and not any(r.up for r in reports):
+        Out().line(json.dumps(document(reports), indent=2))
+    return monitor.answered(reports)
 
 
 def _warn_down(reports: list[monitor.ServerReport]) -> None:
     for r in reports:
         if not r.up:
-            sys.stderr.write(f"gearctl: {r.address} is down: {r.error}\n")
+            sys.stderr.write(f"gearctl: {r.address} is down: {reason_at(r.address, r.error)}\n")
 
 
 @app.command(epilog=examples("gearctl status",
@@ -61,7 +68,8 @@ def status(
         raise UsageError(f"--sort takes one of {', '.join(monitor.SORT_KEYS)}, not {sort!r}")
     if watch:
         return _watch_status(server, wanted, sort, interval, as_json)
-    reports = _collect_answered(server, workers=True)  # workers: who prefetches (held jobs)
+    reports = _collect_answered(server, (lambda r: monitor.status_document(r, wanted, sort)) if as_json else None,
+                                workers=True)  # workers: who prefetches (held jobs)
     _print_status(reports, wanted, sort, as_json)
     return ExitCode.OK
 
@@ -117,7 +125,7 @@ def workers(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Connections per server: fd, address, client id and registered functions."""
-    reports = _collect_answered(server, status=False, workers=True)
+    reports = _collect_answered(server, monitor.workers_document if as_json else None, status=False, workers=True)
     if as_json:
         Out().line(json.dumps(monitor.workers_document(reports), indent=2))
         return ExitCode.OK
@@ -136,7 +144,8 @@ def jobs(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """The jobs each server holds (show jobs): handle, retries, ignored, queued."""
-    reports = _collect_answered(server, status=False, jobs=not unique, uniques=unique)
+    reports = _collect_answered(server, (lambda r: monitor.jobs_document(r, unique)) if as_json else None,
+                                status=False, jobs=not unique, uniques=unique)
     if as_json:
         Out().line(json.dumps(monitor.jobs_document(reports, unique), indent=2))
         return ExitCode.OK
@@ -272,7 +281,7 @@ def drop(
     for s in result.refused:  # a REFUSED detail is the server's error, which names it
         sys.stderr.write(f"gearctl: {s.address + ': ' if s.outcome is ops.DropOutcome.BUSY else ''}{s.detail}\n")
     for s in result.where(ops.DropOutcome.DOWN):
-        sys.stderr.write(f"gearctl: {s.address} is down: {s.detail}\n")
+        sys.stderr.write(f"gearctl: {s.address} is down: {reason_at(s.address, s.detail)}\n")
     if result.refused:
         return ExitCode.SERVER_REFUSED
     if not dropped:
@@ -319,7 +328,7 @@ def ping(
         if pong.seconds is not None:
             out.line(f"{pong.address}\tok\t{pong.seconds * 1000:.2f} ms")
         else:
-            out.line(f"{pong.address}\tdown\t{pong.error}")
+            out.line(f"{pong.address}\tdown\t{reason_at(pong.address, pong.error)}")
     return code
 
 
