@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -68,11 +68,11 @@ class Key:
     module are plain classes: a dataclass costs ~1 ms to create, and every
     command line imports this module.)"""
 
-    __slots__ = ("choices", "env", "kind", "maximum", "minimum", "name", "not_for", "target")
+    __slots__ = ("check", "choices", "env", "kind", "maximum", "minimum", "name", "not_for", "target")
 
     def __init__(self, name: str, kind: Kind, param: str = "", env: str | None = None,
                  choices: tuple[str, ...] = (), minimum: float | None = None, maximum: float | None = None,
-                 not_for: tuple[str, ...] = ()) -> None:
+                 not_for: tuple[str, ...] = (), check: Callable[[Any], object] | None = None) -> None:
         self.name = name
         self.kind = kind
         self.target = param or name
@@ -81,9 +81,29 @@ class Key:
         self.minimum = minimum
         self.maximum = maximum  # the flag's own bounds: click's message would not name the file
         self.not_for = not_for  # commands whose parameter of that name means something else
+        self.check = check  # the flag's own parser of the converted value (ValueError: why), run as the file is read
 
     def __repr__(self) -> str:
         return f"Key({self.name!r})"
+
+
+def _retry_option(name: str) -> Callable[[Any], object]:
+    """A check by the retry options' own rules (retry.check_options, imported
+    only for a file that sets the key), its message without the key's name."""
+    def check(value: Any) -> object:
+        from .retry import check_options
+
+        try:
+            return check_options({name: value})
+        except ValueError as e:
+            raise ValueError(str(e).removeprefix(name).removeprefix(":").strip()) from None
+    return check
+
+
+def _function_counts(value: str) -> object:
+    from .supervision import parse_function_counts
+
+    return parse_function_counts(value)
 
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -113,7 +133,7 @@ TABLE_KEYS: dict[str, tuple[Key, ...]] = {
         Key("summary", Kind.BOOL),
     ),
     "worker": (
-        Key("functions", Kind.NAMES),
+        Key("functions", Kind.NAMES, check=_function_counts),
         Key("id", Kind.STR, param="client_id"),
         Key("concurrency", Kind.INT, minimum=1, maximum=512),
         Key("prefetch", Kind.PREFETCH),
@@ -128,9 +148,10 @@ TABLE_KEYS: dict[str, tuple[Key, ...]] = {
         Key("retries", Kind.INT, minimum=0, maximum=1000),
         Key("retry_backoff", Kind.DURATION),
         Key("retry_backoff_max", Kind.DURATION),
-        Key("retry_on", Kind.NAMES),
+        Key("retry_on", Kind.NAMES, check=_retry_option("retry_on")),
         Key("no_dead_letter", Kind.BOOL),
-        Key("dead_letter_suffix", Kind.STR, env="GEARCTL_DEAD_LETTER_SUFFIX"),
+        Key("dead_letter_suffix", Kind.STR, env="GEARCTL_DEAD_LETTER_SUFFIX",
+            check=_retry_option("dead_letter_suffix")),
         Key("metrics_port", Kind.INT, minimum=1, maximum=65535),
         Key("metrics_address", Kind.STR),
     ),
@@ -365,7 +386,10 @@ class _Checker:
 
     def value(self, key: Key, value: Any, dotted: tuple[str, ...]) -> Any:
         try:
-            return _convert(key, value, self.base)
+            converted = _convert(key, value, self.base)
+            if key.check is not None:
+                key.check(converted)
+            return converted
         except (TypeError, ValueError, UsageError) as e:  # UsageError: parse_servers, parse_duration
             raise self.fail(dotted, str(e)) from None
 
