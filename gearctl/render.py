@@ -149,12 +149,15 @@ class SubmitView:
 
         s = self.stats
         table = Table(title=f"gearctl client {self.function}", title_justify="left")
-        for name in ("submitted", "created", "completed", "failed", "jobs/s"):
+        # the words of the summary line: a background job is done once queued (created)
+        ok = "queued" if s.background else "complete"
+        names = ("submitted", ok) if s.background else ("submitted", "created", ok)
+        for name in (*names, "failed", "jobs/s"):
             table.add_column(name, justify="right")
-        completed = s.by_state.get("queued" if s.background else "complete", 0)
+        counts = (s.submitted, s.by_state.get(ok, 0)) if s.background else (s.submitted, s.created,
+                                                                               s.by_state.get(ok, 0))
         failed = s.failed
-        table.add_row(str(s.submitted), str(s.created), str(completed),
-                      f"[red]{failed}[/]" if failed else "0", f"{s.rate():,.0f}")
+        table.add_row(*map(str, counts), f"[red]{failed}[/]" if failed else "0", f"{s.rate():,.0f}")
         return table
 
 

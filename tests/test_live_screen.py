@@ -41,3 +41,6 @@ def test_each_line_results_and_reports_stay_above_the_live_table(embedded: Embed
     assert len(handles) == 8 and len(set(handles)) == 8, "\n".join(shown)
     assert sum(line.startswith("gearctl client f") for line in shown) == 1, "\n".join(shown)  # redrawn in place
     assert shown[-1].startswith("gearctl: 8 submitted, 8 queued, 4 invalid"), "\n".join(shown)
+    frame = term.frame("gearctl client f")  # in the summary's words: background jobs are queued
+    header = next([c.strip() for c in line.split("┃")[1:-1]] for line in frame.splitlines() if "┃" in line)
+    assert header == ["submitted", "queued", "failed", "jobs/s"] and table_cells(frame)[-1][:3] == ["8", "8", "4"]
