@@ -35,7 +35,7 @@ from .adminio import admin_request
 from .client import AsyncClient
 from .connection import PROBE, PROBE_PAYLOAD, Connection
 from .deadletter import Envelope, dead_letter_function, is_dead_letter_function, is_dead_unique, original_function
-from .errors import GearctlError, PayloadError, RemoteProtocolError, ServerError, UsageError
+from .errors import GearctlError, NotFound, PayloadError, RemoteProtocolError, ServerError, UsageError
 from .monitor import collect, each_server, none_answered, ssl_context
 from .protocol import PacketType, encode
 
@@ -208,14 +208,16 @@ def queue_name(function: str) -> str:
 
 def select(jobs: Sequence[DeadJob], selection: Selection) -> list[DeadJob]:
     """The jobs a selection names. An ID is a dead job's unique key, or its
-    handle; ServerError UNKNOWN_JOB (exit 8) when no server holds it, UsageError
+    handle; NotFound (exit 8) when no server holds it, UsageError
     (exit 2) when it names jobs on several servers. Invalid envelopes are taken
     by FUNCTION or --all only with include_invalid; by ID always."""
     selection = selection.resolved(jobs)
     if selection.job_id is not None:
         found = [j for j in jobs if j.id == selection.job_id] or [j for j in jobs if j.handle == selection.job_id]
         if not found:
-            raise ServerError("UNKNOWN_JOB", f"no dead job {selection.job_id} on any server")
+            hint = "" if looks_like_id(selection.job_id) else (
+                " (an ID is a dead job's key or handle, as `gearctl dead list` shows them)")
+            raise NotFound(f"no dead job {selection.job_id} on any server{hint}")
         if len(found) > 1:
             where = ", ".join(j.server for j in found)
             raise UsageError(f"{selection.job_id} names a dead job on each of {where}; pick one with -s")

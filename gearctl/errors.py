@@ -99,6 +99,16 @@ class ServerError(GearctlError):
         self.server = server
 
 
+class NotFound(ServerError):
+    """No server holds the job asked for, as gearctl found by looking (exit 8,
+    as a server's own UNKNOWN_JOB). Said as it is, with no "server error": no
+    server sent one."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__("UNKNOWN_JOB", text)
+        self.args = (text,)
+
+
 class Timeout(GearctlError):
     """A deadline passed before the server or the job answered."""
 

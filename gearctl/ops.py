@@ -27,7 +27,7 @@ from .admin import FunctionStatus, JobInfo
 from .adminio import admin_session
 from .client import AsyncClient
 from .connection import PROBE, PROBE_PAYLOAD, Connection
-from .errors import ExitCode, GearctlError, RemoteProtocolError, ServerError, UsageError
+from .errors import ExitCode, GearctlError, NotFound, RemoteProtocolError, ServerError, UsageError
 from .monitor import ServerReport, answered, ask_all, collect, each_server, ssl_context
 
 # -- cancel ------------------------------------------------------------------------------
@@ -43,12 +43,12 @@ class Cancelled:
 
 
 def job_holder(reports: Sequence[ServerReport], handle: str) -> tuple[ServerReport, JobInfo]:
-    """The one server whose `show jobs` lists `handle`. ServerError UNKNOWN_JOB
-    (exit 8) when none does; UsageError (exit 2) when several do (handles
+    """The one server whose `show jobs` lists `handle`. NotFound (exit 8) when
+    none does; UsageError (exit 2) when several do (handles
     repeat across gearmands on one host)."""
     holders = [(r, j) for r in reports for j in r.jobs if j.handle == handle]
     if not holders:
-        raise ServerError("UNKNOWN_JOB", f"no server has a job {handle} (finished jobs cannot be cancelled)")
+        raise NotFound(f"no server has a job {handle} (finished jobs cannot be cancelled)")
     if len(holders) > 1:
         where = ", ".join(r.address for r, _ in holders)
         raise UsageError(f"{handle} names a job on each of {where} (handles repeat across servers on one host); "

@@ -111,8 +111,11 @@ def test_show_prints_everything_and_unknown_ids_exit_8(gearmand: Gearmand) -> No
     assert by_handle["id"] == job_id
     missing = gearctl("dead", "show", "no-such-id", "-s", gearmand.address)
     assert missing.returncode == 8 and missing.stdout == b""
-    assert missing.stderr.decode().splitlines() == ["gearctl: server error UNKNOWN_JOB: no dead job no-such-id on any "
-                                                    "server"]
+    assert missing.stderr.decode().splitlines() == [  # gearctl looked: no "server error", and what an ID is
+        "gearctl: no dead job no-such-id on any server (an ID is a dead job's key or handle, as `gearctl dead list` "
+        "shows them)"]
+    by_id_form = gearctl("dead", "show", "gone~dead.1764590460000", "-s", gearmand.address)
+    assert by_id_form.stderr.decode() == "gearctl: no dead job gone~dead.1764590460000 on any server\n"
     for command in (["retry", "gone~dead.1764590460000"], ["purge", "H:nowhere:99", "--yes"]):
         unknown = gearctl("dead", *command, "-s", gearmand.address)  # an ID by its form, not a function
         assert unknown.returncode == 8 and "no dead job" in unknown.stderr.decode(), unknown.stderr

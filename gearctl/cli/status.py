@@ -16,7 +16,7 @@ import typer
 
 from .. import __version__, monitor, ops, render
 from ..client import AsyncClient, JobStatus
-from ..errors import ExitCode, GearctlError, ServerError, UsageError, reason_at
+from ..errors import ExitCode, GearctlError, NotFound, ServerError, UsageError, reason_at
 from .app import NO_SERVER_OPTIONS, ServerOptions, app, with_servers
 from .completion import complete_functions, complete_unique_keys
 from .helptext import examples
@@ -206,7 +206,7 @@ async def _watch_jobs(gear: AsyncClient, ask: Any, interval: float) -> int:
         first = await ask(gear)
         unknown = [s.handle or s.unique or "?" for s in first if not s.known]
         if unknown:
-            raise ServerError("UNKNOWN_JOB", f"no server knows {', '.join(unknown)} (finished, or never submitted)")
+            raise NotFound(f"no server knows {', '.join(unknown)} (finished, or never submitted)")
         if not render.is_tty(sys.stdout):
             return await _watch_jobs_lines(gear, ask, interval, first)
         with progress:
