@@ -80,7 +80,7 @@ def prefetch_setting(prefetch: int | str | PrefetchSetting = AUTO,
     try:
         setting = prefetch if isinstance(prefetch, PrefetchSetting) else parse_prefetch(prefetch)
         if budget is not None:
-            seconds = parse_duration(budget) if isinstance(budget, str) else float(budget)
+            seconds = parse_duration(budget, "--prefetch-budget") if isinstance(budget, str) else float(budget)
             if not seconds > 0:
                 raise ValueError(f"--prefetch-budget must be more than 0, not {budget!r}")
             setting = PrefetchSetting(setting.fixed, seconds)

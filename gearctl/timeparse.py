@@ -14,11 +14,13 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 PAST_GRACE = 60  # seconds: --at a little in the past (clock skew, cron jitter) runs now
 
 
-def parse_duration(text: str) -> float:
-    """'90', '90s', '1.5m', '1h30m', '2d', '250ms' -> seconds."""
+def parse_duration(text: str, flag: str = "") -> float:
+    """'90', '90s', '1.5m', '1h30m', '2d', '250ms' -> seconds. UsageError when
+    it is not one, naming `flag` (`--timeout`) when given."""
+    where = f"{flag}: " if flag else ""
     spec = text.strip().lower().replace(" ", "")
     if not spec:
-        raise UsageError("empty duration; use e.g. 30s, 5m, 1h30m")
+        raise UsageError(f"{where}empty duration; use e.g. 30s, 5m, 1h30m")
     try:
         value = float(spec)
     except ValueError:
@@ -29,11 +31,11 @@ def parse_duration(text: str) -> float:
             value += float(match.group(1)) * _UNITS[match.group(2)]
             pos = match.end()
         if pos != len(spec) or pos == 0:
-            raise UsageError(f"cannot read duration {text!r}; use e.g. 30s, 5m, 1h30m, 2d") from None
+            value = math.nan  # not a duration: said below
     if not math.isfinite(value):
-        raise UsageError(f"cannot read duration {text!r}; use e.g. 30s, 5m, 1h30m, 2d")
+        raise UsageError(f"{where}cannot read duration {text!r}; use e.g. 30s, 5m, 1h30m, 2d")
     if value < 0:
-        raise UsageError(f"duration {text!r} is negative")
+        raise UsageError(f"{where}duration {text!r} is negative")
     return value
 
 

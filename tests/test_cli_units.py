@@ -228,3 +228,4 @@ def test_a_down_server_row_names_its_address_once() -> None:
     console.print(status_renderable([report], []))
     text = console.export_text()
     assert "127.0.0.1:1: down (connection refused)" in text and text.count("127.0.0.1:1") == 1
+

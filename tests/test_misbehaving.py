@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import clean_env
+from conftest import clean_env, free_port
 from fake_server import FOUR_GB, MISBEHAVIOURS, FakeServer, header
 
 import gearctl
@@ -252,10 +252,24 @@ def test_check_says_unknown_when_timeout_runs_out() -> None:
     bounded(ran)
 
 
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["client", "f", "--data", "x", "--timeout", "5x"], "--timeout"),
+    (["client", "f", "--in", "5x"], "--in"),
+    (["worker", "-p", str(PLUGINS), "--max-lifetime", "5x"], "--max-lifetime"),
+    (["worker", "-p", str(PLUGINS), "--graceful-timeout", "5x"], "--graceful-timeout"),
+    (["worker", "-p", str(PLUGINS), "--prefetch-budget", "5x"], "--prefetch-budget"),
+    (["server", "--graceful-timeout", "5x"], "--graceful-timeout"),
+])
+def test_a_bad_duration_names_its_flag(argv: list[str], flag: str) -> None:
+    ran = run([*argv, *(["--port", str(free_port())] if argv[0] == "server" else ["-s", "127.0.0.1:1"])])
+    assert (ran.returncode, ran.stderr.decode()) == (
+        2, f"gearctl: {flag}: cannot read duration '5x'; use e.g. 30s, 5m, 1h30m, 2d\n")
+
+
 def test_timeout_is_a_duration() -> None:
     ran = run(["status", "--timeout", "soon"])
     assert ran.returncode == 2
-    assert "cannot read duration 'soon'" in one_clear_line(ran.stderr)
+    assert "--timeout: cannot read duration 'soon'" in one_clear_line(ran.stderr)  # it names the flag
 
 
 def test_timeout_is_in_the_help_of_every_command_that_talks_to_servers() -> None:

@@ -329,7 +329,7 @@ def test_check_usage_errors_are_unknown(args: list[str]) -> None:
 
 def test_a_usage_error_elsewhere_stays_exit_2() -> None:
     result = gearctl("status", "--timeout", "soon")
-    assert result.returncode == 2 and result.stderr.startswith(b"gearctl: cannot read duration 'soon'")
+    assert result.returncode == 2 and result.stderr.startswith(b"gearctl: --timeout: cannot read duration 'soon'")
 
 
 def test_job_asks_servers_at_once(gearmand: Gearmand) -> None:

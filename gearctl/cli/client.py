@@ -81,7 +81,7 @@ def client(
         raise UsageError("give either --at or --in, not both")
     when = parse_when(at) if at is not None else None
     if in_ is not None:
-        when = int(time.time() + parse_duration(in_) + 0.5)
+        when = int(time.time() + parse_duration(in_, "--in") + 0.5)
     if when is not None and wait:
         raise UsageError("--at/--in schedule a background job; it cannot be combined with --wait")
     if each_line and unique:
@@ -91,7 +91,7 @@ def client(
     if decode is not None and not wait:
         raise UsageError("--decode reads a job's result; add --wait (a background job has none)")
     decoding = decode.value if decode is not None else None
-    seconds = parse_duration(timeout) if timeout is not None else None
+    seconds = parse_duration(timeout, "--timeout") if timeout is not None else None
     gear = server.client()
 
     def make_job(body: bytes, index: int | None = None) -> Job:

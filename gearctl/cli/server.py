@@ -59,7 +59,7 @@ def server_command(
     if log_format not in ("text", "json"):
         raise UsageError(f"--log-format must be text or json, not {log_format!r}")
     logs.setup(log_format, log_level)
-    server = Server(host, port, max_queue or None, parse_duration(graceful_timeout), store=store)
+    server = Server(host, port, max_queue or None, parse_duration(graceful_timeout, "--graceful-timeout"), store=store)
     if pidfile:
         pidfiles.claim(pidfile)
     try:

@@ -141,16 +141,16 @@ def worker(
                       client_id=client_id or "", prefetch=prefetching, connect_timeout=server.connect_timeout,
                       tls=tls_options,
                       poll_interval=poll_interval, max_jobs=max_jobs,
-                      max_lifetime=parse_duration(max_lifetime) if max_lifetime else None,
+                      max_lifetime=parse_duration(max_lifetime, "--max-lifetime") if max_lifetime else None,
                       max_memory_mb=max_memory, burst=burst, log_format=log_format.value, log_level=log_level,
                       logs_to_pipe=live, retry=retry_defaults, allow_insecure_plugins=allow_insecure_plugins,
                       dedicated=frozenset(dedicated))
 
     notifier, watchdog = sdnotify.from_environment()  # systemd's, for the supervisor alone
     options = SupervisorOptions(concurrency=len(plan) if plan else concurrency,
-                                graceful_timeout=parse_duration(graceful_timeout), plan=plan,
+                                graceful_timeout=parse_duration(graceful_timeout, "--graceful-timeout"), plan=plan,
                                 pidfile=pidfile, burst=burst, functions=frozenset(f.name for f in chosen),
-                                start_timeout=parse_duration(start_timeout), watchdog=watchdog)
+                                start_timeout=parse_duration(start_timeout, "--start-timeout"), watchdog=watchdog)
     view = render.SupervisorView(client_id or "", server.servers, live, [f.name for f in chosen])
     with view:
         logs.setup(log_format.value, log_level, console=view.console)
