@@ -55,6 +55,17 @@ def test_the_invalid_record_has_a_jobs_fields_and_the_line_only_when_there_is_on
 
 
 # -- EachLineRun: lines to jobs --------------------------------------------------------------
+def test_a_retry_warning_is_said_with_one_gearctl_prefix(capsys: pytest.CaptureFixture[str]) -> None:
+    job = _ended("exception", 1)
+    job.warnings = [b"gearctl: attempt 2 of 3 scheduled for 2026-12-01T12:00:40Z: RuntimeError: busy",
+                    b"careful now"]
+    _in_a_loop(lambda: _run(background=False).done(job))
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == [
+        "gearctl: line 1: warning: attempt 2 of 3 scheduled for 2026-12-01T12:00:40Z: RuntimeError: busy",
+        "gearctl: line 1: warning: careful now"]
+
+
 def test_a_valid_line_becomes_a_job_with_its_number() -> None:
     run = _run(encoding="json")
     job = run.job_for(b'{"a": 1}', 4)

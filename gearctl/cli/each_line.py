@@ -120,8 +120,9 @@ class EachLineRun:
         if job.error is not None:
             self.errors.setdefault(job.state, job.error)
         if not self.options.as_json:
-            for warning in job.warnings:
-                self.reports.report(job.index, f"warning: {one_line(warning.decode('utf-8', 'replace'))}")
+            for warning in job.warnings:  # a gearctl worker's own (a retry's) start "gearctl: ": said once
+                text = one_line(warning.decode("utf-8", "replace")).removeprefix("gearctl: ")
+                self.reports.report(job.index, f"warning: {text}")
         self._show(job)
         if job.state not in ("queued", "complete"):
             self._count_failure()
