@@ -301,6 +301,14 @@ def test_wait_timeout_exits_4(gearmand: Gearmand) -> None:
     assert b"did not finish" in result.stderr
 
 
+def test_a_timeout_of_0_is_no_limit(gearmand: Gearmand) -> None:
+    queued = gearctl("client", "later", "--data", "x", "--timeout", "0", "-s", gearmand.address)
+    assert queued.returncode == 0 and queued.stdout.startswith(b"H:"), queued  # it timed out at once
+    assert gearmand.queued("later") == 1
+    status = gearctl("status", "--timeout", "0", "-s", gearmand.address)
+    assert status.returncode == 0 and b"later\t" in status.stdout, status
+
+
 def test_queue_full_is_refused_exit_8(gearmand: Gearmand) -> None:
     assert gearctl("client", "capped", "--data", "1", "-s", gearmand.address).returncode == 0
     assert gearmand.admin("maxqueue capped 1") == ["OK"]

@@ -302,7 +302,7 @@ def with_servers(*, io_timeout: bool = True, timeout: bool = True) -> Callable[[
         def command(*args: Any, **kwargs: Any) -> Any:
             given = {name: kwargs.pop(name) for name, _, _ in flags}
             if given.get("timeout") is not None:
-                given["timeout"] = parse_duration(given["timeout"], "--timeout")
+                given["timeout"] = parse_duration(given["timeout"], "--timeout") or None  # 0: no limit
             server = ServerOptions(**given)
             return fn(*args, server=server, **kwargs)
 

@@ -91,7 +91,7 @@ def client(
     if decode is not None and not wait:
         raise UsageError("--decode reads a job's result; add --wait (a background job has none)")
     decoding = decode.value if decode is not None else None
-    seconds = parse_duration(timeout, "--timeout") if timeout is not None else None
+    seconds = (parse_duration(timeout, "--timeout") or None) if timeout is not None else None  # 0: no limit
     gear = server.client()
 
     def make_job(body: bytes, index: int | None = None) -> Job:
