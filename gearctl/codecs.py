@@ -179,7 +179,7 @@ def prepare_payload(data: bytes, encoding: str) -> bytes:
 #       ("\0Class\0"); shown back with plain names
 #   {"__php_enum__": "Suit:Hearts"}       an enum case
 #   {"__php_serializable__": "ArrayObject", "base64": "..."}   a Serializable's payload
-#   {"__base64__": "..."}                 a string that is not UTF-8 (output only)
+#   {"__base64__": "..."}                 a string that is not UTF-8
 PHP_CLASS, PHP_ENUM, PHP_SERIALIZABLE, BASE64 = "__php_class__", "__php_enum__", "__php_serializable__", "__base64__"
 PHP_VISIBILITY, PHP_SHADOWED, PHP_CYCLE = "__php_visibility__", "__php_shadowed__", "__php_cycle__"
 
