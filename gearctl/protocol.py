@@ -301,8 +301,10 @@ class Decoder:
 
     def _invalid(self, raw_magic: bytes, raw_type: int) -> NoReturn:
         magic = _MAGICS.get(raw_magic)
-        if magic is None:
-            self._fail(f"bad magic {raw_magic!r} (not Gearman binary protocol)")
+        if magic is None:  # the commonest wrong port is a web server's: its status line, or a page
+            http = raw_magic.startswith(b"HTTP") or raw_magic.lstrip().startswith(b"<")
+            what = "an HTTP server, not gearmand" if http else "not Gearman binary protocol"
+            self._fail(f"bad magic {raw_magic!r} ({what})")
         try:
             ptype = PacketType(raw_type)
         except ValueError:

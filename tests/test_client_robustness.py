@@ -77,7 +77,7 @@ def test_a_web_server_on_the_port_fails_at_once_with_exit_7(http_server: int, ar
     result = gearctl(*args, "-s", f"127.0.0.1:{http_server}", timeout=60)
     assert result.returncode == 7, result.stderr
     first = result.stderr.splitlines()[0]
-    assert first.startswith(b"gearctl: ") and (b"bad magic" in first or b"HTTP server" in first), result.stderr
+    assert first.startswith(b"gearctl: ") and b"an HTTP server, not gearmand" in first, result.stderr
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_ping_says_a_web_server_is_not_gearman(http_server: int) -> None:
     # the bad magic, not a --io-timeout (30 s by default) run out.
     result = gearctl("ping", "-s", f"127.0.0.1:{http_server}", timeout=60)
     assert result.returncode == 7  # a protocol error, as the client says (a server down is 3)
-    assert b"\tdown\t" in result.stdout and b"bad magic" in result.stdout, result.stdout
+    assert b"\tdown\t" in result.stdout and b"an HTTP server, not gearmand" in result.stdout, result.stdout
 
 
 def test_a_worker_pointed_at_a_web_server_says_so(http_server: int, procs: Procs, tmp_path) -> None:
