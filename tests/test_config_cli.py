@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Embedded, clean_env
+from conftest import Embedded, clean_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -189,6 +189,18 @@ def test_an_unknown_alias_exits_2_listing_the_known_ones(home: Home) -> None:
     result = home.run("@prod", "status")
     assert result.returncode == 2
     assert "gearctl.toml defines none" in result.stderr.decode()
+
+
+def test_an_alias_after_the_command_is_said_to_go_before_it(home: Home) -> None:
+    home.write('[aliases.prod]\nservers = "127.0.0.1:1"\n')
+    for argv in (["status", "@prod"], ["client", "@prod", "payload.json"]):
+        result = home.run(*argv)
+        assert (result.returncode, result.stderr.decode()) == (
+            2, f"gearctl: @prod is an alias; put it before the command: gearctl @prod {argv[0]} ...\n")
+    check = home.run("check", "@prod")
+    assert check.returncode == 3 and check.stdout.startswith(b"GEARMAN UNKNOWN - @prod is an alias")
+    other = home.run("client", "f", "--data", "@prod", "-s", f"127.0.0.1:{free_port()}")  # a payload is no alias
+    assert other.returncode == 3 and b"alias" not in other.stderr
 
 
 def test_aliases_lists_them(home: Home) -> None:

@@ -35,7 +35,7 @@ from ..connection import (
     parse_servers,
 )
 from ..deadlines import deadline_after, within
-from ..errors import ExitCode, GearctlError
+from ..errors import ExitCode, GearctlError, UsageError
 from ..timeparse import parse_duration
 from .helptext import examples
 from .streams import OutputClosed, one_line
@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 ROOT_VALUE_FLAGS = frozenset({"--config", "--alias"})  # the root's flags that take a value
 CONFIG_META = "gearctl.config"  # where the root puts the loaded Config in ctx.meta
+FIRST_ARG = "gearctl.first_arg"  # the command's first word, for a misplaced @alias
 BARE_AT = "gearctl.bare_at"  # completion: bash split "@pr" into "@" and "pr" (@ is in COMP_WORDBREAKS)
 
 
@@ -81,6 +82,7 @@ class GearctlGroup(TyperGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name, command, rest = super().resolve_command(ctx, args)
         GLOBAL_FLAGS.command = name or ""  # invoke() reports errors of `check` as a monitoring plugin
+        ctx.meta[FIRST_ARG] = rest[0] if rest else ""  # `gearctl status @prod`: the root callback says where it goes
         return name, command, rest
 
     def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
@@ -215,6 +217,10 @@ def _root(
     """
     GLOBAL_FLAGS.debug = GLOBAL_FLAGS.debug or debug
     config = load_config(config_file, alias)  # a bad one fails the command (`check`: UNKNOWN, see invoke())
+    first = ctx.meta.get(FIRST_ARG, "")
+    if first.startswith("@") and first[1:] in alias_names(config):  # not a function or a pattern: a lost alias
+        raise UsageError(f"{first} is an alias; put it before the command: "
+                         f"gearctl {first} {ctx.invoked_subcommand} ...")
     ctx.meta[CONFIG_META] = config
     ctx.default_map = command_defaults(ctx.command, config)
 
