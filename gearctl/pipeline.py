@@ -190,7 +190,8 @@ class ManyRun:
     def expire(self, error: Timeout) -> None:
         self.stopped = True  # what was not taken from the source is not submitted
         for job in list(self.inflight):
-            job.finish("timeout", Timeout(f"job {job.handle or '(not created)'} ({job.function}): {error}"))
+            what = f"job {job.handle} ({job.function})" if job.handle else f"{job.function}: no JOB_CREATED yet"
+            job.finish("timeout", Timeout(f"{what}: {error}"))
 
     def fail(self, error: BaseException) -> None:
         """A caller's callback failed: take no more jobs, stop waiting, re-raise it."""

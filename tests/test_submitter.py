@@ -240,3 +240,19 @@ def test_a_connection_error_reaches_every_job_of_the_write() -> None:
     for callback in conn.callbacks:
         callback(lost)
     assert answers == [("sent", lost), ("sent", lost)]
+
+
+def test_a_run_that_expires_names_each_job_by_its_handle_or_as_not_yet_created() -> None:
+    from gearctl.pipeline import IterSource, ManyRun
+
+    async def go() -> list[str]:
+        run = ManyRun(submitter(), IterSource([]), 2, None, None, None)
+        created, sent = Job("mail", background=False), Job("mail", background=False)
+        created.state = sent.state = "sent"
+        created.created(b"H:x:7", SERVERS[0])
+        run.inflight = {created, sent}
+        run.expire(Timeout("timed out waiting for the jobs"))
+        return sorted(str(job.error) for job in (created, sent))
+
+    assert asyncio.run(go()) == ["job H:x:7 (mail): timed out waiting for the jobs",
+                                 "mail: no JOB_CREATED yet: timed out waiting for the jobs"]
