@@ -100,12 +100,12 @@ class ServerError(GearctlError):
 
 
 class NotFound(ServerError):
-    """No server holds the job asked for, as gearctl found by looking (exit 8,
-    as a server's own UNKNOWN_JOB). Said as it is, with no "server error": no
-    server sent one."""
+    """No server holds the job (or function) asked for, as gearctl found by
+    looking (exit 8, as a server's own UNKNOWN_JOB). Said as it is, with no
+    "server error": no server sent one."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__("UNKNOWN_JOB", text)
+    def __init__(self, text: str, code: str = "UNKNOWN_JOB") -> None:
+        super().__init__(code, text)
         self.args = (text,)
 
 

@@ -197,6 +197,7 @@ def test_an_alias_after_the_command_is_said_to_go_before_it(home: Home) -> None:
         result = home.run(*argv)
         assert (result.returncode, result.stderr.decode()) == (
             2, f"gearctl: @prod is an alias; put it before the command: gearctl @prod {argv[0]} ...\n")
+    assert home.run("status", "@prod", "--help").returncode == 0  # help is help
     check = home.run("check", "@prod")
     assert check.returncode == 3 and check.stdout.startswith(b"GEARMAN UNKNOWN - @prod is an alias")
     other = home.run("client", "f", "--data", "@prod", "-s", f"127.0.0.1:{free_port()}")  # a payload is no alias

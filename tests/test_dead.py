@@ -115,7 +115,8 @@ def test_show_prints_everything_and_unknown_ids_exit_8(gearmand: Gearmand) -> No
         "gearctl: no dead job no-such-id on any server (an ID is a dead job's key or handle, as `gearctl dead list` "
         "shows them)"]
     by_id_form = gearctl("dead", "show", "gone~dead.1764590460000", "-s", gearmand.address)
-    assert by_id_form.stderr.decode() == "gearctl: no dead job gone~dead.1764590460000 on any server\n"
+    assert (by_id_form.returncode, by_id_form.stderr.decode()) == (
+        8, "gearctl: no dead job gone~dead.1764590460000 on any server\n")
     for command in (["retry", "gone~dead.1764590460000"], ["purge", "H:nowhere:99", "--yes"]):
         unknown = gearctl("dead", *command, "-s", gearmand.address)  # an ID by its form, not a function
         assert unknown.returncode == 8 and "no dead job" in unknown.stderr.decode(), unknown.stderr

@@ -82,7 +82,8 @@ class GearctlGroup(TyperGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name, command, rest = super().resolve_command(ctx, args)
         GLOBAL_FLAGS.command = name or ""  # invoke() reports errors of `check` as a monitoring plugin
-        ctx.meta[FIRST_ARG] = rest[0] if rest else ""  # `gearctl status @prod`: the root callback says where it goes
+        # `gearctl status @prod`: the root callback says where an alias goes (help is help)
+        ctx.meta[FIRST_ARG] = rest[0] if rest and not {"--help", "-h"} & set(rest) else ""
         return name, command, rest
 
     def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:

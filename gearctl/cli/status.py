@@ -9,14 +9,13 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from .. import __version__, monitor, ops, render
 from ..client import AsyncClient, JobStatus
-from ..errors import ExitCode, GearctlError, NotFound, ServerError, UsageError, reason_at
+from ..errors import ExitCode, GearctlError, NotFound, UsageError, reason_at
 from .app import NO_SERVER_OPTIONS, ServerOptions, app, with_servers
 from .completion import complete_functions, complete_unique_keys
 from .helptext import examples
@@ -30,15 +29,9 @@ def _collect(server: ServerOptions, **parts: Any) -> list[monitor.ServerReport]:
     return server.run(monitor.collect(server.addresses(), **server.bounds(), **parts))
 
 
-def _collect_answered(server: ServerOptions, document: Callable[[list[monitor.ServerReport]], Any] | None = None,
-                      **parts: bool) -> list[monitor.ServerReport]:
-    """_collect, failing (exit 3, or 7) when no server answered. With `document`
-    (--json), that failure still prints the document first, every server in it
-    `"up": false`: a script's JSON parser gets one whatever the servers did."""
-    reports = _collect(server, **parts)
-    if document is not None and not any(r.up for r in reports):
-        Out().line(json.dumps(document(reports), indent=2))
-    return monitor.answered(reports)
+# ANSWERED: with --json the document goes out before monitor.answered() fails a
+# command no server answered (exit 3, or 7), each server `"up": false` in it, so that
+# `gearctl status --json | jq` always has a document to read.
 
 
 def _warn_down(reports: list[monitor.ServerReport]) -> None:
@@ -68,9 +61,12 @@ def status(
         raise UsageError(f"--sort takes one of {', '.join(monitor.SORT_KEYS)}, not {sort!r}")
     if watch:
         return _watch_status(server, wanted, sort, interval, as_json)
-    reports = _collect_answered(server, (lambda r: monitor.status_document(r, wanted, sort)) if as_json else None,
-                                workers=True)  # workers: who prefetches (held jobs)
-    _print_status(reports, wanted, sort, as_json)
+    reports = _collect(server, workers=True)  # workers: who prefetches (held jobs)
+    if as_json:  # first: a script's parser gets a document whatever the servers did (ANSWERED)
+        _print_status(reports, wanted, sort, as_json)
+    monitor.answered(reports)
+    if not as_json:
+        _print_status(reports, wanted, sort, as_json)
     return ExitCode.OK
 
 
@@ -125,9 +121,11 @@ def workers(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """Connections per server: fd, address, client id and registered functions."""
-    reports = _collect_answered(server, monitor.workers_document if as_json else None, status=False, workers=True)
-    if as_json:
+    reports = _collect(server, status=False, workers=True)
+    if as_json:  # ANSWERED
         Out().line(json.dumps(monitor.workers_document(reports), indent=2))
+    monitor.answered(reports)
+    if as_json:
         return ExitCode.OK
     _warn_down(reports)
     render.print_workers(reports)
@@ -144,10 +142,11 @@ def jobs(
     server: ServerOptions = NO_SERVER_OPTIONS,
 ) -> int:
     """The jobs each server holds (show jobs): handle, retries, ignored, queued."""
-    reports = _collect_answered(server, (lambda r: monitor.jobs_document(r, unique)) if as_json else None,
-                                status=False, jobs=not unique, uniques=unique)
-    if as_json:
+    reports = _collect(server, status=False, jobs=not unique, uniques=unique)
+    if as_json:  # ANSWERED
         Out().line(json.dumps(monitor.jobs_document(reports, unique), indent=2))
+    monitor.answered(reports)
+    if as_json:
         return ExitCode.OK
     _warn_down(reports)
     render.print_jobs(reports, unique)
@@ -285,7 +284,7 @@ def drop(
     if result.refused:
         return ExitCode.SERVER_REFUSED
     if not dropped:
-        raise ServerError("ERR", f"no server knows the function {function}")
+        raise NotFound(f"no server knows the function {function}", "ERR")
     return ExitCode.OK
 
 
@@ -305,7 +304,7 @@ def version(
         return code
     out.line(f"gearctl {__version__}")
     for r in reports:
-        out.line(f"{r.address}\t{r.version if r.up else 'down: ' + str(r.error)}")
+        out.line(f"{r.address}\t{r.version if r.up else 'down: ' + reason_at(r.address, r.error)}")
     return code
 
 
