@@ -23,7 +23,7 @@ from . import admin
 from .addresses import DEFAULT_CONNECT_TIMEOUT, ServerAddress, connecting, describe_socket_error
 from .deadlines import wait_at_most
 from .errors import ConnectionFailed, RemoteProtocolError, ServerError, Timeout
-from .protocol import PacketType, encode
+from .protocol import PacketType, encode, looks_like_http
 
 if TYPE_CHECKING:
     import ssl
@@ -107,9 +107,7 @@ async def _read_answer(reader: asyncio.StreamReader, command: str, clock: _Answe
             raise ConnectionFailed(f"{address}: connection closed during {command!r}")
         if not seen:
             seen = chunk
-            # The commonest wrong port: a web server or proxy (its status line, or, from one
-            # that takes our line for an HTTP/0.9 request, as Python's http.server does, a page).
-            if chunk.startswith(b"HTTP/") or chunk.lstrip().startswith(b"<"):
+            if looks_like_http(chunk):
                 raise RemoteProtocolError(f"{address}: answered {command!r} with "
                                           f"{_first_line(chunk)!r}: an HTTP server, not gearmand")
         try:

@@ -237,6 +237,12 @@ _SPECS: dict[tuple[bytes, int], tuple[Magic, PacketType, int, bool]] = {
 }
 
 
+def looks_like_http(first_bytes: bytes) -> bool:
+    """The commonest wrong port is a web server's: its status line, or, from one
+    that takes a request line for HTTP/0.9 (as Python's http.server does), a page."""
+    return first_bytes.startswith(b"HTTP") or first_bytes.lstrip().startswith(b"<")
+
+
 class Decoder:
     """Incremental decoder: feed() bytes in any chunking, next() whole packets.
 
@@ -301,9 +307,8 @@ class Decoder:
 
     def _invalid(self, raw_magic: bytes, raw_type: int) -> NoReturn:
         magic = _MAGICS.get(raw_magic)
-        if magic is None:  # the commonest wrong port is a web server's: its status line, or a page
-            http = raw_magic.startswith(b"HTTP") or raw_magic.lstrip().startswith(b"<")
-            what = "an HTTP server, not gearmand" if http else "not Gearman binary protocol"
+        if magic is None:
+            what = "an HTTP server, not gearmand" if looks_like_http(raw_magic) else "not Gearman binary protocol"
             self._fail(f"bad magic {raw_magic!r} ({what})")
         try:
             ptype = PacketType(raw_type)

@@ -39,6 +39,11 @@ def parse_duration(text: str, flag: str = "") -> float:
     return value
 
 
+def parse_limit(text: str, flag: str) -> float | None:
+    """A --timeout: its seconds, or None for 0 (no limit, as GNU timeout reads it)."""
+    return parse_duration(text, flag) or None
+
+
 def parse_when(text: str, now: float | None = None) -> int:
     """--at: epoch seconds, an ISO 8601 date-time (naive means local time), or
     HH:MM[:SS] (the next such time today or tomorrow) -> epoch seconds."""

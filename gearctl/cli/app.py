@@ -36,7 +36,7 @@ from ..connection import (
 )
 from ..deadlines import deadline_after, within
 from ..errors import ExitCode, GearctlError, UsageError
-from ..timeparse import parse_duration
+from ..timeparse import parse_limit
 from .helptext import examples
 from .streams import OutputClosed, one_line
 
@@ -309,7 +309,7 @@ def with_servers(*, io_timeout: bool = True, timeout: bool = True) -> Callable[[
         def command(*args: Any, **kwargs: Any) -> Any:
             given = {name: kwargs.pop(name) for name, _, _ in flags}
             if given.get("timeout") is not None:
-                given["timeout"] = parse_duration(given["timeout"], "--timeout") or None  # 0: no limit
+                given["timeout"] = parse_limit(given["timeout"], "--timeout")
             server = ServerOptions(**given)
             return fn(*args, server=server, **kwargs)
 

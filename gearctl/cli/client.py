@@ -18,7 +18,7 @@ from .. import render
 from ..client import AsyncClient, Job
 from ..deadlines import deadline_after, remaining
 from ..errors import ExitCode, GearctlError, PayloadError, UsageError
-from ..timeparse import parse_duration, parse_when
+from ..timeparse import parse_duration, parse_limit, parse_when
 from .app import (
     HELP_DECODE,
     HELP_ENCODING,
@@ -91,7 +91,7 @@ def client(
     if decode is not None and not wait:
         raise UsageError("--decode reads a job's result; add --wait (a background job has none)")
     decoding = decode.value if decode is not None else None
-    seconds = (parse_duration(timeout, "--timeout") or None) if timeout is not None else None  # 0: no limit
+    seconds = parse_limit(timeout, "--timeout") if timeout is not None else None
     gear = server.client()
 
     def make_job(body: bytes, index: int | None = None) -> Job:

@@ -37,7 +37,7 @@ def _collect(server: ServerOptions, **parts: Any) -> list[monitor.ServerReport]:
 def _warn_down(reports: list[monitor.ServerReport]) -> None:
     for r in reports:
         if not r.up:
-            sys.stderr.write(f"gearctl: {r.address} is down: {reason_at(r.address, r.error)}\n")
+            sys.stderr.write(f"gearctl: {r.address} is down: {r.reason}\n")
 
 
 @app.command(epilog=examples("gearctl status",
@@ -304,7 +304,7 @@ def version(
         return code
     out.line(f"gearctl {__version__}")
     for r in reports:
-        out.line(f"{r.address}\t{r.version if r.up else 'down: ' + reason_at(r.address, r.error)}")
+        out.line(f"{r.address}\t{r.version if r.up else 'down: ' + r.reason}")
     return code
 
 
